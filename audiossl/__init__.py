@@ -1,0 +1,3 @@
+"""audiossl: self-supervised learning for speech, general audio and music."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,121 @@
+"""Reading audio: anything libsndfile reads, mixed down to mono, resampled to the model's rate.
+
+Audio is returned as a float32 ``torch.Tensor`` of shape ``[time]``. Errors are raised as
+:class:`AudioError`, which names the file and the reason, so callers can report and skip.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+
+class AudioError(Exception):
+    """An audio file that cannot be used; ``reason`` is a short machine-readable code."""
+
+    def __init__(self, path: str | Path, reason: str, detail: str = "") -> None:
+        self.path = str(path)
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{path}: {reason}" + (f" ({detail})" if detail else ""))
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    path: str
+    sample_rate: int
+    num_frames: int
+    channels: int
+    format: str
+
+    @property
+    def duration(self) -> float:
+        return self.num_frames / self.sample_rate if self.sample_rate else 0.0
+
+
+def audio_info(path: str | Path) -> AudioInfo:
+    """Header information without decoding the samples. Raises :class:`AudioError`."""
+    path = Path(path)
+    if not path.exists():
+        raise AudioError(path, "missing", "no such file")
+    if path.stat().st_size == 0:
+        raise AudioError(path, "empty", "file has 0 bytes")
+    try:
+        info = sf.info(str(path))
+    except Exception as e:  # libsndfile raises RuntimeError/LibsndfileError on bad headers
+        raise AudioError(path, "unreadable", str(e).strip()) from None
+    return AudioInfo(str(path), int(info.samplerate), int(info.frames), int(info.channels), info.format)
+
+
+def to_mono(samples: np.ndarray) -> np.ndarray:
+    """``[time, channels]`` or ``[time]`` → ``[time]`` by averaging channels."""
+    if samples.ndim == 1:
+        return samples
+    return samples.mean(axis=1)
+
+
+@lru_cache(maxsize=32)
+def _resampler(orig: int, new: int):
+    import torchaudio.transforms as T
+
+    return T.Resample(orig, new, dtype=torch.float32)
+
+
+def resample(wav: torch.Tensor, orig_sr: int, target_sr: int) -> torch.Tensor:
+    """Band-limited sinc resampling (torchaudio); ``[..., time]`` → ``[..., time']``."""
+    if orig_sr == target_sr:
+        return wav
+    g = math.gcd(orig_sr, target_sr)
+    return _resampler(orig_sr // g, target_sr // g)(wav)
+
+
+def load_audio(
+    path: str | Path,
+    sample_rate: int | None = None,
+    *,
+    start: int = 0,
+    frames: int = -1,
+    check_finite: bool = True,
+) -> tuple[torch.Tensor, int]:
+    """Read ``path`` as mono float32 ``[time]``, resampled to ``sample_rate`` when given.
+
+    ``start``/``frames`` select a span in the file's own sample rate. Returns ``(wav, rate)``.
+    Raises :class:`AudioError` (missing, empty, unreadable, non_finite, no_samples).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise AudioError(path, "missing", "no such file")
+    if path.stat().st_size == 0:
+        raise AudioError(path, "empty", "file has 0 bytes")
+    try:
+        data, sr = sf.read(str(path), start=start, frames=frames, dtype="float32", always_2d=True)
+    except Exception as e:
+        raise AudioError(path, "unreadable", str(e).strip()) from None
+    if data.shape[0] == 0:
+        raise AudioError(path, "no_samples", "file decodes to 0 samples")
+    mono = to_mono(data)
+    if check_finite and not np.isfinite(mono).all():
+        raise AudioError(path, "non_finite", "NaN or inf samples")
+    wav = torch.from_numpy(np.ascontiguousarray(mono, dtype=np.float32))
+    if sample_rate is not None and sr != sample_rate:
+        wav = resample(wav, sr, sample_rate)
+        sr = sample_rate
+    return wav, int(sr)
+
+
+def save_audio(path: str | Path, wav: torch.Tensor | np.ndarray, sample_rate: int, subtype: str = "PCM_16") -> None:
+    """Write ``[time]`` (or ``[time, channels]``) audio; atomic (temp file + rename)."""
+    from audiossl.utils.fileio import atomic_open
+
+    if isinstance(wav, torch.Tensor):
+        wav = wav.detach().cpu().numpy()
+    path = Path(path)
+    fmt = path.suffix.lstrip(".").upper() or "WAV"
+    with atomic_open(path, "wb") as f:
+        sf.write(f, wav, sample_rate, subtype=subtype, format=fmt)

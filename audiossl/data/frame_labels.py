@@ -1,0 +1,86 @@
+"""Frame labels (k-means units, tokenizer codes) stored with their identity and frame rate.
+
+``<split>.<name>`` holds one line per manifest row with space-separated integer labels (fairseq's
+``.km`` format), and ``<split>.<name>.json`` beside it records what produced them::
+
+    {"frame_rate": 50.0, "num_classes": 500, "tokenizer": {...}, "num_rows": N}
+
+Trainers check the rate and the per-utterance count against the model before step 1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from audiossl.utils.fileio import atomic_write_json, atomic_write_text
+
+
+class LabelError(ValueError):
+    """Frame labels that do not fit; the message names the file, the row and both numbers."""
+
+
+@dataclass
+class LabelInfo:
+    frame_rate: float
+    num_classes: int
+    tokenizer: dict = field(default_factory=dict)
+
+
+def sidecar(path: str | os.PathLike) -> Path:
+    return Path(str(path) + ".json")
+
+
+def write_frame_labels(path: str | os.PathLike, labels: list[np.ndarray], info: LabelInfo) -> Path:
+    path = Path(path)
+    for i, lab in enumerate(labels):
+        if lab.size and (lab.min() < 0 or lab.max() >= info.num_classes):
+            raise LabelError(f"{path}: row {i + 1} has labels outside [0, {info.num_classes})")
+    atomic_write_text(path, "".join(" ".join(map(str, np.asarray(l).tolist())) + "\n" for l in labels))
+    atomic_write_json(
+        sidecar(path),
+        {"frame_rate": info.frame_rate, "num_classes": info.num_classes, "tokenizer": info.tokenizer, "num_rows": len(labels)},
+    )
+    return path
+
+
+def read_frame_labels(path: str | os.PathLike) -> tuple[list[np.ndarray], LabelInfo]:
+    """Read labels and their sidecar; checks row count, range and that the sidecar exists."""
+    path = Path(path)
+    if not path.is_file():
+        raise LabelError(f"{path}: label file not found")
+    meta_path = sidecar(path)
+    if not meta_path.is_file():
+        raise LabelError(
+            f"{path}: no {meta_path.name} beside it, so the frame rate and tokenizer are unknown; "
+            f"write labels with `audiossl kmeans label` (or add the sidecar by hand)."
+        )
+    meta = json.loads(meta_path.read_text())
+    info = LabelInfo(float(meta["frame_rate"]), int(meta["num_classes"]), meta.get("tokenizer", {}))
+    if info.num_classes <= 0:
+        raise LabelError(f"{meta_path}: num_classes is {info.num_classes}; the label dictionary is empty")
+    labels = []
+    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+        try:
+            lab = np.array(line.split(), dtype=np.int64)
+        except ValueError:
+            raise LabelError(f"{path}:{lineno}: non-integer label in {line[:60]!r}") from None
+        if lab.size and (lab.min() < 0 or lab.max() >= info.num_classes):
+            raise LabelError(
+                f"{path}:{lineno}: label {int(lab.max() if lab.max() >= info.num_classes else lab.min())} "
+                f"outside [0, {info.num_classes}) declared in {meta_path.name}"
+            )
+        labels.append(lab)
+    if "num_rows" in meta and meta["num_rows"] != len(labels):
+        raise LabelError(f"{path}: {len(labels)} rows but {meta_path.name} says {meta['num_rows']} (half-written file?)")
+    return labels, info
+
+
+def write_fairseq_dict(path: str | os.PathLike, num_classes: int) -> Path:
+    """fairseq's ``dict.km.txt``: ``<symbol> <count>`` per class."""
+    atomic_write_text(path, "".join(f"{i} 1\n" for i in range(num_classes)))
+    return Path(path)
