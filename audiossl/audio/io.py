@@ -7,6 +7,7 @@ Audio is returned as a float32 ``torch.Tensor`` of shape ``[time]``. Errors are 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -33,6 +34,8 @@ class AudioInfo:
     num_frames: int
     channels: int
     format: str
+    truncated: bool = False
+    """The header promises more audio data than the file holds (a cut-off download or copy)."""
 
     @property
     def duration(self) -> float:
@@ -50,7 +53,12 @@ def audio_info(path: str | Path) -> AudioInfo:
         info = sf.info(str(path))
     except Exception as e:  # libsndfile raises RuntimeError/LibsndfileError on bad headers
         raise AudioError(path, "unreadable", str(e).strip()) from None
-    return AudioInfo(str(path), int(info.samplerate), int(info.frames), int(info.channels), info.format)
+    truncated = bool(_TRUNCATED.search(info.extra_info or ""))
+    return AudioInfo(str(path), int(info.samplerate), int(info.frames), int(info.channels), info.format, truncated)
+
+
+# libsndfile notes a data chunk larger than the file as "data : 32000 (should be 10637)".
+_TRUNCATED = re.compile(r"^data\s*:\s*\d+\s*\(should be \d+\)", re.MULTILINE)
 
 
 def to_mono(samples: np.ndarray) -> np.ndarray:

@@ -1,6 +1,6 @@
 """Audio validation: report every bad file with its reason, and let the run go on.
 
-Problems are either *fatal* for the file (it is skipped: missing, empty, unreadable,
+Problems are either *fatal* for the file (it is skipped: missing, empty, unreadable, truncated,
 too_short, too_long, non_finite, no_samples) or *warnings* (the file is kept and fixed on load:
 sample_rate is resampled, channels are mixed down; silent is kept because silence can be
 valid data, e.g. Speech Commands' ``_silence_`` class). A run ends with :meth:`ValidationReport.summary`.
@@ -22,7 +22,7 @@ from audiossl.audio.io import AudioError, audio_info
 
 log = logging.getLogger(__name__)
 
-FATAL = frozenset({"missing", "empty", "unreadable", "no_samples", "too_short", "too_long", "non_finite"})
+FATAL = frozenset({"missing", "empty", "unreadable", "truncated", "no_samples", "too_short", "too_long", "non_finite"})
 WARNING = frozenset({"sample_rate", "channels", "silent"})
 
 
@@ -92,6 +92,8 @@ def check_file(path: str | Path, config: ValidationConfig = ValidationConfig()) 
     problems: list[Problem] = []
     if info.num_frames == 0:
         return [Problem(path, "no_samples", "header reports 0 frames")]
+    if info.truncated:
+        return [Problem(path, "truncated", "header promises more audio data than the file holds")]
     if info.duration < config.min_duration:
         problems.append(Problem(path, "too_short", f"{info.duration:.3f}s < minimum {config.min_duration}s"))
     if config.max_duration is not None and info.duration > config.max_duration:
