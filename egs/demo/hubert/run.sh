@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# HuBERT on the embedded demo corpus, two iterations, CPU-sized (called by `make demo`).
+#
+#   egs/demo/hubert/run.sh [--exp DIR] [--stage N] [--stop_stage M] [--size small] [--nj 2]
+#
+# stage 0  synth             writes $exp/corpus (speech + keywords + prosody + music, with labels)
+# stage 1  MFCC              reads corpus/speech/{train,valid}.tsv   writes $exp/feats/mfcc/{train,valid}
+# stage 2  k-means on MFCC   writes $exp/km/mfcc.km.*, labels $exp/it1/data/{train,valid}.km (100 Hz)
+# stage 3  iteration 1       pretrains HuBERT-tiny on it1 labels     writes $exp/it1/exp, it1/exp/checkpoint
+# stage 4  layer features    dumps layer $layer of it1               writes $exp/feats/it1_L$layer/{train,valid}
+# stage 5  k-means on it1    writes $exp/km/it1.km.*, labels $exp/it2/data/{train,valid}.km (50 Hz)
+# stage 6  label quality     PNMI of MFCC vs iteration-1 labels against the phone alignments
+# stage 7  iteration 2       pretrains HuBERT-tiny on it2 labels     writes $exp/it2/exp/checkpoint
+#
+# Every stage writes $exp/.done.stageN when it finishes; a rerun skips finished stages.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+source "$here/../../utils/lib.sh"
+root=$(cd "$here/../../.." && pwd)
+
+exp=exp/demo_hubert
+stage=0
+stop_stage=7
+size=small
+seed=0
+nj=2
+k1=50          # clusters on MFCC (fairseq uses 100 on LibriSpeech)
+k2=100         # clusters on iteration-1 features (fairseq uses 500)
+layer=2        # hidden layer of HuBERT-tiny to cluster (fairseq: 6 of 12 for Base)
+percent=1.0    # fraction of frames per utterance used to fit k-means
+steps1=600     # pretraining steps per iteration
+steps2=600
+parse_options "$@"
+
+corpus=$exp/corpus
+mkdir -p "$exp"
+
+if run_stage 0 "synthesise the demo corpus ($size, seed $seed)"; then
+  audiossl synth "$corpus" --size "$size" --seed "$seed" --workers "$nj" --overwrite
+  stage_done 0
+fi
+
+if run_stage 1 "MFCC features (39-dim, 100 Hz)"; then
+  for split in train valid; do
+    audiossl features mfcc "$corpus/speech/$split.tsv" "$exp/feats/mfcc/$split" --workers "$nj"
+  done
+  stage_done 1
+fi
+
+label_dir() {  # $1 = it1|it2: a manifest dir holding copies of the speech manifests + labels
+  mkdir -p "$exp/$1/data"
+  for split in train valid; do cp "$corpus/speech/$split.tsv" "$exp/$1/data/$split.tsv"; done
+}
+
+if run_stage 2 "k-means (k=$k1) on MFCC, label the corpus"; then
+  audiossl kmeans fit "$exp/feats/mfcc/train" "$exp/km/mfcc" --k "$k1" --percent "$percent" --seed "$seed"
+  label_dir it1
+  for split in train valid; do
+    audiossl kmeans label "$exp/km/mfcc" "$exp/feats/mfcc/$split" "$exp/it1/data/$split.km" \
+      --manifest "$corpus/speech/$split.tsv" --fairseq-dict
+  done
+  stage_done 2
+fi
+
+pretrain() {  # $1 = iteration name, $2 = steps
+  audiossl pretrain --config "$root/recipes/hubert/tiny.yaml" --manifest-dir "$exp/$1/data" \
+    --train-split train --valid-split valid --labels km --out "$exp/$1/exp" --max-steps "$2"
+}
+
+if run_stage 3 "HuBERT-tiny iteration 1 ($steps1 steps on MFCC k-means labels)"; then
+  pretrain it1 "$steps1"
+  stage_done 3
+fi
+
+if run_stage 4 "layer-$layer features of iteration 1"; then
+  for split in train valid; do
+    audiossl features model "$corpus/speech/$split.tsv" "$exp/feats/it1_L$layer/$split" \
+      --ckpt "$exp/it1/exp/checkpoint" --layer "$layer" --workers 1
+  done
+  stage_done 4
+fi
+
+if run_stage 5 "k-means (k=$k2) on iteration-1 features, label the corpus"; then
+  audiossl kmeans fit "$exp/feats/it1_L$layer/train" "$exp/km/it1" --k "$k2" --percent "$percent" --seed "$seed"
+  label_dir it2
+  for split in train valid; do
+    audiossl kmeans label "$exp/km/it1" "$exp/feats/it1_L$layer/$split" "$exp/it2/data/$split.km" \
+      --manifest "$corpus/speech/$split.tsv" --fairseq-dict
+  done
+  stage_done 5
+fi
+
+if run_stage 6 "label quality: MFCC labels vs iteration-1 labels (PNMI against phone alignments)"; then
+  for it in it1 it2; do
+    audiossl kmeans quality "$exp/$it/data/train.km" --ref "$corpus/speech/train.ali" --ref-rate 100 \
+      --json "$exp/$it/quality.json"
+  done
+  python - "$exp" <<'PY'
+import json, sys
+exp = sys.argv[1]
+a = json.load(open(f"{exp}/it1/quality.json")); b = json.load(open(f"{exp}/it2/quality.json"))
+print(f"PNMI  MFCC k-means labels (iteration-1 targets): {a['pnmi']:.3f}")
+print(f"PNMI  HuBERT-it1 k-means labels (iteration-2 targets): {b['pnmi']:.3f}")
+PY
+  stage_done 6
+fi
+
+if run_stage 7 "HuBERT-tiny iteration 2 ($steps2 steps on iteration-1 labels)"; then
+  pretrain it2 "$steps2"
+  stage_done 7
+fi
+
+log "done: checkpoints in $exp/it1/exp/checkpoint and $exp/it2/exp/checkpoint"

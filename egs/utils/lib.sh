@@ -1,0 +1,38 @@
+# Shared helpers for egs/*/run.sh (source it). Kaldi/icefall conventions:
+#   --stage N --stop_stage M   run stages N..M;  any --name value  sets $name (dashes → underscores)
+#   .done markers              a finished stage is skipped on rerun; delete the marker to redo it
+log() { echo -e "$(date '+%Y-%m-%d %H:%M:%S') (${0##*/}:${BASH_LINENO[0]}) $*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+# parse_options "$@": every --key value pair must name a variable already defined by the script.
+parse_options() {
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --help|-h) usage_and_exit ;;
+      --*=*) key=${1%%=*}; val=${1#*=}; shift ;;
+      --*) [ $# -ge 2 ] || die "option $1 needs a value"; key=$1; val=$2; shift 2 ;;
+      *) die "unexpected argument '$1' (options are --name value)" ;;
+    esac
+    name=${key#--}; name=${name//-/_}
+    [ -n "${!name+x}" ] || die "unknown option --${key#--} (see --help)"
+    printf -v "$name" '%s' "$val"
+  done
+}
+
+usage_and_exit() { sed -n '2,/^$/p' "$0" | sed 's/^# \{0,1\}//'; exit 0; }
+
+# run_stage N "description": true when stage N is in [stage, stop_stage] and not yet done.
+# Mark completion with `stage_done N`.
+run_stage() {
+  local n=$1; shift
+  [ "$n" -ge "$stage" ] && [ "$n" -le "$stop_stage" ] || return 1
+  if [ -f "$exp/.done.stage$n" ]; then log "stage $n: $* — already done (rm $exp/.done.stage$n to redo)"; return 1; fi
+  log "stage $n: $*"
+  return 0
+}
+stage_done() { mkdir -p "$exp"; touch "$exp/.done.stage$1"; }
+
+# Use the project's venv when the caller has not activated one.
+if [ -z "${VIRTUAL_ENV:-}" ] && [ -x "$(dirname "${BASH_SOURCE[0]}")/../../.venv/bin/python" ]; then
+  PATH="$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.venv/bin" && pwd):$PATH"
+fi
