@@ -12,9 +12,13 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import soundfile as sf
-import torch
+
+if TYPE_CHECKING:  # torch is imported where it is used, so `prepare`/`validate` start fast
+    import torch
 
 
 class AudioError(Exception):
@@ -70,6 +74,7 @@ def to_mono(samples: np.ndarray) -> np.ndarray:
 
 @lru_cache(maxsize=32)
 def _resampler(orig: int, new: int):
+    import torch
     import torchaudio.transforms as T
 
     return T.Resample(orig, new, dtype=torch.float32)
@@ -107,6 +112,8 @@ def load_audio(
         raise AudioError(path, "unreadable", str(e).strip()) from None
     if data.shape[0] == 0:
         raise AudioError(path, "no_samples", "file decodes to 0 samples")
+    import torch
+
     mono = to_mono(data)
     if check_finite and not np.isfinite(mono).all():
         raise AudioError(path, "non_finite", "NaN or inf samples")
@@ -121,7 +128,7 @@ def save_audio(path: str | Path, wav: torch.Tensor | np.ndarray, sample_rate: in
     """Write ``[time]`` (or ``[time, channels]``) audio; atomic (temp file + rename)."""
     from audiossl.utils.fileio import atomic_open
 
-    if isinstance(wav, torch.Tensor):
+    if not isinstance(wav, np.ndarray):
         wav = wav.detach().cpu().numpy()
     path = Path(path)
     fmt = path.suffix.lstrip(".").upper() or "WAV"

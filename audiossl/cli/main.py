@@ -19,12 +19,12 @@ VERBS: dict[str, tuple[str | None, str]] = {
     "prepare": ("audiossl.cli.prepare", "turn a corpus on disk (or a directory / wav.scp) into manifests"),
     "validate": ("audiossl.cli.validate", "check audio files and report every bad one with its reason"),
     "features": ("audiossl.cli.features", "compute MFCC / fbank / CQT (or model layer) features into a sharded store"),
-    "kmeans": (None, "fit k-means on features, label a corpus, measure label quality [HuBERT issue #3]"),
+    "kmeans": ("audiossl.cli.kmeans", "fit k-means on features, label a corpus, measure label quality [HuBERT issue #3]"),
     "tokenizer": (None, "train acoustic tokenizers (BEATs VQ, MERT RVQ) [issues #6, #7]"),
-    "pretrain": (None, "pretrain HuBERT / BEATs / MERT on fairseq2's trainer [issue #3]"),
-    "extract": (None, "extract hidden states of any upstream to npy / hdf5 / ark [issue #4]"),
-    "export": (None, "export a checkpoint to HF transformers or fairseq format [issue #4]"),
-    "bench": (None, "SUPERB-style evaluation: frozen upstream, weighted layers, task heads [issue #5]"),
+    "pretrain": ("audiossl.cli.pretrain", "pretrain HuBERT / BEATs / MERT on fairseq2's trainer [issue #3]"),
+    "extract": ("audiossl.cli.extract", "extract hidden states of any upstream to npy / hdf5 / ark"),
+    "export": ("audiossl.cli.export", "export a checkpoint to HF transformers or fairseq format"),
+    "bench": ("audiossl.cli.bench", "SUPERB-style evaluation: frozen upstream, weighted layers, task heads"),
 }
 
 
