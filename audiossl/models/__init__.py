@@ -1,0 +1,29 @@
+"""Model code: encoder blocks, front ends and the HuBERT family (plain torch modules)."""
+
+from audiossl.models.hubert import (
+    CONFIGS,
+    HubertConfig,
+    HubertModel,
+    HubertOutput,
+    HubertPretrainModel,
+    PretrainOutput,
+    build_hubert,
+    hubert_base,
+    hubert_large,
+    hubert_tiny,
+    hubert_xlarge,
+)
+
+__all__ = [
+    "CONFIGS",
+    "HubertConfig",
+    "HubertModel",
+    "HubertOutput",
+    "HubertPretrainModel",
+    "PretrainOutput",
+    "build_hubert",
+    "hubert_base",
+    "hubert_large",
+    "hubert_tiny",
+    "hubert_xlarge",
+]

@@ -1,0 +1,150 @@
+"""HuBERT checkpoints: a directory with ``model.safetensors`` + ``config.json``.
+
+``config.json``::
+
+    {"family": "hubert", "format_version": 1, "config": {<HubertConfig fields>},
+     "frame_rate": 50.0, "has_pretrain_head": true, "extra": {...}}
+
+Weights are always stored with the keys of :class:`HubertPretrainModel` (``encoder.*``, plus
+``final_proj.*`` / ``label_embs`` when saved from the pretraining model). Loading reads safetensors
+only, so an untrusted checkpoint can never run code. Each file is written atomically; the weights
+go first and ``config.json`` last, so a directory with a config always has complete weights. Other
+files in the directory (tokenizer, trainer state) are left alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from audiossl.models.hubert import HubertConfig, HubertModel, HubertPretrainModel
+from audiossl.utils.fileio import atomic_open, atomic_write_json
+
+FORMAT_VERSION = 1
+WEIGHTS_NAME = "model.safetensors"
+CONFIG_NAME = "config.json"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint directory is missing, incomplete or does not fit the model."""
+
+
+def save_checkpoint(
+    model: HubertPretrainModel | HubertModel, out_dir: str | os.PathLike, *, extra: dict[str, Any] | None = None
+) -> Path:
+    """Write ``model`` (and JSON-serialisable ``extra``, e.g. step or tokenizer info) to ``out_dir``."""
+    from safetensors.torch import save
+
+    out_dir = Path(out_dir)
+    if isinstance(model, HubertPretrainModel):
+        state, has_head = model.state_dict(), True
+    elif isinstance(model, HubertModel):
+        state, has_head = {"encoder." + k: v for k, v in model.state_dict().items()}, False
+    else:
+        raise TypeError(f"expected HubertPretrainModel or HubertModel, got {type(model).__name__}")
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
+    meta = {
+        "family": "hubert",
+        "format_version": FORMAT_VERSION,
+        "config": model.cfg.to_dict(),
+        "frame_rate": model.frame_rate,
+        "has_pretrain_head": has_head,
+        "extra": extra or {},
+    }
+    json.dumps(meta)  # fail before touching the disk if extra is not serialisable
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_open(out_dir / WEIGHTS_NAME, "wb") as f:
+        f.write(save(tensors, metadata={"format": "pt", "family": "hubert"}))
+    atomic_write_json(out_dir / CONFIG_NAME, meta)
+    return out_dir
+
+
+def read_meta(ckpt_dir: str | os.PathLike) -> dict[str, Any]:
+    """The parsed ``config.json`` of a checkpoint, checked for family and format version."""
+    ckpt_dir = Path(ckpt_dir)
+    path = ckpt_dir / CONFIG_NAME
+    if not path.is_file():
+        raise CheckpointError(
+            f"{path} not found: {ckpt_dir} is not an audiossl checkpoint directory (expected "
+            f"{CONFIG_NAME} + {WEIGHTS_NAME}, written by audiossl.models.checkpoint.save_checkpoint)"
+        )
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{path}: not valid JSON (line {e.lineno}, column {e.colno}): {e.msg}") from e
+    if meta.get("family") != "hubert":
+        raise CheckpointError(f"{path}: family is {meta.get('family')!r}, this loader reads 'hubert' checkpoints")
+    version = meta.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: format_version {version!r} is not supported (this audiossl reads <= {FORMAT_VERSION}); "
+            f"upgrade audiossl"
+        )
+    return meta
+
+
+def load_config(ckpt_dir: str | os.PathLike) -> HubertConfig:
+    """The :class:`HubertConfig` stored in a checkpoint."""
+    meta = read_meta(ckpt_dir)
+    try:
+        return HubertConfig.from_dict(meta["config"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{Path(ckpt_dir) / CONFIG_NAME}: bad 'config' section: {e}") from e
+
+
+def _key_report(missing: list[str], unexpected: list[str]) -> str:
+    def show(keys: list[str]) -> str:
+        return ", ".join(keys[:20]) + (f", ... ({len(keys)} in all)" if len(keys) > 20 else "") or "none"
+
+    return f"missing keys: {show(missing)}; unexpected keys: {show(unexpected)}"
+
+
+def load_model(
+    ckpt_dir: str | os.PathLike, *, pretrain: bool = False, map_location: str | torch.device = "cpu"
+) -> HubertModel | HubertPretrainModel:
+    """Build the model stored in ``ckpt_dir`` (the encoder, or the pretraining model when ``pretrain``).
+
+    Raises:
+        CheckpointError: missing files, or weights that do not match the config (lists the keys).
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    ckpt_dir = Path(ckpt_dir)
+    cfg = load_config(ckpt_dir)
+    weights = ckpt_dir / WEIGHTS_NAME
+    if not weights.is_file():
+        raise CheckpointError(f"{weights} not found (the checkpoint has a config but no weights)")
+    try:
+        state: dict[str, Tensor] = load_file(str(weights), device=str(map_location))
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(f"{weights}: cannot read safetensors file: {e}") from e
+
+    with torch.device("meta"):  # no random init: every tensor comes from the file
+        model: HubertModel | HubertPretrainModel = HubertPretrainModel(cfg) if pretrain else HubertModel(cfg)
+    if not pretrain:
+        state = {k[len("encoder.") :]: v for k, v in state.items() if k.startswith("encoder.")}
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        hint = ""
+        if pretrain and any(k in ("label_embs", "final_proj.weight") for k in missing):
+            hint = " (this checkpoint holds the encoder only; load it with pretrain=False)"
+        raise CheckpointError(
+            f"{weights} does not match the HuBERT config in {CONFIG_NAME}: {_key_report(missing, unexpected)}{hint}"
+        )
+    bad_shapes = [
+        f"{k}: checkpoint {list(state[k].shape)} vs model {list(v.shape)}"
+        for k, v in expected.items()
+        if state[k].shape != v.shape
+    ]
+    if bad_shapes:
+        raise CheckpointError(f"{weights}: tensor shapes do not match the config: " + "; ".join(bad_shapes[:10]))
+    model.load_state_dict(state, strict=True, assign=True)
+    return model
