@@ -110,4 +110,4 @@ if run_stage 7 "HuBERT-tiny iteration 2 ($steps2 steps on iteration-1 labels)"; 
   stage_done 7
 fi
 
-log "done: checkpoints in $exp/it1/exp/checkpoint and $exp/it2/exp/checkpoint"
+log "finished stages $stage..$stop_stage in $exp"

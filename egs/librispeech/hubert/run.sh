@@ -100,4 +100,4 @@ if run_stage 5 "k-means (k=$k2) on layer $layer, label"; then
 fi
 
 if run_stage 6 "HuBERT Base iteration 2"; then pretrain it2 "$steps2"; stage_done 6; fi
-log "done: $exp/it2/exp/checkpoint"
+log "finished stages $stage..$stop_stage in $exp"

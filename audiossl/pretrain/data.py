@@ -1,0 +1,334 @@
+"""Pretraining data: manifest + frame labels → cropped, label-aligned, duration-bucketed batches.
+
+* **Label alignment.** Labels come at rate ``r`` (e.g. 100 Hz MFCC k-means), the model emits
+  frames at rate ``f`` (50 Hz). The target of model frame ``i`` is ``labels[floor(i * r / f)]``
+  (clipped to the last label), so no rate is assumed implicitly.
+* **Crops.** Utterances longer than ``max_sample_size`` are cut at a random start that is a
+  whole number of model frames (``sample_rate / f`` samples), so the label offset of the crop is
+  exact. Crops are drawn from ``(seed, epoch, index)``, not from a worker's RNG: they are the
+  same whatever the worker count and after a resume.
+* **Batches.** :class:`BucketBatchSampler` fills each batch up to ``max_tokens`` samples
+  *including padding*: utterances are sorted by length (ties broken by a seeded shuffle), cut
+  greedily into batches, the batch order is shuffled per epoch, and batches are dealt to
+  data-parallel ranks (every rank gets the same number, so DDP steps stay in lock-step).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+from fairseq2.datasets import DataReader
+from tqdm import tqdm
+
+from audiossl.audio.io import AudioError, audio_info, load_audio
+from audiossl.data.manifest import Manifest
+
+log = logging.getLogger(__name__)
+
+IGNORE_INDEX = -100
+
+
+def align_labels(labels: np.ndarray, label_rate: float, frame_rate: float, num_frames: int, offset: int = 0) -> np.ndarray:
+    """Targets for model frames ``offset .. offset+num_frames-1``: ``labels[floor(i * r / f)]``.
+
+    ``labels``: ``[num_labels]`` at ``label_rate``; returns ``[num_frames]`` int64.
+    Indices past the end are clipped to the last label (the label checks bound that gap).
+    """
+    if len(labels) == 0:
+        raise ValueError("cannot align an empty label sequence")
+    i = np.arange(offset, offset + num_frames, dtype=np.int64)
+    # Integer arithmetic when the rates are whole numbers avoids floor(49.999...) surprises.
+    if float(label_rate).is_integer() and float(frame_rate).is_integer():
+        idx = (i * int(label_rate)) // int(frame_rate)
+    else:
+        idx = np.floor(i * (label_rate / frame_rate) + 1e-9).astype(np.int64)
+    return np.asarray(labels, dtype=np.int64)[np.clip(idx, 0, len(labels) - 1)]
+
+
+def probe_lengths(manifest: Manifest, sample_rate: int, num_workers: int = 8, progress: bool = True) -> tuple[np.ndarray, list[AudioError]]:
+    """Length of every row at ``sample_rate`` from the file headers (no decoding).
+
+    Returns ``(lengths[N], problems)``; unreadable rows get length -1 and an :class:`AudioError`.
+    """
+    paths = list(manifest.paths())
+
+    def one(p: Path) -> int | AudioError:
+        try:
+            info = audio_info(p)
+        except AudioError as e:
+            return e
+        if info.num_frames == 0:
+            return AudioError(p, "no_samples", "file has 0 frames")
+        # torchaudio's sinc resampler returns ceil(n * new / orig) samples.
+        return info.num_frames if info.sample_rate == sample_rate else math.ceil(info.num_frames * sample_rate / info.sample_rate)
+
+    lengths = np.full(len(paths), -1, dtype=np.int64)
+    problems: list[AudioError] = []
+    with ThreadPoolExecutor(max(1, num_workers)) as ex:
+        results = ex.map(one, paths)
+        for i, r in enumerate(tqdm(results, total=len(paths), desc="probe audio", disable=not progress, leave=False)):
+            if isinstance(r, AudioError):
+                problems.append(r)
+            else:
+                lengths[i] = r
+    return lengths, problems
+
+
+@dataclass
+class PretrainBatch:
+    """One padded batch. ``wavs [batch, sample]``, ``lengths [batch]``, ``targets [batch, frame]``."""
+
+    wavs: torch.Tensor
+    lengths: torch.Tensor
+    targets: torch.Tensor
+    real_samples: int
+    padded_samples: int
+    sample_rate: int
+    num_skipped: int = 0
+
+    @property
+    def padding_efficiency(self) -> float:
+        return self.real_samples / max(1, self.padded_samples)
+
+    @property
+    def audio_seconds(self) -> float:
+        return self.real_samples / self.sample_rate
+
+    def to(self, device, *, non_blocking: bool = False) -> "PretrainBatch":
+        self.wavs = self.wavs.to(device, non_blocking=non_blocking)
+        self.lengths = self.lengths.to(device, non_blocking=non_blocking)
+        self.targets = self.targets.to(device, non_blocking=non_blocking)
+        return self
+
+    def pin_memory(self) -> "PretrainBatch":
+        self.wavs, self.lengths, self.targets = self.wavs.pin_memory(), self.lengths.pin_memory(), self.targets.pin_memory()
+        return self
+
+
+class PretrainDataset(torch.utils.data.Dataset):
+    """Row ``i`` → ``(wav [sample], targets [frame])`` cropped to ``max_sample_size``.
+
+    ``num_frames``: the model's frame count for a sample count (``model.encoder.num_frames``).
+    ``lengths``: per-row length at ``sample_rate`` (from :func:`probe_lengths`).
+    """
+
+    def __init__(
+        self,
+        manifest: Manifest,
+        labels: list[np.ndarray],
+        lengths: np.ndarray,
+        *,
+        sample_rate: int,
+        label_rate: float,
+        frame_rate: float,
+        num_frames: Callable[[int], int],
+        max_sample_size: int,
+        seed: int = 0,
+    ) -> None:
+        if len(labels) != len(manifest):
+            raise ValueError(f"{len(labels)} label rows for {len(manifest)} manifest rows")
+        self.manifest, self.labels, self.lengths = manifest, labels, np.asarray(lengths)
+        self.sample_rate, self.label_rate, self.frame_rate = sample_rate, label_rate, frame_rate
+        self.num_frames, self.max_sample_size, self.seed = num_frames, max_sample_size, seed
+        hop = sample_rate / frame_rate
+        self.hop = int(round(hop)) if abs(hop - round(hop)) < 1e-6 else 1
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.manifest)
+
+    def crop_lengths(self) -> np.ndarray:
+        """``[N]`` lengths after cropping (what a batch really holds)."""
+        return np.minimum(self.lengths, self.max_sample_size)
+
+    def crop_start(self, index: int, epoch: int, length: int) -> int:
+        """Deterministic in (seed, epoch, index); a multiple of the model hop."""
+        excess = length - self.max_sample_size
+        if excess <= 0:
+            return 0
+        rng = np.random.default_rng([self.seed, epoch, index])
+        return int(rng.integers(0, excess // self.hop + 1)) * self.hop
+
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor] | None:
+        index, epoch = key if isinstance(key, tuple) else (key, self.epoch)
+        path = self.manifest.path(index)
+        try:
+            wav, _ = load_audio(path, self.sample_rate)
+        except AudioError as e:
+            log.warning("skipping %s: %s", e.path, e.reason + (f" ({e.detail})" if e.detail else ""))
+            return None
+        start = self.crop_start(index, epoch, len(wav))
+        wav = wav[start : start + self.max_sample_size]
+        offset = start // self.hop if self.hop > 1 else int(round(start * self.frame_rate / self.sample_rate))
+        targets = align_labels(self.labels[index], self.label_rate, self.frame_rate, self.num_frames(len(wav)), offset)
+        return wav, torch.from_numpy(targets)
+
+
+class Collater:
+    """Pads ``(wav, targets)`` pairs into a :class:`PretrainBatch`; ``None`` items (bad audio) are dropped."""
+
+    def __init__(self, num_frames: Callable[[int], int], sample_rate: int) -> None:
+        self.num_frames, self.sample_rate = num_frames, sample_rate
+
+    def __call__(self, items: list) -> PretrainBatch:
+        good = [it for it in items if it is not None]
+        skipped = len(items) - len(good)
+        if not good:
+            empty = torch.zeros(0, 0)
+            return PretrainBatch(empty, torch.zeros(0, dtype=torch.long), torch.zeros(0, 0, dtype=torch.long), 0, 0, self.sample_rate, skipped)
+        lengths = torch.tensor([len(w) for w, _ in good], dtype=torch.long)
+        max_len = int(lengths.max())
+        wavs = torch.zeros(len(good), max_len)
+        targets = torch.full((len(good), self.num_frames(max_len)), IGNORE_INDEX, dtype=torch.long)
+        for b, (w, t) in enumerate(good):
+            wavs[b, : len(w)] = w
+            targets[b, : len(t)] = t
+        return PretrainBatch(wavs, lengths, targets, int(lengths.sum()), len(good) * max_len, self.sample_rate, skipped)
+
+
+class BucketBatchSampler:
+    """Duration-bucketed batches of at most ``max_tokens`` padded samples, sharded over ranks.
+
+    ``lengths``: ``[N]`` cropped lengths; rows with length < ``min_length`` are left out.
+    Yields lists of ``(index, epoch)`` keys starting at ``position`` (the resume point).
+    """
+
+    def __init__(self, lengths: np.ndarray, max_tokens: int, *, seed: int = 0, rank: int = 0, world_size: int = 1, min_length: int = 1, shuffle: bool = True) -> None:
+        lengths = np.asarray(lengths, dtype=np.int64)
+        if lengths.size and lengths.max() > max_tokens:
+            raise ValueError(
+                f"max_tokens={max_tokens} is smaller than the longest (cropped) utterance, "
+                f"{int(lengths.max())} samples; raise max_tokens or lower max_sample_size."
+            )
+        self.lengths, self.max_tokens, self.seed = lengths, max_tokens, seed
+        self.rank, self.world_size, self.min_length, self.shuffle = rank, world_size, min_length, shuffle
+        self.epoch, self.position = 0, 0
+
+    def batches(self, epoch: int) -> list[list[int]]:
+        """All batches of ``epoch`` for this rank (deterministic in seed and epoch)."""
+        rng = np.random.default_rng([self.seed, epoch])
+        keep = np.flatnonzero(self.lengths >= self.min_length)
+        if self.shuffle:
+            keep = rng.permutation(keep)
+        order = keep[np.argsort(self.lengths[keep], kind="stable")]
+        batches: list[list[int]] = []
+        cur: list[int] = []
+        for idx in order.tolist():
+            # Sorted ascending, so the newest row is the longest: padded size = count × its length.
+            if cur and (len(cur) + 1) * int(self.lengths[idx]) > self.max_tokens:
+                batches.append(cur)
+                cur = []
+            cur.append(idx)
+        if cur:
+            batches.append(cur)
+        if self.shuffle:
+            batches = [batches[i] for i in rng.permutation(len(batches))]
+        per_rank = len(batches) // self.world_size
+        return batches[self.rank : per_rank * self.world_size : self.world_size]
+
+    def __len__(self) -> int:
+        return len(self.batches(self.epoch))
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        epoch = self.epoch
+        for b in self.batches(epoch)[self.position :]:
+            yield [(i, epoch) for i in b]
+
+    def padding_efficiency(self, epoch: int = 0) -> float:
+        """Real samples / padded samples over one epoch of this rank's batches."""
+        real = padded = 0
+        for b in self.batches(epoch):
+            lens = self.lengths[b]
+            real += int(lens.sum())
+            padded += int(lens.max()) * len(b)
+        return real / max(1, padded)
+
+
+class PretrainDataReader(DataReader[PretrainBatch]):
+    """fairseq2 ``DataReader`` over a :class:`PretrainDataset`: each ``next()`` is one step's batches.
+
+    State is ``(epoch, position)``: batches are a pure function of (seed, epoch, rank), so a
+    resumed run rebuilds the epoch and skips the ``position`` batches already trained on.
+    ``reset()`` (called by the trainer at the end of an epoch) moves to the next epoch
+    (``advance_epoch=False``: back to the start of the same one, for validation). With a
+    data-parallel ``gang`` all ranks end an epoch together.
+    """
+
+    def __init__(self, dataset: PretrainDataset, sampler: BucketBatchSampler, *, num_workers: int = 0, pin_memory: bool = False, num_accumulate: int = 1, advance_epoch: bool = True, gang=None) -> None:
+        self.dataset, self.sampler, self.advance_epoch, self.gang = dataset, sampler, advance_epoch, gang
+        self.num_workers, self.pin_memory, self._num_accumulate = num_workers, pin_memory, num_accumulate
+        self.collater = Collater(dataset.num_frames, dataset.sample_rate)
+        self._it: Iterator[PretrainBatch] | None = None
+        self.num_skipped = 0
+
+    # --- fairseq2 DataReader protocol -----------------------------------------------------
+    def __iter__(self) -> "PretrainDataReader":
+        return self
+
+    def __next__(self) -> list[PretrainBatch]:
+        if self._it is None:
+            self._it = iter(self._loader())
+        out: list[PretrainBatch] = []
+        while len(out) < self._num_accumulate:
+            try:
+                batch = next(self._it)
+            except StopIteration:
+                break
+            self.sampler.position += 1
+            self.num_skipped += batch.num_skipped
+            if batch.wavs.shape[0] > 0:
+                out.append(batch)
+        if self.gang is not None and self.gang.size > 1:
+            # A rank whose batches were all unreadable runs dry first; every rank must end the
+            # epoch at the same step or the next collective hangs.
+            from fairseq2.gang import all_sum
+
+            if int(all_sum(self.gang, 1 if out else 0)) < self.gang.size:
+                out = []
+        if not out:
+            raise StopIteration
+        return out
+
+    def reset(self) -> None:
+        self._it = None
+        # A validation reader replays the same epoch (same crops) every time.
+        self.sampler.epoch += 1 if self.advance_epoch else 0
+        self.sampler.position = 0
+        self.dataset.epoch = self.sampler.epoch
+
+    def state_dict(self) -> dict[str, object]:
+        return {"epoch": self.sampler.epoch, "position": self.sampler.position, "num_skipped": self.num_skipped}
+
+    def load_state_dict(self, state_dict: dict[str, object]) -> None:
+        self._it = None
+        self.sampler.epoch = int(state_dict["epoch"])  # type: ignore[arg-type]
+        self.sampler.position = int(state_dict["position"])  # type: ignore[arg-type]
+        self.num_skipped = int(state_dict.get("num_skipped", 0))  # type: ignore[arg-type]
+        self.dataset.epoch = self.sampler.epoch
+
+    @property
+    def num_accumulate(self) -> int:
+        return self._num_accumulate
+
+    # ----------------------------------------------------------------------------------------
+    def _loader(self) -> torch.utils.data.DataLoader:
+        # A private generator: creating the loader must not draw from the global torch RNG,
+        # or a resumed run (which creates it at a different moment) would mask differently.
+        gen = torch.Generator().manual_seed(self.sampler.seed * 1000003 + self.sampler.epoch)
+        return torch.utils.data.DataLoader(
+            self.dataset,
+            batch_sampler=list(iter(self.sampler)),
+            num_workers=self.num_workers,
+            collate_fn=self.collater,
+            pin_memory=self.pin_memory,
+            generator=gen,
+            persistent_workers=False,
+            prefetch_factor=4 if self.num_workers > 0 else None,
+        )

@@ -1,0 +1,363 @@
+"""Build and run fairseq2's ``Trainer`` for HuBERT pretraining.
+
+Single process on CPU or one GPU, or ``torchrun --nproc_per_node=N`` (the gangs come from the
+torchrun environment; DDP by default, FSDP with ``data_parallelism=fsdp``). A run directory
+``OUT`` holds::
+
+    OUT/run_config.json          the resolved run config (a resume must match its model section)
+    OUT/checkpoints/step_N/      fairseq2 checkpoints: model, optimizer, LR scheduler, RNG, data reader
+    OUT/metrics/{train,valid}.jsonl, OUT/tb/   per-step metrics (JSONL, TensorBoard)
+    OUT/checkpoint/              the final model: model.safetensors + config.json + tokenizer.json
+
+Running the same command again resumes from the last checkpoint and continues the identical
+loss trace (model, optimizer, scheduler, data position and RNG are all restored).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import fairseq2.recipe  # noqa: F401  (must precede fairseq2.trainer: circular import otherwise)
+from fairseq2.checkpoint import NOOP_HG_EXPORTER, StandardCheckpointManager
+from fairseq2.device import Device
+from fairseq2.early_stopper import NOOP_EARLY_STOPPER
+from fairseq2.file_system import LocalFileSystem
+from fairseq2.gang import FakeGang, Gangs, ProcessGroupGang, create_fsdp_gangs, create_parallel_gangs
+from fairseq2.io import (
+    TensorFileDumper,
+    TensorFileDumpOptions,
+    TensorFileLoader,
+    TensorFileLoadOptions,
+    _TorchTensorFileDumper,
+    _TorchTensorFileLoader,
+)
+from fairseq2.metrics.recorders import (
+    NOOP_METRIC_RECORDER,
+    CompositeMetricRecorder,
+    JsonlMetricRecorder,
+    LogMetricRecorder,
+    MetricRecorder,
+    TensorBoardRecorder,
+)
+from fairseq2.optim.fp16_loss_scaler import NOOP_FP16_LOSS_SCALER, StandardFloat16LossScaler
+from fairseq2.optim.lr_schedulers import PolynomialDecayLR
+from fairseq2.profilers import NOOP_PROFILER
+from fairseq2.trainer import Trainer
+from fairseq2.utils.device_stat import NOOP_DEVICE_STAT_TRACKER
+from fairseq2.utils.gc import NOOP_GARBAGE_COLLECTOR
+from fairseq2.utils.progress import NOOP_PROGRESS_REPORTER
+from fairseq2.utils.stopwatch import Stopwatch
+from fairseq2.utils.threading import _StandardThreadPool
+from fairseq2.validator import NOOP_VALIDATOR, StandardValidator
+
+from audiossl.data.frame_labels import read_frame_labels
+from audiossl.data.manifest import read_manifest
+from audiossl.pretrain.config import ConfigError, PretrainConfig
+from audiossl.pretrain.data import BucketBatchSampler, PretrainDataReader, PretrainDataset, probe_lengths
+from audiossl.pretrain.hubert_unit import HubertEvalUnit, HubertTrainUnit, metric_descriptors
+from audiossl.pretrain.label_checks import LabelCheckContext, run_label_checks
+from audiossl.utils.fileio import atomic_write_json
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunPaths:
+    manifest_dir: Path
+    train_split: str
+    labels: str
+    out: Path
+    valid_split: str | None = None
+
+
+@dataclass
+class RunResult:
+    step_nr: int
+    num_skipped: int
+    checkpoint_dir: Path | None
+    last_metrics: dict[str, Any]
+
+
+class _SafeTensorFileLoader(TensorFileLoader):
+    """fairseq2's loader with ``weights_only=True`` for every kind of state, not just the model."""
+
+    def __init__(self, inner: TensorFileLoader) -> None:
+        self._inner = inner
+
+    def load(self, path: Path, options: TensorFileLoadOptions | None = None) -> dict[str, object]:
+        options = options or TensorFileLoadOptions()
+        options.restrict = True
+        return self._inner.load(path, options)
+
+
+class _Protocol2TensorFileDumper(TensorFileDumper):
+    """fairseq2's dumper with pickle protocol 2 for all state (``weights_only`` cannot read protocol 5)."""
+
+    def __init__(self, inner: TensorFileDumper) -> None:
+        self._inner = inner
+
+    def dump(self, data, file: Path, options: TensorFileDumpOptions | None = None) -> None:
+        self._inner.dump(data, file, TensorFileDumpOptions(pickle_protocol=2))
+
+
+def setup_gangs(data_parallelism: str = "ddp") -> Gangs:
+    """Gangs from the torchrun environment (WORLD_SIZE, LOCAL_RANK), or fake gangs for one process.
+
+    With ``fsdp`` the data-parallel gang is also the sharding gang, so checkpoints hold every shard.
+    """
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local_rank)
+        device = Device("cuda", local_rank)
+    else:
+        device = Device("cpu")
+    root = ProcessGroupGang.create_default_process_group(device) if world_size > 1 else FakeGang(device)
+    gangs = create_parallel_gangs(root)
+    if data_parallelism == "fsdp" and gangs.dp.size > 1:
+        gangs = create_fsdp_gangs(gangs)
+    return gangs
+
+
+def build_model(cfg: PretrainConfig):
+    from audiossl.models.hubert import CONFIGS, build_hubert
+
+    if cfg.model.family != "hubert":
+        raise ConfigError(f"model.family={cfg.model.family!r}: only 'hubert' is built so far")
+    if cfg.model.size not in CONFIGS:
+        raise ConfigError(f"model.size={cfg.model.size!r}: choose one of {sorted(CONFIGS)}")
+    try:
+        model_cfg = CONFIGS[cfg.model.size](**cfg.model.overrides)
+    except TypeError as e:
+        raise ConfigError(f"model.overrides {cfg.model.overrides}: {e}") from None
+    torch.manual_seed(cfg.seed)
+    return build_hubert(model_cfg), model_cfg
+
+
+def build_reader(paths: RunPaths, split: str, model, cfg: PretrainConfig, gangs: Gangs, *, train: bool) -> tuple[PretrainDataReader, Path]:
+    """Manifest + labels → label checks → bucketed reader for this rank. Returns (reader, label path)."""
+    tsv = paths.manifest_dir / f"{split}.tsv"
+    manifest = read_manifest(tsv, labels=["ids"] if tsv.with_suffix(".ids").is_file() else [])
+    label_path = paths.manifest_dir / f"{split}.{paths.labels}"
+    labels, info = read_frame_labels(label_path)
+    enc = model.encoder
+    lengths, problems = probe_lengths(manifest, model.cfg.sample_rate, progress=gangs.root.rank == 0)
+    for p in problems:
+        log.warning("skipping %s", p)
+    ctx = LabelCheckContext(label_path, manifest, labels, info, lengths, enc.num_frames, enc.frame_rate, model.cfg.num_classes, cfg.data.label_rate)
+    run_label_checks(ctx)
+    d = cfg.data
+    dataset = PretrainDataset(
+        manifest, labels, lengths, sample_rate=model.cfg.sample_rate, label_rate=info.frame_rate, frame_rate=enc.frame_rate,
+        num_frames=enc.num_frames, max_sample_size=d.max_sample_size, seed=cfg.seed,
+    )
+    crop = dataset.crop_lengths()
+    crop[lengths < 0] = -1
+    too_short = int(((lengths >= 0) & (lengths < d.min_sample_size)).sum())
+    sampler = BucketBatchSampler(
+        crop, d.max_tokens, seed=cfg.seed, rank=gangs.dp.rank, world_size=gangs.dp.size,
+        min_length=max(1, d.min_sample_size), shuffle=train,
+    )
+    nb = len(sampler)
+    if gangs.root.rank == 0:
+        log.info(
+            "%s: %d utterances, %d unreadable (skipped), %d shorter than %d samples (left out); %d batches per rank "
+            "per epoch, padding efficiency %.1f%%", tsv, len(manifest), len(problems), too_short, d.min_sample_size,
+            nb, 100 * sampler.padding_efficiency(0),
+        )
+    if nb == 0:
+        raise ConfigError(
+            f"{tsv}: no batches for rank {gangs.dp.rank} of {gangs.dp.size}: too few usable utterances "
+            f"for max_tokens={d.max_tokens} (lower data.min_sample_size or use fewer processes)."
+        )
+    reader = PretrainDataReader(
+        dataset, sampler, num_workers=d.num_workers, pin_memory=gangs.device.type == "cuda",
+        num_accumulate=d.num_accumulate if train else 1, advance_epoch=train, gang=gangs.dp,
+    )
+    reader.num_skipped = len(problems)
+    return reader, label_path
+
+
+def wrap_model(model: torch.nn.Module, cfg: PretrainConfig, gangs: Gangs, has_checkpoint: bool) -> torch.nn.Module:
+    """Plain module on one process; DDP or FSDP (``gangs`` from :func:`setup_gangs`) otherwise."""
+    model.to(gangs.device)
+    if gangs.dp.size == 1:
+        return model
+    if cfg.data_parallelism == "ddp":
+        from fairseq2.nn.ddp import to_ddp
+
+        return to_ddp(model, gangs, find_unused_parameters=cfg.find_unused_parameters)
+    from fairseq2.nn.fsdp import to_fsdp
+
+    def apply(module, wrapper):
+        # Shard each transformer layer separately (overlaps their all-gathers), then the rest.
+        layers = getattr(getattr(module.encoder, "encoder", None), "layers", None)
+        for i, layer in enumerate(layers or []):
+            layers[i] = wrapper(layer)
+        return wrapper(module, reshard_after_forward=False)
+
+    amp_dtype = _amp_dtype(cfg, gangs)
+    return to_fsdp(
+        model, gangs, apply, version=cfg.fsdp_version, mixed_precision_dtype=amp_dtype if amp_dtype != torch.float32 else None,
+        broadcast_state=not has_checkpoint, skip_init=has_checkpoint,
+    )
+
+
+def _amp_dtype(cfg: PretrainConfig, gangs: Gangs) -> torch.dtype:
+    if cfg.amp == "auto":
+        return torch.bfloat16 if gangs.device.type == "cuda" else torch.float32
+    return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[cfg.amp]
+
+
+def _check_run_dir(out: Path, cfg: PretrainConfig, model_cfg, label_path: Path, is_main: bool) -> None:
+    path = out / "run_config.json"
+    record = {"run": cfg.to_dict(), "model": model_cfg.to_dict(), "label_path": str(label_path.resolve())}
+    if path.is_file():
+        old = json.loads(path.read_text())
+        if old.get("model") != record["model"]:
+            raise ConfigError(
+                f"{path}: this run directory was started with a different model config; resume with the same "
+                f"recipe and model overrides, or choose a new --out."
+            )
+    if is_main:
+        atomic_write_json(path, record)
+
+
+def _peak_flops(cfg: PretrainConfig, device: Device) -> float | None:
+    if cfg.peak_tflops is not None:
+        return cfg.peak_tflops * 1e12
+    if device.type != "cuda":
+        return None
+    from audiossl.models.flops import peak_flops
+
+    try:
+        return peak_flops(torch.cuda.get_device_name(device))
+    except ValueError as e:
+        log.warning("MFU will print n/a: %s (set peak_tflops=...)", e)
+        return None
+
+
+def _recorder(out: Path, cfg: PretrainConfig, gangs: Gangs) -> MetricRecorder:
+    if gangs.root.rank != 0:
+        return NOOP_METRIC_RECORDER
+    reg = metric_descriptors()
+    recorders: list[MetricRecorder] = [LogMetricRecorder(reg), JsonlMetricRecorder(out, LocalFileSystem(), reg)]
+    if cfg.tensorboard:
+        recorders.append(TensorBoardRecorder(out, reg))
+    return CompositeMetricRecorder(recorders)
+
+
+def run_pretraining(cfg: PretrainConfig, paths: RunPaths, gangs: Gangs | None = None) -> RunResult:
+    """Train (or resume) until ``cfg.max_steps``, then export ``OUT/checkpoint``."""
+    from audiossl.models.flops import hubert_train_flops_per_second
+    from audiossl.pretrain.export import export_model
+
+    gangs = gangs or setup_gangs(cfg.data_parallelism)
+    out = paths.out
+    is_main = gangs.root.rank == 0
+    model, model_cfg = build_model(cfg)
+    _check_run_dir(out, cfg, model_cfg, paths.manifest_dir / f"{paths.train_split}.{paths.labels}", is_main)
+    train_reader, label_path = build_reader(paths, paths.train_split, model, cfg, gangs, train=True)
+    valid_reader = build_reader(paths, paths.valid_split, model, cfg, gangs, train=False)[0] if paths.valid_split else None
+
+    fs = LocalFileSystem()
+    ckpt = StandardCheckpointManager(
+        out, gangs, fs, _SafeTensorFileLoader(_TorchTensorFileLoader(fs)), _Protocol2TensorFileDumper(_TorchTensorFileDumper(fs)), _StandardThreadPool(4)
+    )
+    dp_model = wrap_model(model, cfg, gangs, ckpt.has_checkpoint(exclude_model_only=True))
+    o = cfg.optim
+    optimizer = torch.optim.AdamW(
+        dp_model.parameters(), lr=o.lr, betas=o.betas, eps=o.eps, weight_decay=o.weight_decay,
+        fused=gangs.device.type == "cuda",
+    )
+    scheduler = PolynomialDecayLR(optimizer, cfg.max_steps, o.warmup_steps, power=o.power, final_lr=o.final_lr)
+    amp_dtype = _amp_dtype(cfg, gangs)
+    scaler = StandardFloat16LossScaler(gangs) if amp_dtype == torch.float16 else NOOP_FP16_LOSS_SCALER
+    first_step: list[int] = []
+
+    def before_step(step_nr: int) -> None:
+        if not first_step:
+            first_step.append(step_nr)
+        if cfg.stop_after_steps is not None and step_nr - first_step[0] >= cfg.stop_after_steps:
+            ckpt.maybe_complete_save_operation(blocking=True)  # commit the checkpoint of the last step first
+            raise _StopRun(step_nr - 1)
+
+    unit = HubertTrainUnit(
+        dp_model, sample_rate=model_cfg.sample_rate, dp_size=gangs.dp.size, before_step=before_step,
+        flops_per_audio_second=hubert_train_flops_per_second(model_cfg, cfg.data.max_sample_size), peak_flops=_peak_flops(cfg, gangs.device),
+    )
+    recorder = _recorder(out, cfg, gangs)
+    wall_watch = Stopwatch()
+    wall_watch.start()
+    validator = NOOP_VALIDATOR
+    if valid_reader is not None:
+        validator = StandardValidator(
+            units=[HubertEvalUnit(dp_model)], data_readers=[valid_reader], gangs=gangs, amp=amp_dtype != torch.float32,
+            amp_dtype=amp_dtype, score_metric_descriptor=metric_descriptors().maybe_get("loss"), checkpoint_manager=ckpt,
+            hg_exporter=NOOP_HG_EXPORTER, metric_recorder=recorder, profiler=NOOP_PROFILER,
+            device_stat_tracker=NOOP_DEVICE_STAT_TRACKER, wall_watch=wall_watch, progress_reporter=NOOP_PROGRESS_REPORTER,
+            seed=cfg.seed + 7,
+        )
+    trainer = Trainer(
+        model=dp_model, unit=unit, data_reader=train_reader, gangs=gangs, amp=amp_dtype != torch.float32,
+        amp_dtype=amp_dtype, optimizer=optimizer, lr_scheduler=scheduler, fp16_loss_scaler=scaler, validator=validator,
+        early_stopper=NOOP_EARLY_STOPPER, checkpoint_manager=ckpt, hg_exporter=NOOP_HG_EXPORTER, metric_recorder=recorder,
+        garbage_collector=NOOP_GARBAGE_COLLECTOR, profiler=NOOP_PROFILER, device_stat_tracker=NOOP_DEVICE_STAT_TRACKER,
+        wall_watch=wall_watch, progress_reporter=NOOP_PROGRESS_REPORTER, seed=cfg.seed, max_grad_norm=o.max_grad_norm,
+        max_num_steps=cfg.max_steps, checkpoint_every_n_steps=cfg.checkpoint_every,
+        keep_last_n_checkpoints=cfg.keep_last_checkpoints, publish_metrics_every_n_steps=cfg.log_every,
+        validate_every_n_steps=cfg.validate_every if valid_reader is not None else None,
+        validate_after_n_steps=0,
+    )
+    exported: list[Path] = []
+
+    def export_final(args) -> None:
+        # Runs on every rank right after the final checkpoint, while the gangs are still up
+        # (gathering a full state dict is a collective under FSDP).
+        if args.step_nr < cfg.max_steps:
+            return
+        state = _full_state_dict(dp_model, gangs)
+        if is_main:
+            exported.append(export_model(model, model_cfg, out / "checkpoint", label_path, step_nr=args.step_nr, state=state))
+
+    trainer.register_checkpoint_save_hook(export_final)
+    stopped = False
+    try:
+        trainer.run()
+    except _StopRun as e:
+        stopped = True
+        log.info("stopped after step %d (stop_after_steps); run the same command to continue", e.step_nr)
+    finally:
+        trainer.close()
+    export_dir = exported[0] if exported else None
+    if is_main and export_dir is None and not stopped and trainer.step_nr >= cfg.max_steps and gangs.sdp.size == 1:
+        # Resumed a run that had already finished: the model was restored, export it now.
+        export_dir = export_model(model, model_cfg, out / "checkpoint", label_path, step_nr=trainer.step_nr)
+    if export_dir is not None:
+        log.info("exported the final model to %s", export_dir)
+    step = trainer.step_nr - 1 if stopped else trainer.step_nr
+    if is_main:
+        log.info("done at step %d; %d utterance(s) skipped as unreadable", step, train_reader.num_skipped)
+    return RunResult(step, train_reader.num_skipped, export_dir, unit.last_values)
+
+
+def _full_state_dict(dp_model: torch.nn.Module, gangs: Gangs) -> dict | None:
+    """Unsharded CPU state dict of the wrapped model (None = use the plain module as is)."""
+    if gangs.dp.size == 1 or not gangs.sdp.size > 1:
+        return None
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    return get_model_state_dict(dp_model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+
+class _StopRun(Exception):
+    def __init__(self, step_nr: int) -> None:
+        super().__init__(f"stopped after step {step_nr}")
+        self.step_nr = step_nr
