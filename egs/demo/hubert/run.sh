@@ -64,11 +64,11 @@ fi
 
 pretrain() {  # $1 = iteration name, $2 = steps
   audiossl pretrain --config "$root/recipes/hubert/tiny.yaml" --manifest-dir "$exp/$1/data" \
-    --train-split train --valid-split valid --labels km --out "$exp/$1/exp" --max-steps "$2"
+    --train-split train --valid-split valid --labels km --out "$exp/$1/exp" --max-steps "$2" "model.num_classes=$3"
 }
 
 if run_stage 3 "HuBERT-tiny iteration 1 ($steps1 steps on MFCC k-means labels)"; then
-  pretrain it1 "$steps1"
+  pretrain it1 "$steps1" "$k1"
   stage_done 3
 fi
 
@@ -106,7 +106,7 @@ PY
 fi
 
 if run_stage 7 "HuBERT-tiny iteration 2 ($steps2 steps on iteration-1 labels)"; then
-  pretrain it2 "$steps2"
+  pretrain it2 "$steps2" "$k2"
   stage_done 7
 fi
 

@@ -78,10 +78,10 @@ fi
 
 pretrain() {
   $launcher audiossl.cli.main pretrain --config "$root/recipes/hubert/base.yaml" --manifest-dir "$exp/$1/data" \
-    --train-split train --valid-split valid --labels km --out "$exp/$1/exp" --max-steps "$2"
+    --train-split train --valid-split valid --labels km --out "$exp/$1/exp" --max-steps "$2" "model.num_classes=$3"
 }
 
-if run_stage 3 "HuBERT Base iteration 1"; then pretrain it1 "$steps1"; stage_done 3; fi
+if run_stage 3 "HuBERT Base iteration 1"; then pretrain it1 "$steps1" "$k1"; stage_done 3; fi
 
 if run_stage 4 "layer-$layer features of iteration 1"; then
   for s in train valid; do
@@ -99,5 +99,5 @@ if run_stage 5 "k-means (k=$k2) on layer $layer, label"; then
   stage_done 5
 fi
 
-if run_stage 6 "HuBERT Base iteration 2"; then pretrain it2 "$steps2"; stage_done 6; fi
+if run_stage 6 "HuBERT Base iteration 2"; then pretrain it2 "$steps2" "$k2"; stage_done 6; fi
 log "finished stages $stage..$stop_stage in $exp"

@@ -1,0 +1,63 @@
+"""SUPERB-style evaluation: each frozen UPSTREAM runs once per split into a feature cache, then a
+learnable weighted sum of its layers and a light head per task are trained (learning rate chosen
+on dev), and one table compares all upstreams (an FBANK baseline row is always added).
+
+Writes OUT/results.json, results.csv, results.md (with the overall score) and plots/*.png.
+Re-running with the same OUT skips finished (upstream, task) pairs.
+
+Tasks (resolved under --data; the demo corpus of `audiossl synth` or the preparers' outputs):
+  pr phone CTC (PER) · asr BiLSTM CTC (WER) · pf frame phones (.ali) · ks keywords · ic intents
+  er emotion · sid speaker id · asv speaker verification (EER) · instrument · pitch · key (MIREX)
+  genre · tagging (ROC-AUC) · esc50 (5-fold accuracy)
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+HELP = "SUPERB-style evaluation: frozen upstream, weighted layers, task heads"
+
+
+def _floats(s: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(x) for x in s.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers like 1e-4,1e-3,1e-2, got {s!r}") from None
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("upstreams", nargs="+", metavar="UPSTREAM",
+                   help="checkpoint dir | hf:<dir> | fairseq:<file> | fbank | mfcc (fbank is always added)")
+    p.add_argument("--tasks", default=None,
+                   help="comma-separated task names (e.g. pr,ks,sid); default: every task whose data is under --data")
+    p.add_argument("--data", type=Path, required=True, help="demo corpus dir (`audiossl synth`) or prepared corpora root")
+    p.add_argument("--out", type=Path, required=True, help="output dir (caches, heads, results); reused to resume")
+    p.add_argument("--epochs", type=int, default=None, help="epochs per head; None = each task's own default")
+    p.add_argument("--lr-grid", type=_floats, default=None,
+                   help="learning rates to try, chosen on dev per task, e.g. 1e-4,1e-3,1e-2; None = the task's own lr")
+    p.add_argument("--layer", type=int, default=None, help="use only layer N instead of the learned weighted sum")
+    p.add_argument("--device", default="cpu", help="torch device for the upstream and the heads")
+    p.add_argument("--seed", type=int, default=0, help="random seed of head training")
+    p.add_argument("--no-fbank", action="store_true", help="do not add the FBANK baseline row")
+    p.add_argument("--max-batch-seconds", type=float, default=64.0, help="padded audio per upstream batch when caching")
+
+
+def run(args: argparse.Namespace) -> int:
+    from audiossl.data.frame_labels import LabelError
+    from audiossl.data.manifest import ManifestError
+    from audiossl.eval.harness import BenchConfig, run_bench
+    from audiossl.eval.tasks import BenchError
+
+    cfg = BenchConfig(epochs=args.epochs, lr_grid=args.lr_grid, layer=args.layer, device=args.device,
+                      seed=args.seed, add_fbank=not args.no_fbank, max_batch_seconds=args.max_batch_seconds)
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None
+    try:
+        records = run_bench(args.upstreams, tasks, args.data, args.out, cfg)
+    except (BenchError, LabelError, ManifestError) as e:
+        print(f"audiossl bench: {e}")
+        return 2
+    print((args.out / "results.md").read_text())
+    skipped = sum(r["skipped_files"] for r in records)
+    print(f"{len(records)} (upstream, task) results in {args.out}; {skipped} bad audio files skipped")
+    return 0

@@ -1,0 +1,154 @@
+"""``run_bench``: every (upstream, task) pair → cached features → lr grid → best dev head → test.
+
+Output directory::
+
+    OUT/cache/<upstream>/<split>_<hash>/     feature caches (FeatureStore), reused across runs
+    OUT/runs/<upstream>/<task>/result.json   one finished pair (its presence = done; resume skips it)
+    OUT/runs/<upstream>/<task>/head.safetensors   best-dev head + layer weights (per fold: head_<fold>...)
+    OUT/results.json / results.csv / results.md / plots/*.png   (see :mod:`audiossl.eval.report`)
+
+All data checks (labels present, splits non-empty, trial lists, frame rates) run for every pair
+before the first head trains, so a bad input fails in seconds rather than hours in.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from audiossl.eval.tasks import BenchError, TaskData, available, check_frame_rate, effective, get_task, resolve
+from audiossl.utils.fileio import atomic_open, atomic_write_json
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BenchConfig:
+    epochs: int | None = None
+    """override every task's default number of epochs"""
+    lr_grid: tuple[float, ...] | None = None
+    """learning rates tried per task, chosen on dev (None = the task's default lr)"""
+    layer: int | None = None
+    """use this single upstream layer instead of the learnable weighted sum"""
+    device: str = "cpu"
+    seed: int = 0
+    add_fbank: bool = True
+    """always add the FBANK baseline row"""
+    max_batch_seconds: float = 64.0
+    """padded audio per upstream batch while caching"""
+
+
+def slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_")[:80] or "upstream"
+
+
+def run_bench(upstreams: list[str], tasks: list[str] | None, data: str | Path, out: str | Path,
+              cfg: BenchConfig | None = None, loader: Callable | None = None) -> list[dict]:
+    """Run the bench and write the reports; returns the result records (one per pair).
+
+    ``loader(spec, device)`` builds an upstream (default :func:`audiossl.eval.upstream.load_upstream`).
+    """
+    from audiossl.eval.report import write_reports
+
+    cfg = cfg or BenchConfig()
+    data, out = Path(data), Path(out)
+    if loader is None:
+        from audiossl.eval.upstream import load_upstream as loader
+    ups = list(dict.fromkeys(upstreams))
+    if cfg.add_fbank and "fbank" not in ups:
+        ups.append("fbank")
+    if tasks:
+        tds = [resolve(effective(get_task(n), data, cfg.epochs), data) for n in tasks]
+    else:  # every task with data; one whose labels are incomplete is reported and left out
+        tds = []
+        for n in available(data):
+            try:
+                tds.append(resolve(effective(get_task(n), data, cfg.epochs), data))
+            except BenchError as e:
+                log.warning("leaving out task %s: %s", n, e)
+    if not tds:
+        raise BenchError(f"no bench task data found under {data}; run `audiossl synth OUT` or a corpus preparer.")
+    models = {}
+    for u in ups:  # load all upstreams and check rates up front
+        up = loader(u, device=cfg.device)
+        # the one-layer feature baselines ignore --layer (their only layer is the feature)
+        layer = None if u in ("fbank", "mfcc") else cfg.layer
+        if layer is not None and not 0 <= layer < up.num_layers:
+            raise BenchError(f"--layer {layer}: upstream {u} has layers 0..{up.num_layers - 1}")
+        for td in tds:
+            check_frame_rate(td, up.frame_rate, u)
+        models[u] = (up, layer)
+    records = []
+    for u, (up, layer) in models.items():
+        for td in tds:
+            records.append(_run_pair(u, up, layer, td, out, cfg))
+    write_reports(records, out)
+    return records
+
+
+def _run_pair(u: str, up, layer: int | None, td: TaskData, out: Path, cfg: BenchConfig) -> dict:
+    from safetensors.torch import save
+
+    from audiossl.eval.cache import CacheConfig, build_cache
+    from audiossl.eval.runner import RunConfig, concat_splits, load_split, train_and_evaluate
+
+    spec = td.spec
+    run_dir = out / "runs" / slug(u) / spec.name
+    done = run_dir / "result.json"
+    if done.is_file():
+        log.info("%s / %s: done already (%s), skipping", u, spec.name, done)
+        return json.loads(done.read_text())
+    ccfg = CacheConfig(layer=layer, pooled=spec.pooled, max_batch_seconds=cfg.max_batch_seconds, device=cfg.device)
+    splits, skipped = {}, 0
+    for role, tsv in td.splits.items():
+        store = build_cache(up, u, tsv, out / "cache" / slug(u), ccfg)
+        skipped += len(store.meta["extra"].get("skipped", []))
+        lab = spec.label if (spec.objective != "asv" or role != "test") else None
+        splits[role] = load_split(store, tsv, lab)
+        if not splits[role].ids:
+            raise BenchError(f"task {spec.name}: every file of {tsv} was skipped as bad audio; nothing to {role} on.")
+    if spec.objective == "asv" and "dev" not in splits:
+        tr = splits["train"]
+        splits["train"] = tr.subset([i for i in range(len(tr.ids)) if i % 10])
+        splits["dev"] = tr.subset([i for i in range(len(tr.ids)) if i % 10 == 0])
+    grid = list(cfg.lr_grid or (spec.lr,))
+    sub = check_frame_rate(td, up.frame_rate, u)
+    folds = []
+    for fold, train_roles, dev_role, test_role in td.folds():
+        train = splits[train_roles[0]] if len(train_roles) == 1 else concat_splits([splits[r] for r in train_roles])
+        per_lr = {}
+        for lr in grid:
+            rcfg = RunConfig(lr=lr, epochs=spec.epochs, batch_frames=spec.batch_frames, device=cfg.device,
+                             seed=cfg.seed, label_subsample=sub)
+            log.info("%s / %s%s: lr %g, %d epochs", u, spec.name, "" if fold == "all" else f" ({fold})", lr, spec.epochs)
+            per_lr[lr] = train_and_evaluate(spec, train, splits[dev_role], splits[test_role], rcfg,
+                                            int(up.num_layers), layer, td.trials)
+        sign = 1 if spec.higher_is_better else -1
+        lr_best = max(grid, key=lambda lr: sign * per_lr[lr].dev)
+        best = per_lr[lr_best]
+        ckpt = run_dir / ("head.safetensors" if fold == "all" else f"head_{fold}.safetensors")
+        with atomic_open(ckpt, "wb") as f:
+            f.write(save({k: v.detach().contiguous().cpu() for k, v in best.state.items()},
+                         metadata={"task": spec.name, "upstream": u, "lr": str(lr_best)}))
+        folds.append({"fold": fold, "lr": lr_best, "dev": best.dev, "test": best.test, "best_epoch": best.best_epoch,
+                      "lr_grid": {str(k): v.dev for k, v in per_lr.items()}, "curve": best.curve,
+                      "layer_weights": best.layer_weights})
+    test = {k: float(np.mean([f["test"][k] for f in folds])) for k in folds[0]["test"]}
+    rec = {
+        "upstream": u, "upstream_name": up.name, "task": spec.name, "metric": spec.metric,
+        "value": test[spec.metric], "test": test, "dev": float(np.mean([f["dev"] for f in folds])),
+        "lr": folds[0]["lr"] if len(folds) == 1 else [f["lr"] for f in folds],
+        "lr_grid": folds[0]["lr_grid"], "layer": layer, "layer_weights": folds[0]["layer_weights"],
+        "curve": folds[0]["curve"], "folds": folds if len(folds) > 1 else [], "skipped_files": skipped,
+        "head": asdict(spec.head), "epochs": spec.epochs, "frame_rate": float(up.frame_rate),
+    }
+    atomic_write_json(done, rec)
+    if skipped:
+        log.warning("%s / %s: %d bad audio files were skipped", u, spec.name, skipped)
+    return rec

@@ -1,0 +1,411 @@
+"""The one generic train / select-on-dev / test loop for every bench task.
+
+Features come from the cache (``[frames, layers, dim]`` per utterance, or pooled ``[1, layers, dim]``);
+the :class:`~audiossl.eval.featurizer.Featurizer` mixes the layers and the task's head predicts. What
+differs between tasks is only the :class:`Objective` (targets, loss, decoding, metric), chosen by the
+spec's ``objective``. CTC decoding is greedy (best path, no language model).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from audiossl.data.feature_store import FeatureStore
+from audiossl.data.frame_labels import LabelError
+from audiossl.eval import metrics as M
+from audiossl.eval.cache import layer_stack
+from audiossl.eval.featurizer import Featurizer
+from audiossl.eval.heads import build_head
+from audiossl.eval.tasks import TaskSpec, read_trials
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SplitData:
+    """Cached features of one split and their raw label strings, in manifest order (bad audio dropped)."""
+
+    store: FeatureStore
+    ids: list[str]
+    labels: list[str]
+    label_file: str = ""
+
+    def subset(self, idx: list[int]) -> "SplitData":
+        return SplitData(self.store, [self.ids[i] for i in idx], [self.labels[i] for i in idx], self.label_file)
+
+
+def load_split(store: FeatureStore, tsv: Path, label: str | None) -> SplitData:
+    from audiossl.data.manifest import read_manifest
+
+    m = read_manifest(tsv, labels=[label] if label else [])
+    labs = m.labels[label] if label else [""] * len(m)
+    keep = [i for i, u in enumerate(m.ids) if u in store]
+    return SplitData(store, [m.ids[i] for i in keep], [labs[i] for i in keep], str(m.label_path(label)) if label else "")
+
+
+def concat_splits(parts: list[SplitData]) -> SplitData:
+    """Several splits (ESC-50 training folds) as one; each keeps reading its own store."""
+    out = _Multi(parts)
+    return SplitData(out, [i for p in parts for i in p.ids], [l for p in parts for l in p.labels], parts[0].label_file)
+
+
+class _Multi:
+    """Minimal FeatureStore look-alike over several stores (ids must be unique across them)."""
+
+    def __init__(self, parts: list[SplitData]) -> None:
+        self.by_id = {u: p.store for p in parts for u in p.ids}
+        self.meta = parts[0].store.meta
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        return self.by_id[key][key]
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.by_id
+
+
+@dataclass
+class RunConfig:
+    lr: float = 1e-3
+    epochs: int = 20
+    batch_frames: int = 8000
+    device: str = "cpu"
+    seed: int = 0
+    grad_clip: float = 1.0
+    label_subsample: int = 1
+    """frame tasks: keep every k-th label (100 Hz labels, 50 Hz upstream → 2)"""
+
+
+@dataclass
+class RunResult:
+    dev: float
+    test: dict[str, float]
+    best_epoch: int
+    curve: list[dict] = field(default_factory=list)
+    layer_weights: list[float] = field(default_factory=list)
+    state: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+# -- objectives -----------------------------------------------------------------------------------
+
+
+class Objective:
+    """Targets, loss, predictions and metric of one objective kind; ``vocab`` comes from train."""
+
+    def __init__(self, spec: TaskSpec, train: SplitData, cfg: RunConfig) -> None:
+        self.spec, self.cfg = spec, cfg
+        self.vocab = sorted({t for lab in train.labels for t in self.tokens(lab)})
+        if not self.vocab:
+            raise LabelError(f"{train.label_file}: no labels in the training split")
+        self.index = {t: i for i, t in enumerate(self.vocab)}
+
+    def tokens(self, label: str) -> list[str]:
+        return [label.strip()]
+
+    @property
+    def out_dim(self) -> int:
+        return len(self.vocab)
+
+    def target(self, split: SplitData, i: int, frames: int):
+        return self.index.get(split.labels[i].strip(), -100)
+
+    def collate(self, targets: list) -> torch.Tensor:
+        return torch.tensor(targets, dtype=torch.long)
+
+    def loss(self, head, x, lengths, lengths_cpu, targets) -> torch.Tensor:
+        return F.cross_entropy(head(x, lengths), targets, ignore_index=-100)
+
+    def predict(self, head, x, lengths, lengths_cpu) -> list:
+        return [self.vocab[k] for k in head(x, lengths).argmax(-1).tolist()]
+
+    def score(self, split: SplitData, preds: list) -> dict[str, float]:
+        refs = [l.strip() for l in split.labels]
+        if self.spec.metric == "key":
+            return {"key": M.key_weighted_score(refs, preds), "acc": M.accuracy(refs, preds)}
+        return {"acc": M.accuracy(refs, preds)}
+
+
+class CTCObjective(Objective):
+    """Token sequences (``.phn`` phones, ``.ltr`` letters); class 0 is the CTC blank."""
+
+    def tokens(self, label: str) -> list[str]:
+        return label.split()
+
+    @property
+    def out_dim(self) -> int:
+        return len(self.vocab) + 1
+
+    def target(self, split, i, frames):
+        return torch.tensor([self.index[t] + 1 for t in self.tokens(split.labels[i]) if t in self.index], dtype=torch.long)
+
+    def collate(self, targets):
+        return (torch.cat(targets), torch.tensor([len(t) for t in targets], dtype=torch.long))
+
+    def loss(self, head, x, lengths, lengths_cpu, targets):
+        logp = head(x, lengths_cpu if self.spec.head.kind == "bilstm" else lengths).log_softmax(-1)
+        flat, tlens = targets
+        return F.ctc_loss(logp.transpose(0, 1), flat, lengths, tlens.to(lengths.device), blank=0, zero_infinity=True)
+
+    def predict(self, head, x, lengths, lengths_cpu):
+        best = head(x, lengths_cpu if self.spec.head.kind == "bilstm" else lengths).argmax(-1).cpu()
+        out = []
+        for b, n in enumerate(lengths_cpu.tolist()):
+            seq = torch.unique_consecutive(best[b, :n]).tolist()
+            out.append([self.vocab[k - 1] for k in seq if k != 0])
+        return out
+
+    def score(self, split, preds):
+        refs = [self.tokens(l) for l in split.labels]
+        if self.spec.metric == "wer":
+            return {"wer": M.error_rate([M.letters_to_words(r) for r in refs], [M.letters_to_words(h) for h in preds]),
+                    "cer": M.error_rate([[c for c in r if c != "|"] for r in refs], [[c for c in h if c != "|"] for h in preds])}
+        return {self.spec.metric: M.error_rate(refs, preds)}
+
+
+class FrameObjective(Objective):
+    """One label per frame (``.ali``), subsampled to the upstream rate; frame accuracy."""
+
+    TOLERANCE = 3  # Kaldi-style windows drop up to 3 trailing frames versus ceil(samples / hop)
+
+    def tokens(self, label):
+        return label.split()
+
+    def target(self, split, i, frames):
+        labs = self.tokens(split.labels[i])[:: self.cfg.label_subsample]
+        if abs(len(labs) - frames) > self.TOLERANCE:
+            raise LabelError(
+                f"{split.label_file}:{i + 1} ({split.ids[i]}): {len(labs)} labels (after subsampling by "
+                f"{self.cfg.label_subsample}) but the upstream gives {frames} frames; the labels were made "
+                f"for another frame rate or another audio file."
+            )
+        labs = (labs + [labs[-1]] * frames)[:frames]
+        return torch.tensor([self.index.get(t, -100) for t in labs], dtype=torch.long)
+
+    def collate(self, targets):
+        return nn.utils.rnn.pad_sequence(targets, batch_first=True, padding_value=-100)
+
+    def loss(self, head, x, lengths, lengths_cpu, targets):
+        logits = head(x, lengths)
+        return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100)
+
+    def predict(self, head, x, lengths, lengths_cpu):
+        best = head(x, lengths).argmax(-1).cpu()
+        return [[self.vocab[k] for k in best[b, :n].tolist()] for b, n in enumerate(lengths_cpu.tolist())]
+
+    def score(self, split, preds):
+        correct = total = 0
+        for i, p in enumerate(preds):
+            ref = self.tokens(split.labels[i])[:: self.cfg.label_subsample]
+            ref = (ref + [ref[-1]] * len(p))[: len(p)]
+            correct += sum(a == b for a, b in zip(ref, p))
+            total += len(p)
+        return {"acc": 100.0 * correct / max(total, 1)}
+
+
+class MultiLabelObjective(Objective):
+    """Comma-separated tags per clip; BCE; macro ROC-AUC and AP."""
+
+    def tokens(self, label):
+        return [t.strip() for t in label.split(",") if t.strip()]
+
+    def target(self, split, i, frames):
+        y = torch.zeros(len(self.vocab))
+        for t in self.tokens(split.labels[i]):
+            if t in self.index:
+                y[self.index[t]] = 1.0
+        return y
+
+    def collate(self, targets):
+        return torch.stack(targets)
+
+    def loss(self, head, x, lengths, lengths_cpu, targets):
+        return F.binary_cross_entropy_with_logits(head(x, lengths), targets)
+
+    def predict(self, head, x, lengths, lengths_cpu):
+        return list(torch.sigmoid(head(x, lengths)).cpu().numpy())
+
+    def score(self, split, preds):
+        y = np.stack([self.target(split, i, 0).numpy() for i in range(len(split.ids))])
+        auc, ap = M.multilabel_auc_ap(y, np.stack(preds))
+        return {"auc": auc, "ap": ap}
+
+
+class ASVObjective(Objective):
+    """x-vector trained with AM-softmax over train speakers; dev = speaker accuracy, test = trials."""
+
+    def loss(self, head, x, lengths, lengths_cpu, targets):
+        return head.amsoftmax(head(x, lengths), targets)
+
+    def predict(self, head, x, lengths, lengths_cpu):
+        return [self.vocab[k] for k in head.amsoftmax.logits(head(x, lengths)).argmax(-1).tolist()]
+
+
+OBJECTIVES = {"utt": Objective, "ctc": CTCObjective, "frame": FrameObjective, "multilabel": MultiLabelObjective, "asv": ASVObjective}
+
+
+# -- batching -------------------------------------------------------------------------------------
+
+
+def _item(split: SplitData, i: int) -> torch.Tensor:
+    return torch.from_numpy(np.array(layer_stack(split.store, split.ids[i]), dtype=np.float32))
+
+
+def make_batches(split: SplitData, budget: int, shuffle: bool, rng: random.Random) -> list[list[int]]:
+    """Indices grouped so that ``count × longest`` frames ≤ ``budget`` (similar lengths together)."""
+    lens = [split.store[u].shape[0] for u in split.ids]
+    order = sorted(range(len(lens)), key=lambda i: (lens[i] + (rng.random() if shuffle else 0.0)))
+    out, cur, longest = [], [], 0
+    for i in order:
+        if cur and (len(cur) + 1) * max(longest, lens[i]) > budget:
+            out.append(cur)
+            cur, longest = [], 0
+        cur.append(i)
+        longest = max(longest, lens[i])
+    if cur:
+        out.append(cur)
+    if shuffle:
+        rng.shuffle(out)
+    return out
+
+
+def _collate(split, idx, pooled, device):
+    items = [_item(split, i) for i in idx]  # each [frames, layers, dim]
+    lens = torch.tensor([x.shape[0] for x in items], dtype=torch.long)
+    if pooled:
+        x = torch.stack([t[0] for t in items])  # [batch, layers, dim]
+    else:
+        x = nn.utils.rnn.pad_sequence(items, batch_first=True)  # [batch, frame, layers, dim]
+    return x.to(device), lens.to(device), lens
+
+
+class _Model(nn.Module):
+    def __init__(self, featurizer: Featurizer, head: nn.Module) -> None:
+        super().__init__()
+        self.featurizer, self.head = featurizer, head
+
+    def forward(self, x, lengths):
+        return self.head(self.featurizer(x), lengths)
+
+
+def setup(spec: TaskSpec, train: SplitData, cfg: RunConfig, num_layers: int, layer: int | None):
+    """``(objective, model wrapper, optimizer)`` for a task: featurizer + head, AdamW over both."""
+    obj = OBJECTIVES[spec.objective](spec, train, cfg)
+    hidden = int(train.store.meta["extra"]["hidden_dim"])
+    model = _Model(Featurizer(num_layers, layer), build_head(spec.head, hidden, obj.out_dim)).to(cfg.device)
+    return obj, _Wrapped(model), torch.optim.AdamW(model.parameters(), lr=cfg.lr)
+
+
+# -- the loop ---------------------------------------------------------------------------------------
+
+
+def train_and_evaluate(spec: TaskSpec, train: SplitData, dev: SplitData, test: SplitData, cfg: RunConfig,
+                       num_layers: int, layer: int | None, trials: Path | None = None) -> RunResult:
+    """Train head + layer weights on ``train``, keep the best epoch on ``dev``, evaluate it on ``test``."""
+    torch.manual_seed(cfg.seed)
+    rng = random.Random(cfg.seed)
+    obj, fwd, opt = setup(spec, train, cfg, num_layers, layer)
+    model, feat = fwd.model, fwd.model.featurizer
+    targets = _targets(obj, train)
+    sign = 1.0 if spec.higher_is_better else -1.0
+    dev_key = "acc" if spec.objective == "asv" else spec.metric
+    best, best_epoch, best_state, curve = -math.inf, -1, None, []
+    for epoch in range(1, cfg.epochs + 1):
+        batches = make_batches(train, spec.batch_frames, True, rng)
+        loss = train_epoch(fwd, obj, opt, batches, lambda idx: _collate(train, idx, spec.pooled, cfg.device), targets, cfg,
+                           desc=f"{spec.name} ep{epoch}")
+        d = evaluate(obj, fwd, dev, spec, cfg)[dev_key]
+        curve.append({"epoch": epoch, "train_loss": loss, "dev": d})
+        if sign * d > best:
+            best, best_epoch = sign * d, epoch
+            best_state = copy.deepcopy(model.state_dict())
+    model.load_state_dict(best_state)
+    test_metrics = evaluate_trials(obj, fwd, test, trials, cfg) if spec.objective == "asv" else evaluate(obj, fwd, test, spec, cfg)
+    return RunResult(sign * best, test_metrics, best_epoch, curve, feat.layer_weights(), best_state)
+
+
+def train_epoch(fwd, obj: Objective, opt, batches: list[list[int]], features, targets: list, cfg: RunConfig, desc: str = "") -> float:
+    """One pass over ``batches``; ``features(idx)`` → ``(x, lengths, lengths_cpu)``. Returns the mean loss.
+
+    The feature source is a parameter so the cache benchmark can time the same loop fed by a live
+    upstream (what s3prl does) against the cache.
+    """
+    from tqdm import tqdm
+
+    fwd.model.train()
+    total, n = 0.0, 0
+    for idx in tqdm(batches, desc=desc, leave=False):
+        x, lens, lens_cpu = features(idx)
+        y = _to(obj.collate([targets[i] for i in idx]), cfg.device)
+        loss = obj.loss(fwd, x, lens, lens_cpu, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(fwd.model.parameters(), cfg.grad_clip)
+        opt.step()
+        total += float(loss.detach()) * len(idx)
+        n += len(idx)
+    return total / max(n, 1)
+
+
+class _Wrapped:
+    """Lets objectives call ``head(x, lengths)`` and ``head.amsoftmax`` on featurizer + head."""
+
+    def __init__(self, model: _Model) -> None:
+        self.model = model
+
+    def __call__(self, x, lengths):
+        return self.model(x, lengths)
+
+    def __getattr__(self, name):
+        return getattr(self.model.head, name)
+
+
+def _targets(obj: Objective, split: SplitData) -> list:
+    return [obj.target(split, i, split.store[u].shape[0]) for i, u in enumerate(split.ids)]
+
+
+def _to(y, device):
+    return tuple(t.to(device) for t in y) if isinstance(y, tuple) else y.to(device)
+
+
+@torch.no_grad()
+def evaluate(obj: Objective, fwd, split: SplitData, spec: TaskSpec, cfg: RunConfig) -> dict[str, float]:
+    fwd.model.eval()
+    if spec.objective == "frame":
+        _targets(obj, split)  # checks the label counts of this split too
+    preds: list = [None] * len(split.ids)
+    for idx in make_batches(split, spec.batch_frames, False, random.Random(0)):
+        x, lens, lens_cpu = _collate(split, idx, spec.pooled, cfg.device)
+        for i, p in zip(idx, obj.predict(fwd, x, lens, lens_cpu)):
+            preds[i] = p
+    return obj.score(split, preds)
+
+
+@torch.no_grad()
+def evaluate_trials(obj: Objective, fwd, test: SplitData, trials: Path, cfg: RunConfig) -> dict[str, float]:
+    """Cosine scores of x-vector embeddings on the trial list → EER and minDCF (p_target 0.01)."""
+    fwd.model.eval()
+    emb: dict[str, torch.Tensor] = {}
+    for idx in make_batches(test, obj.spec.batch_frames, False, random.Random(0)):
+        x, lens, _ = _collate(test, idx, False, cfg.device)
+        e = F.normalize(fwd(x, lens), dim=-1).cpu()
+        for i, v in zip(idx, e):
+            emb[test.ids[i]] = v
+    scores, labels, missing = [], [], 0
+    for lab, a, b in read_trials(trials):
+        if a not in emb or b not in emb:
+            missing += 1
+            continue
+        scores.append(float(emb[a] @ emb[b]))
+        labels.append(lab)
+    if missing:
+        log.warning("%s: %d trials skipped because one of their files was skipped", trials, missing)
+    return {"eer": M.eer(scores, labels), "min_dcf": M.min_dcf(scores, labels, 0.01), "trials": float(len(scores))}

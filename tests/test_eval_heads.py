@@ -1,0 +1,118 @@
+"""Featurizer, heads, batching by frames, and the CTC greedy decoding of the runner."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from audiossl.eval.featurizer import Featurizer
+from audiossl.eval.heads import AMSoftmax, HeadConfig, build_head, masked_mean
+
+
+def test_featurizer_starts_as_layer_average_and_learns():
+    f = Featurizer(4)
+    x = torch.randn(2, 7, 4, 16)  # [batch, frame, layer, dim]
+    assert torch.allclose(f(x), x.mean(2), atol=1e-6)
+    assert f.layer_weights() == pytest.approx([0.25] * 4)
+    f(x)[..., 0].sum().backward()
+    assert f.weights.grad is not None and f.weights.grad.abs().sum() > 0
+    pooled = torch.randn(3, 4, 16)  # [batch, layer, dim]
+    assert f(pooled).shape == (3, 16)
+
+
+def test_featurizer_fixed_layer():
+    f = Featurizer(13, layer=9)
+    x = torch.randn(2, 5, 1, 8)  # the cache holds only layer 9
+    assert torch.equal(f(x), x[:, :, 0]) and f.layer_weights()[9] == 1.0 and sum(f.layer_weights()) == 1.0
+    assert list(f.parameters()) == []
+    with pytest.raises(ValueError, match="--layer 13 is out of range"):
+        Featurizer(13, layer=13)
+    with pytest.raises(ValueError, match="expected 13 stacked layers"):
+        Featurizer(13)(torch.randn(2, 5, 3, 8))
+
+
+@pytest.mark.parametrize("kind", ["linear", "bilstm", "pool_linear", "pool_mlp"])
+def test_heads_shapes_and_padding(kind):
+    torch.manual_seed(0)
+    head = build_head(HeadConfig(kind, hidden=16), 8, 5).eval()
+    a, b = torch.randn(6, 8), torch.randn(9, 8)
+    x = torch.nn.utils.rnn.pad_sequence([a, b], batch_first=True)  # [2, 9, 8]
+    lens = torch.tensor([6, 9])
+    y = head(x, lens)
+    if kind.startswith("pool"):
+        assert y.shape == (2, 5)
+        # padding does not change the first (shorter) item's output
+        assert torch.allclose(y[0], head(a[None], torch.tensor([6]))[0], atol=1e-5)
+    else:
+        assert y.shape == (2, 9, 5)
+        assert torch.allclose(y[0, :6], head(a[None], torch.tensor([6]))[0], atol=1e-5)
+
+
+def test_xvector_embeddings_and_amsoftmax():
+    torch.manual_seed(0)
+    head = build_head(HeadConfig("xvector", hidden=16, embed_dim=12), 8, 4)
+    x, lens = torch.randn(3, 20, 8), torch.tensor([20, 15, 11])
+    x[1, 15:] = 1e3  # garbage in the padding must not matter
+    emb = head(x, lens)
+    assert emb.shape == (3, 12)
+    loss = head.amsoftmax(emb, torch.tensor([0, 1, 3]))
+    loss.backward()
+    assert torch.isfinite(loss) and head.xvector.embed.weight.grad is not None
+    head.eval()
+    assert torch.allclose(head(x[1:2, :15], lens[1:2]), head(x, lens)[1:2], atol=1e-4)  # masked stats pooling
+
+
+def test_amsoftmax_margin_raises_loss():
+    am = AMSoftmax(4, 3, margin=0.2, scale=30.0)
+    emb, y = torch.randn(5, 4), torch.tensor([0, 1, 2, 0, 1])
+    plain = torch.nn.functional.cross_entropy(30.0 * am.logits(emb), y)
+    assert am(emb, y) > plain
+
+
+def test_masked_mean():
+    x = torch.tensor([[[1.0], [3.0], [100.0]]])
+    assert masked_mean(x, torch.tensor([2])).item() == 2.0
+
+
+class _Store:
+    def __init__(self, lens):
+        self.lens = lens
+        self.meta = {"extra": {"hidden_dim": 1}}
+
+    def __getitem__(self, key):
+        return np.zeros((self.lens[key], 1), np.float16)
+
+
+def test_batches_by_total_frames():
+    from audiossl.eval.cache import _batches
+    from audiossl.eval.runner import SplitData, make_batches
+
+    lens = [10, 300, 20, 250, 15, 30, 280, 5]
+    ids = [str(i) for i in range(len(lens))]
+    split = SplitData(_Store(dict(zip(ids, lens))), ids, [""] * len(ids))
+    for shuffle in (False, True):
+        batches = make_batches(split, 600, shuffle, random.Random(0))
+        assert sorted(i for b in batches for i in b) == list(range(len(lens)))
+        assert all(len(b) * max(lens[i] for i in b) <= 600 or len(b) == 1 for b in batches)
+    assert len(make_batches(split, 600, False, random.Random(0))) < len(lens)  # short clips share batches
+    b = _batches(lens, 600)
+    assert sorted(i for x in b for i in x) == list(range(len(lens)))
+    assert all(len(x) * max(lens[i] for i in x) <= 600 for x in b)
+
+
+def test_ctc_greedy_decoding():
+    from audiossl.eval.runner import CTCObjective, RunConfig, SplitData
+    from audiossl.eval.tasks import get_task
+
+    split = SplitData(_Store({"u": 4}), ["u"], ["a b c"])
+    obj = CTCObjective(get_task("pr"), split, RunConfig())
+    assert obj.vocab == ["a", "b", "c"] and obj.out_dim == 4
+    # frames: a a <blank> a b b c | padding — greedy path collapses repeats, drops blanks
+    path = torch.tensor([[1, 1, 0, 1, 2, 2, 3, 3, 3]])
+    logits = torch.nn.functional.one_hot(path, 4).float()
+    hyp = obj.predict(lambda x, lengths: x, logits, torch.tensor([7]), torch.tensor([7]))
+    assert hyp == [["a", "a", "b", "c"]]
+    assert obj.score(split, hyp) == {"per": pytest.approx(100 / 3)}

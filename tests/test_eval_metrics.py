@@ -1,0 +1,97 @@
+"""Bench metrics against hand-computed values and sklearn; the overall-score formula."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from audiossl.eval import metrics as M
+from audiossl.eval.report import overall_score, task_score
+
+
+def test_edit_distance_and_error_rates():
+    assert M.edit_distance("kitten", "sitting") == 3
+    assert M.edit_distance([], ["a", "b"]) == 2
+    # PER: ref 4 phones; hyp has 1 substitution + 1 deletion; ref 2: 1 insertion → 3 edits / 6 phones
+    refs = [["a", "b", "c", "d"], ["e", "f"]]
+    hyps = [["a", "x", "c"], ["e", "f", "g"]]
+    assert M.error_rate(refs, hyps) == pytest.approx(100 * 3 / 6)
+    # WER through fairseq letters: "THE CAT SAT" vs "THE BAT" → 1 sub + 1 del over 3 words
+    ref = M.letters_to_words("T H E | C A T | S A T |".split())
+    hyp = M.letters_to_words("T H E | B A T |".split())
+    assert ref == ["THE", "CAT", "SAT"] and hyp == ["THE", "BAT"]
+    assert M.error_rate([ref], [hyp]) == pytest.approx(100 * 2 / 3)
+    with pytest.raises(ValueError, match="no tokens"):
+        M.error_rate([[]], [["a"]])
+
+
+def test_accuracy():
+    assert M.accuracy(["a", "b", "c", "d"], ["a", "b", "x", "d"]) == 75.0
+
+
+def test_eer_on_constructed_scores():
+    # perfectly separated → 0; fully inverted → 100
+    assert M.eer([0.9, 0.8, 0.2, 0.1], [1, 1, 0, 0]) == pytest.approx(0.0)
+    assert M.eer([0.1, 0.2, 0.8, 0.9], [1, 1, 0, 0]) == pytest.approx(100.0)
+    # 10 targets, 10 non-targets; one target below every non-target and one non-target above
+    # every target: at the threshold between, miss = fa = 1/10 → EER 10 %
+    tgt = [0.05] + list(np.linspace(0.6, 0.95, 9))
+    non = [0.99] + list(np.linspace(0.1, 0.5, 9))
+    assert M.eer(tgt + non, [1] * 10 + [0] * 10) == pytest.approx(10.0)
+    # crossing between ROC points: 2 targets / 2 non-targets interleaved t n t n (desc) →
+    # miss goes 0.5 → 0 while fa goes 0.5 → ...; EER = 50 %
+    assert M.eer([0.9, 0.8, 0.7, 0.6], [1, 0, 1, 0]) == pytest.approx(50.0)
+    with pytest.raises(ValueError, match="both target"):
+        M.eer([0.1, 0.2], [1, 1])
+
+
+def test_min_dcf():
+    # separable scores → cost 0; inseparable → normalised cost 1 (the trivial "reject all" system)
+    assert M.min_dcf([0.9, 0.8, 0.2, 0.1], [1, 1, 0, 0]) == pytest.approx(0.0)
+    assert M.min_dcf([0.1, 0.2, 0.8, 0.9], [1, 1, 0, 0]) == pytest.approx(1.0)
+    # p_target 0.5: one miss out of 2 targets at the best threshold → (0.5*0.5) / 0.5 = 0.5
+    assert M.min_dcf([0.9, 0.1, 0.5, 0.4], [1, 1, 0, 0], p_target=0.5) == pytest.approx(0.5)
+
+
+def test_key_weighted_score():
+    assert M.parse_key("C# minor") == (1, "minor") and M.parse_key("Bb major") == (10, "major")
+    assert M.key_score("C major", "C major") == 1.0
+    assert M.key_score("C major", "G major") == 0.5  # fifth above
+    assert M.key_score("C major", "F major") == 0.0  # fifth below is not credited
+    assert M.key_score("C major", "A minor") == 0.3  # relative minor
+    assert M.key_score("A minor", "C major") == 0.3  # relative major
+    assert M.key_score("C major", "C minor") == 0.2  # parallel
+    assert M.key_score("Db major", "C# major") == 1.0  # enharmonic
+    assert M.key_score("C major", "D major") == 0.0
+    assert M.key_weighted_score(["C major", "C major", "A minor", "E minor"], ["C major", "G major", "C major", "F major"]) == pytest.approx(
+        100 * (1 + 0.5 + 0.3 + 0) / 4
+    )
+    with pytest.raises(ValueError, match="cannot parse key 'H major'"):
+        M.parse_key("H major")
+
+
+def test_auc_ap_match_sklearn():
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    rng = np.random.default_rng(0)
+    y = (rng.random((40, 5)) > 0.6).astype(int)
+    y[:, 4] = 0  # a tag with no positives is ignored
+    s = y * 0.5 + rng.random((40, 5))
+    auc, ap = M.multilabel_auc_ap(y, s)
+    assert auc == pytest.approx(100 * roc_auc_score(y[:, :4], s[:, :4], average="macro"))
+    assert ap == pytest.approx(100 * average_precision_score(y[:, :4], s[:, :4], average="macro"))
+    # a hand-checkable case: one tag, ranking positive, negative, positive, negative → AUC 3/4
+    auc1, ap1 = M.multilabel_auc_ap(np.array([[1], [0], [1], [0]]), np.array([[0.9], [0.8], [0.7], [0.1]]))
+    assert auc1 == pytest.approx(75.0) and ap1 == pytest.approx(100 * (1 + 2 / 3) / 2)
+
+
+def test_overall_score_formula():
+    recs = [
+        {"task": "pr", "metric": "per", "value": 20.0},
+        {"task": "asv", "metric": "eer", "value": 10.0},
+        {"task": "ks", "metric": "acc", "value": 90.0},
+        {"task": "key", "metric": "key", "value": 60.0},
+    ]
+    assert task_score("wer", 30.0) == 70.0 and task_score("acc", 30.0) == 30.0
+    assert overall_score(recs, ["pr", "asv", "ks", "key"]) == pytest.approx((80 + 90 + 90 + 60) / 4)
+    assert overall_score(recs[:2], ["pr", "asv", "ks"]) is None  # a missing task → no overall
