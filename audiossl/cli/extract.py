@@ -1,0 +1,45 @@
+"""Extract the hidden states of any upstream (audiossl checkpoint, hf:<dir>, fairseq:<file>, fbank,
+mfcc) for a file, directory, Kaldi wav.scp or manifest into OUT as npy / HDF5 / Kaldi ark, with an
+index.tsv (id, shape, frame rate). Batches by total duration, longest first; long files go in
+overlapping chunks stitched to the single-pass frame count; a rerun skips finished utterances; bad
+files are reported and skipped, with a final count."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+HELP = "extract hidden states of any upstream to npy / hdf5 / ark"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("upstream", help="audiossl checkpoint dir | hf:<dir> | fairseq:<file> | fbank | mfcc")
+    p.add_argument("input", help="audio file, directory, Kaldi wav.scp, or manifest .tsv")
+    p.add_argument("out", type=Path, help="output directory (index.tsv + arrays)")
+    p.add_argument("--layers", default="all", help="all | N | N,M | weighted:<featurizer .json/.safetensors>")
+    p.add_argument("--pool", default="none", choices=["none", "mean"], help="mean-pool frames per utterance")
+    p.add_argument("--format", default="npy", choices=["npy", "hdf5", "ark"], help="output format")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda:0")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
+                   help="compute dtype (autocast); float16 is also stored as float16")
+    p.add_argument("--max-seconds", type=float, default=160.0, help="total padded audio per batch (seconds)")
+    p.add_argument("--chunk-seconds", type=float, default=30.0, help="process longer files in chunks of this length; 0 = never")
+    p.add_argument("--overlap-seconds", type=float, default=2.0, help="context on each side of a chunk (seconds)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from audiossl.extract.run import ExtractConfig, extract
+
+    cfg = ExtractConfig(
+        layers=args.layers, pool=args.pool, format=args.format, device=args.device, dtype=args.dtype,
+        max_seconds=args.max_seconds, chunk_seconds=args.chunk_seconds, overlap_seconds=args.overlap_seconds,
+    )
+    try:
+        report = extract(args.upstream, args.input, args.out, cfg)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"audiossl extract: {e}")
+        return 2
+    for path, reason in report.skipped or []:
+        print(f"skipped {path}: {reason}")
+    print(f"extract: {report.summary()} → {args.out}")
+    return 0

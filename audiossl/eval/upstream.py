@@ -1,0 +1,184 @@
+"""The one upstream API: ``load_upstream(spec)`` → a frozen model that maps waveforms to layers.
+
+Every consumer (the extract CLI, the SUPERB-style bench harness, HuBERT k-means iteration) calls::
+
+    up = load_upstream(spec, device="cpu")
+    out = up(wavs, lengths)          # wavs [batch, sample] float, lengths [batch] long
+    out.hidden_states                # list of [batch, frame, dim]; len == up.num_layers
+    out.lengths                      # [batch] valid frames per item
+
+Specs:
+
+- ``<dir>`` or ``hubert:<dir>``: an audiossl checkpoint directory (``model.safetensors`` + ``config.json``).
+- ``hf:<dir>``: a transformers checkpoint directory (HuBERT, wav2vec 2.0, WavLM, data2vec-audio);
+  see :mod:`audiossl.interop.hf`.
+- ``fairseq:<file>``: a fairseq HuBERT checkpoint, read without fairseq and without unpickling
+  code; see :mod:`audiossl.interop.fairseq_ckpt`.
+- ``fbank`` / ``mfcc``: the classic feature baselines; see :mod:`audiossl.eval.baselines`.
+
+Layer convention (all sources are mapped onto it): ``hidden_states[0]`` is the input of the first
+transformer layer (feature projection + convolutional position embedding, + the encoder LayerNorm
+for post-LN models), ``hidden_states[i]`` the output of transformer layer ``i``; for pre-LN models
+(Large/XL) the last entry has the encoder's final LayerNorm applied. This is what fairseq's
+``extract_features`` hooks (s3prl) and transformers' ``output_hidden_states=True`` return.
+
+Calls run under ``torch.no_grad()`` in eval mode (dropout and layer drop off).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+
+@dataclass
+class UpstreamOutput:
+    hidden_states: list[torch.Tensor]  # each [batch, frame, dim]
+    lengths: torch.Tensor  # [batch] valid frames per item
+
+
+class Upstream(nn.Module):
+    """Base class: subclasses set the attributes below and implement :meth:`_forward`.
+
+    ``padding_invariant`` is False when padding a batch changes the valid frames' values (a conv
+    front end with GroupNorm over time, as in HuBERT/wav2vec 2.0 Base): the extractor then runs
+    such upstreams one utterance per forward to get exactly the single-pass result.
+    ``chunkable`` is False when a long input must not be split (per-utterance normalisation).
+    """
+
+    sample_rate: int = 16000
+    frame_rate: float = 50.0
+    num_layers: int = 1
+    hidden_dim: int = 0
+    name: str = "upstream"
+    padding_invariant: bool = True
+    chunkable: bool = True
+
+    def _forward(self, wavs: torch.Tensor, lengths: torch.Tensor) -> UpstreamOutput:
+        raise NotImplementedError
+
+    def num_frames(self, num_samples: int) -> int:
+        """Exact number of frames one pass over ``num_samples`` samples yields."""
+        raise NotImplementedError
+
+    def frame_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        """``[batch]`` samples → ``[batch]`` frames (host loop; not used inside model forward)."""
+        return torch.tensor([self.num_frames(int(n)) for n in lengths.tolist()], dtype=torch.long)
+
+    def forward(self, wavs: torch.Tensor, lengths: torch.Tensor | None = None) -> UpstreamOutput:
+        """``wavs [batch, sample]`` (zero padded), ``lengths [batch]`` → :class:`UpstreamOutput`."""
+        if wavs.dim() == 1:
+            wavs = wavs.unsqueeze(0)
+        if wavs.dim() != 2:
+            raise ValueError(f"{self.name}: expected wavs [batch, sample], got shape {tuple(wavs.shape)}")
+        if lengths is None:
+            lengths = torch.full((wavs.shape[0],), wavs.shape[1], dtype=torch.long, device=wavs.device)
+        with torch.no_grad():
+            out = self._forward(wavs.float(), lengths.to(wavs.device).long())
+        return out
+
+    def extra_repr(self) -> str:
+        return (
+            f"name={self.name!r}, sample_rate={self.sample_rate}, frame_rate={self.frame_rate}, "
+            f"num_layers={self.num_layers}, hidden_dim={self.hidden_dim}"
+        )
+
+
+def normalize_waveform(wavs: torch.Tensor, lengths: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """Zero mean / unit variance per utterance over its valid samples only (fairseq ``normalize``,
+    HF ``do_normalize``); padding stays zero. ``[batch, sample]`` → ``[batch, sample]``."""
+    mask = torch.arange(wavs.shape[1], device=wavs.device)[None, :] < lengths[:, None]
+    n = lengths.clamp(min=1).to(wavs.dtype)[:, None]
+    mean = (wavs * mask).sum(1, keepdim=True) / n
+    var = (((wavs - mean) * mask) ** 2).sum(1, keepdim=True) / n
+    return ((wavs - mean) / torch.sqrt(var + eps)) * mask
+
+
+class HubertUpstream(Upstream):
+    """Our :class:`audiossl.models.hubert.HubertModel` (the encoder) as an upstream."""
+
+    def __init__(self, model: nn.Module, name: str = "hubert", normalize: bool = False) -> None:
+        super().__init__()
+        self.model = model.eval()
+        self.model.requires_grad_(False)
+        cfg = model.cfg
+        self.sample_rate = int(cfg.sample_rate)
+        self.frame_rate = float(model.frame_rate)
+        self.num_layers = int(cfg.num_layers) + 1
+        self.hidden_dim = int(cfg.embed_dim)
+        self.name = name
+        self.normalize = normalize or bool(getattr(cfg, "normalize", False))
+        # our conv front end computes GroupNorm over each item's valid samples only
+        self.padding_invariant = True
+
+    def num_frames(self, num_samples: int) -> int:
+        return int(self.model.num_frames(int(num_samples)))
+
+    def frame_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        return self.model.frame_lengths(lengths)
+
+    def _forward(self, wavs: torch.Tensor, lengths: torch.Tensor) -> UpstreamOutput:
+        if self.normalize:
+            wavs = normalize_waveform(wavs, lengths)
+        if self.num_frames(wavs.shape[1]) == 0:  # whole batch shorter than the receptive field
+            empty = wavs.new_zeros(wavs.shape[0], 0, self.hidden_dim)
+            return UpstreamOutput([empty] * self.num_layers, self.frame_lengths(lengths))
+        out = self.model(wavs, None if bool((lengths == wavs.shape[1]).all()) else lengths)
+        return UpstreamOutput(hidden_states=list(out.hidden_states), lengths=out.lengths)
+
+
+def _read_meta(ckpt_dir: Path) -> dict:
+    cfg_path = ckpt_dir / "config.json"
+    if not cfg_path.is_file():
+        raise FileNotFoundError(
+            f"{ckpt_dir}: not an audiossl checkpoint (no config.json). Pass an audiossl checkpoint "
+            f"directory, 'hf:<dir>', 'fairseq:<file>', 'fbank' or 'mfcc'."
+        )
+    try:
+        meta = json.loads(cfg_path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{cfg_path}: invalid JSON ({e}); re-save the checkpoint") from None
+    if "model_type" in meta and "family" not in meta:
+        raise ValueError(f"{ckpt_dir} looks like a transformers checkpoint; load it as 'hf:{ckpt_dir}'")
+    return meta
+
+
+def load_upstream(spec: str, device: str | torch.device = "cpu") -> Upstream:
+    """Build a frozen, eval-mode upstream from ``spec`` (see module docstring) on ``device``."""
+    spec = str(spec)
+    if spec in ("fbank", "mfcc") or spec.startswith(("fbank:", "mfcc:")):
+        from audiossl.eval.baselines import build_baseline
+
+        up: Upstream = build_baseline(spec)
+    elif spec.startswith("hf:"):
+        from audiossl.interop.hf import load_hf_upstream
+
+        up = load_hf_upstream(spec[3:])
+    elif spec.startswith("fairseq:"):
+        from audiossl.interop.fairseq_ckpt import load_fairseq_upstream
+
+        up = load_fairseq_upstream(spec[len("fairseq:"):])
+    else:
+        path = Path(spec[len("hubert:"):] if spec.startswith("hubert:") else spec)
+        if not path.exists():
+            raise FileNotFoundError(
+                f"upstream {spec!r}: no such checkpoint directory. Valid specs: an audiossl checkpoint "
+                f"dir, 'hf:<dir>', 'fairseq:<file>', 'fbank', 'mfcc'."
+            )
+        if path.is_file():
+            raise ValueError(f"upstream {spec!r} is a file; for a fairseq checkpoint use 'fairseq:{spec}'")
+        meta = _read_meta(path)
+        family = str(meta.get("family", "hubert"))
+        if family != "hubert":
+            raise ValueError(f"{path}: model family {family!r} is not supported by load_upstream yet")
+        from audiossl.models.checkpoint import load_model
+
+        model = load_model(path, pretrain=False, map_location="cpu")
+        # waveform normalisation (fairseq task ``normalize``) travels in the checkpoint's "extra"
+        normalize = bool((meta.get("extra") or {}).get("normalize", False))
+        up = HubertUpstream(model, name=f"hubert:{path}", normalize=normalize)
+    return up.to(device).eval()

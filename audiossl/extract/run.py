@@ -1,0 +1,316 @@
+"""The extraction engine: any upstream's hidden states for a set of audio files, to disk.
+
+Flow: list ``(id, path)`` → read headers (bad files reported, skipped) → drop finished ids
+(resume) → sort by duration → batches capped by total padded audio (``max_seconds``) → forward →
+select / weight / pool layers → write (:mod:`audiossl.extract.sinks`) → index (atomically, every
+30 s and at the end). The free disk space is checked before the first forward.
+
+Long files (over ``chunk_seconds``) are run alone, in chunks that overlap by ``overlap_seconds``
+of context on each side; every chunk starts on a frame boundary (a multiple of the hop), and each
+chunk contributes only the frames it "owns", so the stitched result has exactly the frame count
+of a single pass. Frames near a chunk edge see less transformer context than in one pass (and a
+GroupNorm front end normalises per chunk), so chunked values match a single pass only within a
+tolerance; the conv / positional part is exact when the overlap covers its receptive field.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from audiossl.eval.upstream import Upstream
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ExtractConfig:
+    layers: str = "all"
+    """``all`` | ``N`` | ``N,M,...`` | ``weighted:<featurizer .json or .safetensors>``."""
+    pool: str = "none"
+    """``none`` (``[frame, dim]``) or ``mean`` over valid frames (``[dim]``)."""
+    format: str = "npy"
+    """``npy`` | ``hdf5`` | ``ark``."""
+    device: str = "cpu"
+    dtype: str = "float32"
+    """Compute dtype: ``float32`` | ``bfloat16`` | ``float16`` (autocast); stored as float32,
+    except ``float16`` which is stored as float16."""
+    max_seconds: float = 160.0
+    """Total padded audio per batch, in seconds."""
+    chunk_seconds: float = 30.0
+    """Files longer than this are processed in chunks; 0 disables chunking."""
+    overlap_seconds: float = 2.0
+    """Context added on each side of a chunk (discarded after the forward)."""
+
+
+@dataclass
+class ExtractReport:
+    written: int = 0
+    already_done: int = 0
+    skipped: list[tuple[str, str]] | None = None  # (path, reason)
+
+    def summary(self) -> str:
+        n = len(self.skipped or [])
+        return f"{self.written} written, {self.already_done} already done (resume), {n} skipped"
+
+
+def list_inputs(src: str | Path) -> list[tuple[str, str]]:
+    """``(utt_id, path)`` for a file, directory, wav.scp or manifest. Ids of files are their path
+    relative to the directory / manifest root, without extension; whitespace becomes ``_``."""
+    from audiossl.data.sources import collect_audio_paths, read_wav_scp
+
+    src = Path(src)
+    if src.name.endswith(".scp"):
+        pairs = read_wav_scp(src)
+    else:
+        paths = collect_audio_paths(src)
+        if src.is_dir():
+            root = src
+        elif src.suffix == ".tsv":
+            root = Path(src.read_text().splitlines()[0].strip()) if src.stat().st_size else src.parent
+        else:
+            root = src.parent
+        pairs = []
+        for p in paths:
+            try:
+                rel = Path(p).relative_to(root)
+            except ValueError:
+                rel = Path(Path(p).name)
+            pairs.append((rel.with_suffix("").as_posix(), p))
+    pairs = [(re.sub(r"\s+", "_", uid), p) for uid, p in pairs]
+    seen: dict[str, str] = {}
+    for uid, p in pairs:
+        if not uid or uid.startswith("/") or ".." in uid.split("/"):
+            raise ValueError(f"{src}: id {uid!r} (for {p}) would write outside the output directory; rename it")
+        if uid in seen:
+            raise ValueError(f"{src}: id {uid!r} names two inputs ({seen[uid]} and {p}); rename one of them")
+        seen[uid] = p
+    return pairs
+
+
+def load_layer_weights(path: str | Path, num_layers: int) -> torch.Tensor:
+    """Featurizer layer weights → normalised ``[num_layers]``.
+
+    ``.json``: ``{"layer_weights": [...]}`` as the bench harness writes them (already normalised),
+    or ``{"weights": [...]}`` raw featurizer logits (softmax applied, SUPERB's featurizer; add
+    ``"normalized": true`` to use them as given). ``.safetensors``: the featurizer's state dict, one
+    1-D tensor whose name ends in ``weights`` (raw logits, softmax applied).
+    """
+    import json
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"layer weights file {path} not found")
+    normalized = False
+    if path.suffix == ".json":
+        obj = json.loads(path.read_text())
+        if not isinstance(obj, dict) or not ("weights" in obj or "layer_weights" in obj):
+            raise ValueError(f"{path}: expected a JSON object with 'layer_weights' or 'weights'")
+        if "layer_weights" in obj:
+            w, normalized = obj["layer_weights"], True
+        else:
+            w, normalized = obj["weights"], bool(obj.get("normalized", False))
+        t = torch.tensor(w, dtype=torch.float32)
+    else:
+        from safetensors.torch import load_file
+
+        tensors = load_file(str(path))
+        cands = [v for k, v in tensors.items() if k.endswith("weights") and v.dim() == 1]
+        if len(cands) != 1:
+            raise ValueError(f"{path}: expected exactly one 1-D '*weights' tensor, found keys {sorted(tensors)}")
+        t = cands[0].float()
+    if t.numel() != num_layers:
+        raise ValueError(f"{path}: {t.numel()} layer weights, but the upstream has {num_layers} layers")
+    return t / t.sum() if normalized else torch.softmax(t, dim=0)
+
+
+def parse_layers(spec: str, num_layers: int) -> list[int] | torch.Tensor | None:
+    """``all`` → None; ``N`` / ``N,M`` → indices (negative from the end); ``weighted:F`` → weights."""
+    if spec == "all":
+        return None
+    if spec.startswith("weighted:"):
+        return load_layer_weights(spec[len("weighted:"):], num_layers)
+    try:
+        idx = [int(x) for x in spec.split(",")]
+    except ValueError:
+        raise ValueError(f"--layers {spec!r}: expected all, N, N,M or weighted:<file>") from None
+    for i in idx:
+        if not -num_layers <= i < num_layers:
+            raise ValueError(f"--layers {spec!r}: layer {i} out of range; the upstream has {num_layers} (0..{num_layers - 1})")
+    return [i % num_layers for i in idx]
+
+
+def _receptive_field(up: Upstream) -> int:
+    lo, hi = 1, 1
+    while up.num_frames(hi) < 1:
+        hi *= 2
+    while lo < hi:
+        mid = (lo + hi) // 2
+        lo, hi = (mid + 1, hi) if up.num_frames(mid) < 1 else (lo, mid)
+    return lo
+
+
+def forward_long(up: Upstream, wav: torch.Tensor, chunk_seconds: float, overlap_seconds: float) -> list[torch.Tensor]:
+    """One utterance ``[sample]`` in overlapping chunks → per-layer ``[frame, dim]`` with exactly
+    ``up.num_frames(len(wav))`` frames (see module docstring). The context on each side is capped at
+    a quarter of ``chunk_seconds``."""
+    n_samples = wav.shape[0]
+    total = up.num_frames(n_samples)
+    hop = round(up.sample_rate / up.frame_rate)
+    if abs(hop * up.frame_rate - up.sample_rate) > 1e-6:
+        raise ValueError(f"{up.name}: chunking needs an integer hop, got {up.sample_rate / up.frame_rate}")
+    rf = _receptive_field(up)
+    chunk_frames = max(1, round(chunk_seconds * up.frame_rate))
+    # context may take at most half of a chunk, so a chunk always owns >= half of its frames
+    ctx = min(max(0, round(overlap_seconds * up.frame_rate)), chunk_frames // 4)
+    own = max(1, chunk_frames - 2 * ctx)
+    pieces: list[list[torch.Tensor]] = []
+    for f0 in range(0, total, own):
+        f1 = min(total, f0 + own)
+        a_frame = max(0, f0 - ctx)
+        a, b = a_frame * hop, min(n_samples, (f1 - 1 + ctx) * hop + rf)
+        chunk = wav[a:b][None]
+        out = up(chunk, torch.tensor([b - a], device=wav.device))
+        pieces.append([h[0, f0 - a_frame : f1 - a_frame] for h in out.hidden_states])
+    if not pieces:
+        empty = wav.new_zeros(0, up.hidden_dim)
+        return [empty] * up.num_layers
+    return [torch.cat([p[layer] for p in pieces], dim=0) for layer in range(len(pieces[0]))]
+
+
+def _select(hidden: list[torch.Tensor], layers, pool: str) -> torch.Tensor:
+    """Per-utterance layers ``[frame, dim]`` each → stored array (see :class:`ExtractConfig`)."""
+    if layers is None:
+        x = torch.stack(hidden, 0)
+    elif isinstance(layers, torch.Tensor):
+        x = torch.einsum("l,ltd->td", layers.to(hidden[0]), torch.stack(hidden, 0))
+    elif len(layers) == 1:
+        x = hidden[layers[0]]
+    else:
+        x = torch.stack([hidden[i] for i in layers], 0)
+    if pool == "mean":
+        x = x.mean(dim=-2)
+    return x
+
+
+def _batches(items: list[tuple[str, str, int]], max_samples: int, single: bool) -> list[list[tuple[str, str, int]]]:
+    """Longest first; each batch's ``len × longest`` stays within ``max_samples`` (≥ 1 item)."""
+    items = sorted(items, key=lambda x: -x[2])
+    out: list[list[tuple[str, str, int]]] = []
+    cur: list[tuple[str, str, int]] = []
+    for it in items:
+        if cur and (single or (len(cur) + 1) * cur[0][2] > max_samples):
+            out.append(cur)
+            cur = []
+        cur.append(it)
+    if cur:
+        out.append(cur)
+    return out
+
+
+def extract(upstream: Upstream | str, inputs: str | Path | list[tuple[str, str]], out: str | Path,
+            cfg: ExtractConfig | None = None) -> ExtractReport:
+    """Extract ``upstream`` features of ``inputs`` into ``out``. Returns an :class:`ExtractReport`."""
+    from tqdm import tqdm
+
+    from audiossl.audio.io import AudioError, audio_info, load_audio
+    from audiossl.eval.upstream import load_upstream
+    from audiossl.extract.sinks import Sink
+    from audiossl.utils.fileio import atomic_write_json, check_free_space
+
+    cfg = cfg or ExtractConfig()
+    if cfg.pool not in ("none", "mean"):
+        raise ValueError(f"--pool {cfg.pool!r}: choose none or mean")
+    dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+    if cfg.dtype not in dtypes:
+        raise ValueError(f"--dtype {cfg.dtype!r}: choose one of {sorted(dtypes)}")
+    up = load_upstream(upstream, device=cfg.device) if isinstance(upstream, str) else upstream.to(cfg.device).eval()
+    layers = parse_layers(cfg.layers, up.num_layers)
+    pairs = list_inputs(inputs) if not isinstance(inputs, list) else inputs
+    sink = Sink(out, cfg.format)
+    if cfg.format == "ark" and cfg.pool == "none" and not (isinstance(layers, torch.Tensor) or (layers and len(layers) == 1)):
+        raise ValueError("--format ark stores matrices: use one layer (--layers N), weighted layers, or --pool mean")
+    meta = {
+        "upstream": up.name, "layers": cfg.layers, "pool": cfg.pool, "format": cfg.format, "dtype": cfg.dtype,
+        "frame_rate": up.frame_rate, "num_layers": up.num_layers, "hidden_dim": up.hidden_dim,
+    }
+    meta_path = Path(out) / "meta.json"
+    if meta_path.is_file() and sink.index:
+        import json
+
+        old = json.loads(meta_path.read_text())
+        changed = {k: (old.get(k), v) for k, v in meta.items() if old.get(k) != v}
+        if changed:
+            raise ValueError(
+                f"{out} holds features made with other settings {changed} (old, new); resuming would mix "
+                f"them. Use another output directory or delete {out}."
+            )
+    atomic_write_json(meta_path, meta)
+    report = ExtractReport(skipped=[])
+    todo: list[tuple[str, str, int]] = []
+    for uid, path in pairs:
+        if sink.is_done(uid):
+            report.already_done += 1
+            continue
+        try:
+            info = audio_info(path)
+        except AudioError as e:
+            report.skipped.append((path, f"{e.reason}: {e.detail}"))
+            continue
+        n = round(info.num_frames * up.sample_rate / info.sample_rate) if info.sample_rate else 0
+        todo.append((uid, path, n))
+    sr = up.sample_rate
+    chunk = int(cfg.chunk_seconds * sr) if cfg.chunk_seconds > 0 and getattr(up, "chunkable", True) else 0
+    long_items = [it for it in todo if chunk and it[2] > chunk]
+    batches = [[it] for it in long_items] + _batches(
+        [it for it in todo if not (chunk and it[2] > chunk)], int(cfg.max_seconds * sr), single=not up.padding_invariant
+    )
+    store_dtype = np.float16 if cfg.dtype == "float16" else np.float32
+    per_frame = up.hidden_dim * (up.num_layers if layers is None else 1 if not isinstance(layers, list) else len(layers))
+    frames = sum(1 if cfg.pool == "mean" else up.num_frames(it[2]) for it in todo)
+    check_free_space(out, frames * per_frame * np.dtype(store_dtype).itemsize, what="extracted features")
+    dev = torch.device(cfg.device)
+    autocast = cfg.dtype != "float32"
+    bar = tqdm(total=sum(it[2] for it in todo) / sr, unit="audio-s", desc=f"extract {up.name}", disable=None)
+    try:
+        for batch in batches:
+            wavs, ok = [], []
+            for uid, path, n in batch:
+                try:
+                    wav, _ = load_audio(path, sr)
+                except AudioError as e:
+                    report.skipped.append((path, f"{e.reason}: {e.detail}"))
+                    continue
+                if up.num_frames(wav.shape[0]) == 0:
+                    report.skipped.append((path, f"too_short: {wav.shape[0]} samples give no frame"))
+                    continue
+                wavs.append(wav)
+                ok.append(uid)
+            if ok:
+                with torch.autocast(dev.type, dtype=dtypes[cfg.dtype], enabled=autocast):
+                    if chunk and len(wavs) == 1 and wavs[0].shape[0] > chunk:
+                        hidden = [forward_long(up, wavs[0].to(dev), cfg.chunk_seconds, cfg.overlap_seconds)]
+                    else:
+                        lengths = torch.tensor([w.shape[0] for w in wavs])
+                        padded = torch.nn.utils.rnn.pad_sequence(wavs, batch_first=True).to(dev)
+                        res = up(padded, lengths.to(dev))
+                        frames = res.lengths.tolist()
+                        hidden = [[h[i, : frames[i]] for h in res.hidden_states] for i in range(len(ok))]
+                for uid, hs in zip(ok, hidden):
+                    arr = _select(hs, layers, cfg.pool).float().cpu().numpy().astype(store_dtype)
+                    sink.write(uid, arr, up.frame_rate)
+                    report.written += 1
+                sink.maybe_commit()
+            bar.update(sum(it[2] for it in batch) / sr)
+    finally:
+        bar.close()
+        sink.close()
+    for path, reason in report.skipped:
+        log.warning("skipped %s: %s", path, reason)
+    log.info("extract %s → %s: %s", up.name, out, report.summary())
+    return report
