@@ -2,9 +2,12 @@
 
 Both are Kaldi-compatible (25 ms window, 10 ms shift, ``snip_edges`` → ``1 + (S - 400) // 160``
 frames at 16 kHz; 0 frames for inputs shorter than one window), computed per utterance on its
-valid samples only (so padding never changes a result) and mean/variance normalised per utterance.
-They expose one "layer": ``hidden_states == [features]`` with features ``[batch, frame, dim]``.
-``fbank:<bins>`` picks another number of mel bins.
+valid samples only (so padding never changes a result). They expose one "layer":
+``hidden_states == [features]`` with features ``[batch, frame, dim]``. ``fbank:<bins>`` picks
+another number of mel bins; a ``+cmvn`` suffix (``fbank+cmvn``, ``mfcc+cmvn``) normalises mean and
+variance per utterance. CMVN is off by default: it makes every mean-pooled utterance exactly zero,
+which leaves utterance-level heads (KS, SID, ER, music) at chance — SUPERB's FBANK row keeps the
+spectrum and lets the head's own normalisation do the rest.
 """
 
 from __future__ import annotations
@@ -43,12 +46,12 @@ def _mfcc(wav: torch.Tensor, sample_rate: int) -> torch.Tensor:
 
 
 class FeatureBaseline(Upstream):
-    """Kaldi fbank / MFCC with per-utterance CMVN; one layer, 100 frames per second."""
+    """Kaldi fbank / MFCC (optionally with per-utterance CMVN); one layer, 100 frames per second."""
 
     padding_invariant = True
-    chunkable = False  # CMVN statistics are per utterance
+    chunkable = False  # whole utterances are cheap; with CMVN the statistics are per utterance
 
-    def __init__(self, kind: str = "fbank", num_mel_bins: int = 80, sample_rate: int = 16000) -> None:
+    def __init__(self, kind: str = "fbank", num_mel_bins: int = 80, sample_rate: int = 16000, cmvn: bool = False) -> None:
         super().__init__()
         if kind not in ("fbank", "mfcc"):
             raise ValueError(f"unknown baseline {kind!r}; use 'fbank' or 'mfcc'")
@@ -60,18 +63,21 @@ class FeatureBaseline(Upstream):
         self.frame_rate = sample_rate / self.shift
         self.num_layers = 1
         self.hidden_dim = num_mel_bins if kind == "fbank" else 39
-        self.name = kind if (kind == "mfcc" or num_mel_bins == 80) else f"fbank:{num_mel_bins}"
+        self.cmvn = cmvn
+        self.name = (kind if (kind == "mfcc" or num_mel_bins == 80) else f"fbank:{num_mel_bins}") + ("+cmvn" if cmvn else "")
 
     def num_frames(self, num_samples: int) -> int:
         return 0 if num_samples < self.window else 1 + (num_samples - self.window) // self.shift
 
     def _one(self, wav: torch.Tensor) -> torch.Tensor:
-        """``[sample]`` → ``[frame, dim]``, CMVN over the utterance."""
+        """``[sample]`` → ``[frame, dim]`` (CMVN over the utterance when enabled)."""
         n = self.num_frames(wav.shape[0])
         if n == 0:
             return wav.new_zeros(0, self.hidden_dim)
         feats = _fbank(wav, self.sample_rate, self.num_mel_bins) if self.kind == "fbank" else _mfcc(wav, self.sample_rate)
         feats = feats[:n]
+        if not self.cmvn:
+            return feats
         mean = feats.mean(0, keepdim=True)
         std = feats.std(0, unbiased=False, keepdim=True) if n > 1 else torch.ones_like(mean)
         return (feats - mean) / (std + 1e-5)
@@ -87,14 +93,15 @@ class FeatureBaseline(Upstream):
 
 
 def build_baseline(spec: str) -> FeatureBaseline:
-    """``"fbank"``, ``"fbank:<bins>"`` or ``"mfcc"`` → :class:`FeatureBaseline`."""
-    kind, _, arg = spec.partition(":")
+    """``"fbank"``, ``"fbank:<bins>"`` or ``"mfcc"``, each optionally ``+cmvn`` → :class:`FeatureBaseline`."""
+    cmvn = spec.endswith("+cmvn")
+    kind, _, arg = spec.removesuffix("+cmvn").partition(":")
     if kind == "fbank":
         try:
             bins = int(arg) if arg else 80
         except ValueError:
             raise ValueError(f"bad baseline spec {spec!r}: expected 'fbank:<num_mel_bins>'") from None
-        return FeatureBaseline("fbank", num_mel_bins=bins)
+        return FeatureBaseline("fbank", num_mel_bins=bins, cmvn=cmvn)
     if kind == "mfcc" and not arg:
-        return FeatureBaseline("mfcc")
-    raise ValueError(f"bad baseline spec {spec!r}: use 'fbank', 'fbank:<bins>' or 'mfcc'")
+        return FeatureBaseline("mfcc", cmvn=cmvn)
+    raise ValueError(f"bad baseline spec {spec!r}: use 'fbank', 'fbank:<bins>' or 'mfcc' (optionally +cmvn)")

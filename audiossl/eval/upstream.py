@@ -150,7 +150,7 @@ def _read_meta(ckpt_dir: Path) -> dict:
 def load_upstream(spec: str, device: str | torch.device = "cpu") -> Upstream:
     """Build a frozen, eval-mode upstream from ``spec`` (see module docstring) on ``device``."""
     spec = str(spec)
-    if spec in ("fbank", "mfcc") or spec.startswith(("fbank:", "mfcc:")):
+    if spec.removesuffix("+cmvn") in ("fbank", "mfcc") or spec.startswith(("fbank:", "mfcc:")):
         from audiossl.eval.baselines import build_baseline
 
         up: Upstream = build_baseline(spec)
