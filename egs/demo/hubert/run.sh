@@ -95,12 +95,16 @@ if run_stage 6 "label quality: MFCC labels vs iteration-1 labels (PNMI against p
     audiossl kmeans quality "$exp/$it/data/train.km" --ref "$corpus/speech/train.ali" --ref-rate 100 \
       --json "$exp/$it/quality.json"
   done
-  python - "$exp" <<'PY'
+  python - "$exp" <<'PY' | tee "$exp/quality.txt"
 import json, sys
 exp = sys.argv[1]
-a = json.load(open(f"{exp}/it1/quality.json")); b = json.load(open(f"{exp}/it2/quality.json"))
-print(f"PNMI  MFCC k-means labels (iteration-1 targets): {a['pnmi']:.3f}")
-print(f"PNMI  HuBERT-it1 k-means labels (iteration-2 targets): {b['pnmi']:.3f}")
+rows = [("MFCC k-means (iteration-1 targets)", json.load(open(f"{exp}/it1/quality.json"))),
+        ("HuBERT-it1 k-means (iteration-2 targets)", json.load(open(f"{exp}/it2/quality.json")))]
+keys = ["pnmi", "phone_purity", "cluster_purity", "codebook_usage"]
+print("| labels | " + " | ".join(keys) + " |")
+print("|---|" + "---|" * len(keys))
+for name, q in rows:
+    print(f"| {name} | " + " | ".join(f"{q[k]:.3f}" if isinstance(q.get(k), float) else str(q.get(k)) for k in keys) + " |")
 PY
   stage_done 6
 fi
