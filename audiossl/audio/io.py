@@ -46,13 +46,18 @@ class AudioInfo:
         return self.num_frames / self.sample_rate if self.sample_rate else 0.0
 
 
-def audio_info(path: str | Path) -> AudioInfo:
-    """Header information without decoding the samples. Raises :class:`AudioError`."""
+def _existing_nonempty(path: str | Path) -> Path:
     path = Path(path)
     if not path.exists():
         raise AudioError(path, "missing", "no such file")
     if path.stat().st_size == 0:
         raise AudioError(path, "empty", "file has 0 bytes")
+    return path
+
+
+def audio_info(path: str | Path) -> AudioInfo:
+    """Header information without decoding the samples. Raises :class:`AudioError`."""
+    path = _existing_nonempty(path)
     try:
         info = sf.info(str(path))
     except Exception as e:  # libsndfile raises RuntimeError/LibsndfileError on bad headers
@@ -101,11 +106,7 @@ def load_audio(
     ``start``/``frames`` select a span in the file's own sample rate. Returns ``(wav, rate)``.
     Raises :class:`AudioError` (missing, empty, unreadable, non_finite, no_samples).
     """
-    path = Path(path)
-    if not path.exists():
-        raise AudioError(path, "missing", "no such file")
-    if path.stat().st_size == 0:
-        raise AudioError(path, "empty", "file has 0 bytes")
+    path = _existing_nonempty(path)
     try:
         data, sr = sf.read(str(path), start=start, frames=frames, dtype="float32", always_2d=True)
     except Exception as e:
