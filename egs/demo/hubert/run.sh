@@ -24,12 +24,12 @@ stop_stage=7
 size=small
 seed=0
 nj=2
-k1=50          # clusters on MFCC (fairseq uses 100 on LibriSpeech)
-k2=100         # clusters on iteration-1 features (fairseq uses 500)
-layer=2        # hidden layer of HuBERT-tiny to cluster (fairseq: 6 of 12 for Base)
+k1=100         # clusters on MFCC (fairseq uses 100 on LibriSpeech)
+k2=100         # clusters on iteration-1 features (fairseq uses 500); equal to k1 so PNMI compares fairly
+layer=1        # hidden layer of HuBERT-tiny to cluster (fairseq: 6 of 12 for Base)
 percent=1.0    # fraction of frames per utterance used to fit k-means
-steps1=600     # pretraining steps per iteration
-steps2=600
+steps1=3000    # pretraining steps per iteration (~3.5 min each on 2 cores)
+steps2=3000
 parse_options "$@"
 
 corpus=$exp/corpus
