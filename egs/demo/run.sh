@@ -38,7 +38,6 @@ if run_stage 2 "SUPERB-style benchmark: FBANK vs HuBERT-tiny it1 vs it2"; then
 fi
 
 [ -f "$out/hubert/quality.txt" ] && cat "$out/hubert/quality.txt"
-[ -f "$out/bench/results.md" ] && cat "$out/bench/results.md"
 log "demo finished in $(( $(date +%s) - start )) s. Outputs:"
 log "  corpus       $out/hubert/corpus"
 log "  checkpoints  $out/hubert/it1/exp/checkpoint  $out/hubert/it2/exp/checkpoint"
