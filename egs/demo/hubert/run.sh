@@ -47,22 +47,24 @@ if run_stage 1 "MFCC features (39-dim, 100 Hz)"; then
   stage_done 1
 fi
 
-label_dir() {  # $1 = it1|it2: a manifest dir holding copies of the speech manifests + labels
-  mkdir -p "$exp/$1/data"
-  for split in train valid; do cp "$corpus/speech/$split.tsv" "$exp/$1/data/$split.tsv"; done
+# kmeans_labels FEATS NAME K ITER: fit k-means on $exp/feats/FEATS/train into $exp/km/NAME, then write
+# $exp/ITER/data/{train,valid}.km beside copies of the speech manifests (the trainer's manifest dir).
+kmeans_labels() {
+  local feats=$exp/feats/$1 km=$exp/km/$2 k=$3 data=$exp/$4/data
+  audiossl kmeans fit "$feats/train" "$km" --k "$k" --percent "$percent" --seed "$seed"
+  mkdir -p "$data"
+  for split in train valid; do
+    cp "$corpus/speech/$split.tsv" "$data/$split.tsv"
+    audiossl kmeans label "$km" "$feats/$split" "$data/$split.km" --manifest "$corpus/speech/$split.tsv" --fairseq-dict
+  done
 }
 
 if run_stage 2 "k-means (k=$k1) on MFCC, label the corpus"; then
-  audiossl kmeans fit "$exp/feats/mfcc/train" "$exp/km/mfcc" --k "$k1" --percent "$percent" --seed "$seed"
-  label_dir it1
-  for split in train valid; do
-    audiossl kmeans label "$exp/km/mfcc" "$exp/feats/mfcc/$split" "$exp/it1/data/$split.km" \
-      --manifest "$corpus/speech/$split.tsv" --fairseq-dict
-  done
+  kmeans_labels mfcc mfcc "$k1" it1
   stage_done 2
 fi
 
-pretrain() {  # $1 = iteration name, $2 = steps
+pretrain() {  # $1 = iteration name, $2 = steps, $3 = number of label classes
   audiossl pretrain --config "$root/recipes/hubert/tiny.yaml" --manifest-dir "$exp/$1/data" \
     --train-split train --valid-split valid --labels km --out "$exp/$1/exp" --max-steps "$2" "model.num_classes=$3"
 }
@@ -81,12 +83,7 @@ if run_stage 4 "layer-$layer features of iteration 1"; then
 fi
 
 if run_stage 5 "k-means (k=$k2) on iteration-1 features, label the corpus"; then
-  audiossl kmeans fit "$exp/feats/it1_L$layer/train" "$exp/km/it1" --k "$k2" --percent "$percent" --seed "$seed"
-  label_dir it2
-  for split in train valid; do
-    audiossl kmeans label "$exp/km/it1" "$exp/feats/it1_L$layer/$split" "$exp/it2/data/$split.km" \
-      --manifest "$corpus/speech/$split.tsv" --fairseq-dict
-  done
+  kmeans_labels "it1_L$layer" it1 "$k2" it2
   stage_done 5
 fi
 

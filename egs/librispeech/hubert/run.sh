@@ -65,14 +65,20 @@ if run_stage 1 "MFCC features"; then
   stage_done 1
 fi
 
-label_dir() { mkdir -p "$exp/$1/data"; for s in train valid; do cp "$exp/data/$s.tsv" "$exp/$1/data/$s.tsv"; done; }
+# kmeans_labels FEATS NAME K ITER: fit k-means on $exp/feats/FEATS/train into $exp/km/NAME, then write
+# $exp/ITER/data/{train,valid}.km beside copies of the manifests (the trainer's manifest dir).
+kmeans_labels() {
+  local feats=$exp/feats/$1 km=$exp/km/$2 k=$3 data=$exp/$4/data
+  audiossl kmeans fit "$feats/train" "$km" --k "$k" --percent "$percent"
+  mkdir -p "$data"
+  for s in train valid; do
+    cp "$exp/data/$s.tsv" "$data/$s.tsv"
+    audiossl kmeans label "$km" "$feats/$s" "$data/$s.km" --manifest "$exp/data/$s.tsv" --fairseq-dict
+  done
+}
 
 if run_stage 2 "k-means (k=$k1) on MFCC, label"; then
-  audiossl kmeans fit "$exp/feats/mfcc/train" "$exp/km/mfcc" --k "$k1" --percent "$percent"
-  label_dir it1
-  for s in train valid; do
-    audiossl kmeans label "$exp/km/mfcc" "$exp/feats/mfcc/$s" "$exp/it1/data/$s.km" --manifest "$exp/data/$s.tsv" --fairseq-dict
-  done
+  kmeans_labels mfcc mfcc "$k1" it1
   stage_done 2
 fi
 
@@ -91,11 +97,7 @@ if run_stage 4 "layer-$layer features of iteration 1"; then
 fi
 
 if run_stage 5 "k-means (k=$k2) on layer $layer, label"; then
-  audiossl kmeans fit "$exp/feats/it1_L$layer/train" "$exp/km/it1" --k "$k2" --percent "$percent"
-  label_dir it2
-  for s in train valid; do
-    audiossl kmeans label "$exp/km/it1" "$exp/feats/it1_L$layer/$s" "$exp/it2/data/$s.km" --manifest "$exp/data/$s.tsv" --fairseq-dict
-  done
+  kmeans_labels "it1_L$layer" it1 "$k2" it2
   stage_done 5
 fi
 
