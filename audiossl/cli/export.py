@@ -1,6 +1,11 @@
-"""Export an audiossl HuBERT checkpoint to transformers (a directory that
-`transformers.HubertModel.from_pretrained(OUT)` loads) or to a fairseq-layout .pt file that s3prl's
-`hubert_local` upstream loads (see audiossl.interop.fairseq_ckpt for what fairseq itself needs)."""
+"""Export an audiossl checkpoint to the format its reference implementation reads.
+
+* HuBERT: ``--to hf`` (a directory that ``transformers.HubertModel.from_pretrained(OUT)`` loads) or
+  ``--to fairseq`` (a .pt file that s3prl's ``hubert_local`` upstream loads; see
+  audiossl.interop.fairseq_ckpt for what fairseq itself needs).
+* BEATs: ``--to beats`` (a .pt file in the layout of microsoft/unilm's released BEATs checkpoints).
+* MERT: ``--to mert`` (a directory in the layout of the released HF-format MERT checkpoints).
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ HELP = "export a checkpoint to HF transformers or fairseq format"
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("ckpt", type=Path, help="audiossl checkpoint directory (model.safetensors + config.json)")
-    p.add_argument("--to", required=True, choices=["hf", "fairseq"], help="target format")
+    p.add_argument("--to", required=True, choices=["hf", "fairseq", "beats", "mert"], help="target format (hf/fairseq: HuBERT; beats: BEATs; mert: MERT)")
     p.add_argument("out", type=Path, help="output directory (hf) or .pt file (fairseq)")
     p.add_argument("--normalize", action="store_true",
                    help="mark the model as expecting per-utterance normalised waveforms; when not given, "
@@ -26,6 +31,25 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         meta = json.loads((args.ckpt / "config.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError) as e:
+        print(f"audiossl export: {args.ckpt}: {e}")
+        return 2
+    family = meta.get("family", "hubert")
+    wanted = {"hf": "hubert", "fairseq": "hubert", "beats": "beats", "mert": "mert"}[args.to]
+    if family != wanted:
+        print(f"audiossl export: {args.ckpt} holds a {family!r} model; --to {args.to} exports {wanted!r} models")
+        return 2
+    if args.to == "beats":
+        from audiossl.interop.beats_ckpt import export_beats
+
+        print(f"export: wrote {export_beats(args.ckpt, args.out)}")
+        return 0
+    if args.to == "mert":
+        from audiossl.interop.mert_hf import export_mert
+
+        print(f"export: wrote {export_mert(args.ckpt, args.out)}")
+        return 0
+    try:
         model = load_model(args.ckpt, pretrain=bool(meta.get("has_pretrain_head", True)))
     except (CheckpointError, FileNotFoundError, json.JSONDecodeError) as e:
         print(f"audiossl export: {args.ckpt}: {e}")

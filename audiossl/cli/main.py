@@ -20,7 +20,7 @@ VERBS: dict[str, tuple[str | None, str]] = {
     "validate": ("audiossl.cli.validate", "check audio files and report every bad one with its reason"),
     "features": ("audiossl.cli.features", "compute MFCC / fbank / CQT (or model layer) features into a sharded store"),
     "kmeans": ("audiossl.cli.kmeans", "fit k-means on features, label a corpus, measure label quality [HuBERT issue #3]"),
-    "tokenizer": (None, "train acoustic tokenizers (BEATs VQ, MERT RVQ) [issues #6, #7]"),
+    "tokenizer": ("audiossl.cli.tokenizer", "train acoustic tokenizers (BEATs VQ, MERT RVQ) and label a corpus with them"),
     "pretrain": ("audiossl.cli.pretrain", "pretrain HuBERT / BEATs / MERT on fairseq2's trainer [issue #3]"),
     "extract": ("audiossl.cli.extract", "extract hidden states of any upstream to npy / hdf5 / ark"),
     "export": ("audiossl.cli.export", "export a checkpoint to HF transformers or fairseq format"),

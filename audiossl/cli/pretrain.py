@@ -1,4 +1,4 @@
-"""Pretrain HuBERT on fairseq2's trainer from a manifest directory with frame labels.
+"""Pretrain HuBERT / BEATs / MERT (``model.family`` in the recipe) on fairseq2's trainer from a manifest directory with frame labels.
 
     audiossl pretrain --config recipes/hubert/tiny.yaml --manifest-dir data/manifests \\
         --train-split train --valid-split valid --labels km --out runs/tiny [key=value ...]
@@ -23,7 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--manifest-dir", type=Path, required=True, help="directory with <split>.tsv and <split>.<labels>")
     p.add_argument("--train-split", default="train", help="training split name")
     p.add_argument("--valid-split", default=None, help="validation split (loss, masked accuracy, best checkpoint)")
-    p.add_argument("--labels", default="km", help="label file extension (<split>.<labels> + .json sidecar)")
+    p.add_argument("--labels", default="km", help="label file extension (<split>.<labels> + .json sidecar); 'none' for models trained on audio alone (tokenizers)")
     p.add_argument("--out", type=Path, required=True, help="run directory (checkpoints, metrics, final checkpoint/)")
     p.add_argument("--max-steps", type=int, default=None, help="override the recipe's max_steps")
     p.add_argument("--peak-tflops", type=float, default=None, help="peak dense TFLOP/s per device for MFU (default: from the GPU name; n/a on CPU)")
@@ -59,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
         cfg = load_config(args.config, overrides)
         from audiossl.pretrain.trainer import RunPaths, run_pretraining
 
-        paths = RunPaths(args.manifest_dir, args.train_split, args.labels, args.out, args.valid_split)
+        labels = None if args.labels.lower() == "none" else args.labels
+        paths = RunPaths(args.manifest_dir, args.train_split, labels, args.out, args.valid_split)
         result = run_pretraining(cfg, paths)
     except (ConfigError, LabelError, ManifestError) as e:
         print(f"audiossl pretrain: refusing to start:\n{e}")

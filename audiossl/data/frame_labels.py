@@ -3,9 +3,11 @@
 ``<split>.<name>`` holds one line per manifest row with space-separated integer labels (fairseq's
 ``.km`` format), and ``<split>.<name>.json`` beside it records what produced them::
 
-    {"frame_rate": 50.0, "num_classes": 500, "tokenizer": {...}, "num_rows": N}
+    {"frame_rate": 50.0, "num_classes": 500, "tokenizer": {...}, "num_rows": N, "num_codebooks": 1}
 
-Trainers check the rate and the per-utterance count against the model before step 1.
+Multi-codebook codes (BEATs' 8 frequency patches per time step, MERT's 8 RVQ levels) store each
+frame's ``num_codebooks`` codes consecutively (frame-major), and read back as ``[frames, codebooks]``
+arrays; single-codebook labels read back as ``[frames]``. Trainers check the rate and the per-utterance count against the model before step 1.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ class LabelInfo:
     frame_rate: float
     num_classes: int
     tokenizer: dict = field(default_factory=dict)
+    num_codebooks: int = 1
+    """Codes per frame (each in ``[0, num_classes)``); rows are ``[frames, num_codebooks]`` when > 1."""
 
 
 def sidecar(path: str | os.PathLike) -> Path:
@@ -36,15 +40,22 @@ def sidecar(path: str | os.PathLike) -> Path:
 
 
 def write_frame_labels(path: str | os.PathLike, labels: list[np.ndarray], info: LabelInfo) -> Path:
+    """Rows are ``[frames]`` (or ``[frames, num_codebooks]`` when ``info.num_codebooks > 1``)."""
     path = Path(path)
+    c = info.num_codebooks
     for i, lab in enumerate(labels):
+        lab = np.asarray(lab)
+        if c > 1 and (lab.ndim != 2 or lab.shape[1] != c):
+            raise LabelError(f"{path}: row {i + 1} has shape {list(lab.shape)}, expected [frames, {c}] codes")
+        if c == 1 and lab.ndim != 1:
+            raise LabelError(f"{path}: row {i + 1} has shape {list(lab.shape)}, expected [frames] (num_codebooks=1)")
         if lab.size and (lab.min() < 0 or lab.max() >= info.num_classes):
             raise LabelError(f"{path}: row {i + 1} has labels outside [0, {info.num_classes})")
-    atomic_write_text(path, "".join(" ".join(map(str, np.asarray(l).tolist())) + "\n" for l in labels))
-    atomic_write_json(
-        sidecar(path),
-        {"frame_rate": info.frame_rate, "num_classes": info.num_classes, "tokenizer": info.tokenizer, "num_rows": len(labels)},
-    )
+    atomic_write_text(path, "".join(" ".join(map(str, np.asarray(l).reshape(-1).tolist())) + "\n" for l in labels))
+    meta = {"frame_rate": info.frame_rate, "num_classes": info.num_classes, "tokenizer": info.tokenizer, "num_rows": len(labels)}
+    if c > 1:
+        meta["num_codebooks"] = c
+    atomic_write_json(sidecar(path), meta)
     return path
 
 
@@ -60,9 +71,12 @@ def read_frame_labels(path: str | os.PathLike) -> tuple[list[np.ndarray], LabelI
             f"write labels with `audiossl kmeans label` (or add the sidecar by hand)."
         )
     meta = json.loads(meta_path.read_text())
-    info = LabelInfo(float(meta["frame_rate"]), int(meta["num_classes"]), meta.get("tokenizer", {}))
+    info = LabelInfo(float(meta["frame_rate"]), int(meta["num_classes"]), meta.get("tokenizer", {}), int(meta.get("num_codebooks", 1)))
     if info.num_classes <= 0:
         raise LabelError(f"{meta_path}: num_classes is {info.num_classes}; the label dictionary is empty")
+    if info.num_codebooks <= 0:
+        raise LabelError(f"{meta_path}: num_codebooks is {info.num_codebooks}; it must be >= 1")
+    c = info.num_codebooks
     labels = []
     for lineno, line in enumerate(path.read_text().splitlines(), start=1):
         try:
@@ -74,6 +88,13 @@ def read_frame_labels(path: str | os.PathLike) -> tuple[list[np.ndarray], LabelI
                 f"{path}:{lineno}: label {int(lab.max() if lab.max() >= info.num_classes else lab.min())} "
                 f"outside [0, {info.num_classes}) declared in {meta_path.name}"
             )
+        if c > 1:
+            if lab.size % c:
+                raise LabelError(
+                    f"{path}:{lineno}: {lab.size} codes is not a multiple of num_codebooks={c} declared in "
+                    f"{meta_path.name} (a truncated line, or codes from another tokenizer)"
+                )
+            lab = lab.reshape(-1, c)
         labels.append(lab)
     if "num_rows" in meta and meta["num_rows"] != len(labels):
         raise LabelError(f"{path}: {len(labels)} rows but {meta_path.name} says {meta['num_rows']} (half-written file?)")

@@ -9,11 +9,15 @@ Every consumer (the extract CLI, the SUPERB-style bench harness, HuBERT k-means 
 
 Specs:
 
-- ``<dir>`` or ``hubert:<dir>``: an audiossl checkpoint directory (``model.safetensors`` + ``config.json``).
+- ``<dir>`` or ``hubert:<dir>``: an audiossl checkpoint directory (``model.safetensors`` + ``config.json``)
+  of any family (HuBERT, BEATs, MERT; ``config.json``'s ``family`` picks the loader).
 - ``hf:<dir>``: a transformers checkpoint directory (HuBERT, wav2vec 2.0, WavLM, data2vec-audio);
   see :mod:`audiossl.interop.hf`.
 - ``fairseq:<file>``: a fairseq HuBERT checkpoint, read without fairseq and without unpickling
   code; see :mod:`audiossl.interop.fairseq_ckpt`.
+- ``beats:<file>``: a released BEATs checkpoint (microsoft/unilm layout); :mod:`audiossl.interop.beats_ckpt`.
+- ``mert:<dir>``: a released HF-format MERT checkpoint directory, read without ``trust_remote_code``;
+  :mod:`audiossl.interop.mert_hf`.
 - ``fbank`` / ``mfcc``: the classic feature baselines; see :mod:`audiossl.eval.baselines`.
 
 Layer convention (all sources are mapped onto it): ``hidden_states[0]`` is the input of the first
@@ -162,6 +166,14 @@ def load_upstream(spec: str, device: str | torch.device = "cpu") -> Upstream:
         from audiossl.interop.fairseq_ckpt import load_fairseq_upstream
 
         up = load_fairseq_upstream(spec[len("fairseq:"):])
+    elif spec.startswith("beats:"):
+        from audiossl.interop.beats_ckpt import load_beats_upstream
+
+        up = load_beats_upstream(spec[len("beats:"):])
+    elif spec.startswith("mert:"):
+        from audiossl.interop.mert_hf import load_mert_upstream
+
+        up = load_mert_upstream(spec[len("mert:"):])
     else:
         path = Path(spec[len("hubert:"):] if spec.startswith("hubert:") else spec)
         if not path.exists():
@@ -172,13 +184,7 @@ def load_upstream(spec: str, device: str | torch.device = "cpu") -> Upstream:
         if path.is_file():
             raise ValueError(f"upstream {spec!r} is a file; for a fairseq checkpoint use 'fairseq:{spec}'")
         meta = _read_meta(path)
-        family = str(meta.get("family", "hubert"))
-        if family != "hubert":
-            raise ValueError(f"{path}: model family {family!r} is not supported by load_upstream yet")
-        from audiossl.models.checkpoint import load_model
+        from audiossl.pretrain.families import get_family
 
-        model = load_model(path, pretrain=False, map_location="cpu")
-        # waveform normalisation (fairseq task ``normalize``) travels in the checkpoint's "extra"
-        normalize = bool((meta.get("extra") or {}).get("normalize", False))
-        up = HubertUpstream(model, name=f"hubert:{path}", normalize=normalize)
+        up = get_family(str(meta.get("family", "hubert"))).build_upstream(path, meta)
     return up.to(device).eval()

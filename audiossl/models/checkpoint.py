@@ -1,12 +1,14 @@
-"""HuBERT checkpoints: a directory with ``model.safetensors`` + ``config.json``.
+"""Model checkpoints: a directory with ``model.safetensors`` + ``config.json``.
 
 ``config.json``::
 
     {"family": "hubert", "format_version": 1, "config": {<HubertConfig fields>},
      "frame_rate": 50.0, "has_pretrain_head": true, "extra": {...}}
 
-Weights are always stored with the keys of :class:`HubertPretrainModel` (``encoder.*``, plus
-``final_proj.*`` / ``label_embs`` when saved from the pretraining model). Loading reads safetensors
+HuBERT weights are always stored with the keys of :class:`HubertPretrainModel` (``encoder.*``, plus
+``final_proj.*`` / ``label_embs`` when saved from the pretraining model). Other families (BEATs,
+MERT) store their pretraining model's ``state_dict()`` under their ``family`` name and read it back
+with :func:`read_meta` (``family=...``), :func:`read_weights` and :func:`load_state_into`. Loading reads safetensors
 only, so an untrusted checkpoint can never run code. Each file is written atomically; the weights
 go first and ``config.json`` last, so a directory with a config always has complete weights. Other
 files in the directory (tokenizer, trainer state) are left alone.
@@ -34,22 +36,26 @@ class CheckpointError(ValueError):
     """A checkpoint directory is missing, incomplete or does not fit the model."""
 
 
-def save_checkpoint(
-    model: HubertPretrainModel | HubertModel, out_dir: str | os.PathLike, *, extra: dict[str, Any] | None = None
-) -> Path:
-    """Write ``model`` (and JSON-serialisable ``extra``, e.g. step or tokenizer info) to ``out_dir``."""
+def save_checkpoint(model: torch.nn.Module, out_dir: str | os.PathLike, *, extra: dict[str, Any] | None = None) -> Path:
+    """Write ``model`` (and JSON-serialisable ``extra``, e.g. step or tokenizer info) to ``out_dir``.
+
+    ``model``: :class:`HubertPretrainModel` / :class:`HubertModel`, or any module with a ``family``
+    class attribute, a ``cfg`` with ``to_dict()`` and a ``frame_rate`` (saved as its full state).
+    """
     from safetensors.torch import save
 
     out_dir = Path(out_dir)
     if isinstance(model, HubertPretrainModel):
-        state, has_head = model.state_dict(), True
+        state, has_head, family = model.state_dict(), True, "hubert"
     elif isinstance(model, HubertModel):
-        state, has_head = {"encoder." + k: v for k, v in model.state_dict().items()}, False
+        state, has_head, family = {"encoder." + k: v for k, v in model.state_dict().items()}, False, "hubert"
+    elif isinstance(getattr(type(model), "family", None), str) and hasattr(model, "cfg"):
+        state, has_head, family = model.state_dict(), bool(getattr(model, "has_pretrain_head", True)), type(model).family
     else:
-        raise TypeError(f"expected HubertPretrainModel or HubertModel, got {type(model).__name__}")
+        raise TypeError(f"expected an audiossl model (HuBERT, BEATs, MERT), got {type(model).__name__}")
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
     meta = {
-        "family": "hubert",
+        "family": family,
         "format_version": FORMAT_VERSION,
         "config": model.cfg.to_dict(),
         "frame_rate": model.frame_rate,
@@ -59,13 +65,13 @@ def save_checkpoint(
     json.dumps(meta)  # fail before touching the disk if extra is not serialisable
     out_dir.mkdir(parents=True, exist_ok=True)
     with atomic_open(out_dir / WEIGHTS_NAME, "wb") as f:
-        f.write(save(tensors, metadata={"format": "pt", "family": "hubert"}))
+        f.write(save(tensors, metadata={"format": "pt", "family": family}))
     atomic_write_json(out_dir / CONFIG_NAME, meta)
     return out_dir
 
 
-def read_meta(ckpt_dir: str | os.PathLike) -> dict[str, Any]:
-    """The parsed ``config.json`` of a checkpoint, checked for family and format version."""
+def read_meta(ckpt_dir: str | os.PathLike, family: str | None = "hubert") -> dict[str, Any]:
+    """The parsed ``config.json`` of a checkpoint, checked for ``family`` (None: any) and format version."""
     ckpt_dir = Path(ckpt_dir)
     path = ckpt_dir / CONFIG_NAME
     if not path.is_file():
@@ -77,8 +83,8 @@ def read_meta(ckpt_dir: str | os.PathLike) -> dict[str, Any]:
         meta = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise CheckpointError(f"{path}: not valid JSON (line {e.lineno}, column {e.colno}): {e.msg}") from e
-    if meta.get("family") != "hubert":
-        raise CheckpointError(f"{path}: family is {meta.get('family')!r}, this loader reads 'hubert' checkpoints")
+    if family is not None and meta.get("family") != family:
+        raise CheckpointError(f"{path}: family is {meta.get('family')!r}, this loader reads {family!r} checkpoints")
     version = meta.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise CheckpointError(
@@ -102,6 +108,40 @@ def _key_report(missing: list[str], unexpected: list[str]) -> str:
         return ", ".join(keys[:20]) + (f", ... ({len(keys)} in all)" if len(keys) > 20 else "") or "none"
 
     return f"missing keys: {show(missing)}; unexpected keys: {show(unexpected)}"
+
+
+def read_weights(ckpt_dir: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[Path, dict[str, Tensor]]:
+    """``(path, state)`` of ``ckpt_dir/model.safetensors`` (never unpickles anything)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    weights = Path(ckpt_dir) / WEIGHTS_NAME
+    if not weights.is_file():
+        raise CheckpointError(f"{weights} not found (the checkpoint has a config but no weights)")
+    try:
+        return weights, load_file(str(weights), device=str(map_location))
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(f"{weights}: cannot read safetensors file: {e}") from e
+
+
+def load_state_into(model: torch.nn.Module, state: dict[str, Tensor], source: str | os.PathLike, what: str = "the config") -> torch.nn.Module:
+    """``model.load_state_dict(state, assign=True)`` after checking keys and shapes.
+
+    ``model`` may live on the meta device (no random init). Raises :class:`CheckpointError`
+    listing missing / unexpected keys and mismatched shapes, naming ``source``.
+    """
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(f"{source} does not match {what}: {_key_report(missing, unexpected)}")
+    bad_shapes = [
+        f"{k}: checkpoint {list(state[k].shape)} vs model {list(v.shape)}" for k, v in expected.items() if state[k].shape != v.shape
+    ]
+    if bad_shapes:
+        raise CheckpointError(f"{source}: tensor shapes do not match {what}: " + "; ".join(bad_shapes[:10]))
+    model.load_state_dict(state, strict=True, assign=True)
+    return model
 
 
 def load_model(

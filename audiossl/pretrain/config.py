@@ -25,11 +25,11 @@ class ConfigError(ValueError):
 @dataclass
 class ModelSection:
     family: str = "hubert"
-    """Model family (only ``hubert`` is built so far)."""
+    """Model family: ``hubert`` | ``beats`` | ``mert`` (:mod:`audiossl.pretrain.families`)."""
     size: str = "tiny"
-    """Builder: ``tiny`` | ``base`` | ``large`` | ``xlarge`` (``audiossl.models.hubert.CONFIGS``)."""
+    """Builder name in the family's ``CONFIGS`` (HuBERT: ``tiny`` | ``base`` | ``large`` | ``xlarge``)."""
     overrides: dict[str, Any] = field(default_factory=dict)
-    """``HubertConfig`` fields to change, e.g. ``{num_classes: 500, mask_prob: 0.8}``."""
+    """Model config fields to change, e.g. ``{num_classes: 500, mask_prob: 0.8}``."""
 
 
 @dataclass

@@ -38,7 +38,8 @@ IGNORE_INDEX = -100
 def align_labels(labels: np.ndarray, label_rate: float, frame_rate: float, num_frames: int, offset: int = 0) -> np.ndarray:
     """Targets for model frames ``offset .. offset+num_frames-1``: ``labels[floor(i * r / f)]``.
 
-    ``labels``: ``[num_labels]`` at ``label_rate``; returns ``[num_frames]`` int64.
+    ``labels``: ``[num_labels]`` (or ``[num_labels, codebooks]``) at ``label_rate``; returns
+    ``[num_frames]`` (``[num_frames, codebooks]``) int64.
     Indices past the end are clipped to the last label (the label checks bound that gap).
     """
     if len(labels) == 0:
@@ -83,7 +84,8 @@ def probe_lengths(manifest: Manifest, sample_rate: int, num_workers: int = 8, pr
 
 @dataclass
 class PretrainBatch:
-    """One padded batch. ``wavs [batch, sample]``, ``lengths [batch]``, ``targets [batch, frame]``."""
+    """One padded batch. ``wavs [batch, sample]``, ``lengths [batch]``, ``targets [batch, frame]``
+    (``[batch, frame, codebook]`` for multi-codebook codes; ``[batch, 0]`` when the run has no labels)."""
 
     wavs: torch.Tensor
     lengths: torch.Tensor
@@ -113,8 +115,9 @@ class PretrainBatch:
 
 
 class PretrainDataset(torch.utils.data.Dataset):
-    """Row ``i`` → ``(wav [sample], targets [frame])`` cropped to ``max_sample_size``.
+    """Row ``i`` → ``(wav [sample], targets [frame] or [frame, codebook])`` cropped to ``max_sample_size``.
 
+    ``labels`` may be None (tokenizer training on audio only): targets are then empty.
     ``num_frames``: the model's frame count for a sample count (``model.encoder.num_frames``).
     ``lengths``: per-row length at ``sample_rate`` (from :func:`probe_lengths`).
     """
@@ -122,7 +125,7 @@ class PretrainDataset(torch.utils.data.Dataset):
     def __init__(
         self,
         manifest: Manifest,
-        labels: list[np.ndarray],
+        labels: list[np.ndarray] | None,
         lengths: np.ndarray,
         *,
         sample_rate: int,
@@ -132,7 +135,7 @@ class PretrainDataset(torch.utils.data.Dataset):
         max_sample_size: int,
         seed: int = 0,
     ) -> None:
-        if len(labels) != len(manifest):
+        if labels is not None and len(labels) != len(manifest):
             raise ValueError(f"{len(labels)} label rows for {len(manifest)} manifest rows")
         self.manifest, self.labels, self.lengths = manifest, labels, np.asarray(lengths)
         self.sample_rate, self.label_rate, self.frame_rate = sample_rate, label_rate, frame_rate
@@ -166,6 +169,8 @@ class PretrainDataset(torch.utils.data.Dataset):
             return None
         start = self.crop_start(index, epoch, len(wav))
         wav = wav[start : start + self.max_sample_size]
+        if self.labels is None:
+            return wav, torch.zeros(0, dtype=torch.long)
         offset = start // self.hop if self.hop > 1 else int(round(start * self.frame_rate / self.sample_rate))
         targets = align_labels(self.labels[index], self.label_rate, self.frame_rate, self.num_frames(len(wav)), offset)
         return wav, torch.from_numpy(targets)
@@ -186,7 +191,9 @@ class Collater:
         lengths = torch.tensor([len(w) for w, _ in good], dtype=torch.long)
         max_len = int(lengths.max())
         wavs = torch.zeros(len(good), max_len)
-        targets = torch.full((len(good), self.num_frames(max_len)), IGNORE_INDEX, dtype=torch.long)
+        extra = tuple(good[0][1].shape[1:])  # (codebooks,) for multi-codebook codes
+        num_t = self.num_frames(max_len) if good[0][1].numel() else 0
+        targets = torch.full((len(good), num_t, *extra), IGNORE_INDEX, dtype=torch.long)
         for b, (w, t) in enumerate(good):
             wavs[b, : len(w)] = w
             targets[b, : len(t)] = t

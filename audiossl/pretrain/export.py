@@ -26,10 +26,9 @@ class ExportError(ValueError):
 def export_model(model, model_cfg, out_dir: str | os.PathLike, label_path: str | os.PathLike | None, *, step_nr: int, state: dict | None = None) -> Path:
     """Save ``model`` (or ``state`` loaded into a fresh model of ``model_cfg``) plus the label sidecar."""
     from audiossl.models.checkpoint import save_checkpoint
-    from audiossl.models.hubert import build_hubert
 
     if state is not None:
-        model = build_hubert(model_cfg)
+        model = family_of(model_cfg).build_pretrain_model(model_cfg)
         model.load_state_dict(state, strict=True)
     extra: dict = {"step": step_nr}
     tokenizer_text = None
@@ -44,6 +43,13 @@ def export_model(model, model_cfg, out_dir: str | os.PathLike, label_path: str |
         # Tokenizer first: save_checkpoint writes config.json last, so a complete config means a complete dir.
         atomic_write_text(out_dir / TOKENIZER_NAME, tokenizer_text)
     return save_checkpoint(model, out_dir, extra=extra)
+
+
+def family_of(model_cfg):
+    """The family module of ``model_cfg`` (its class attribute ``family``; HuBERT when absent)."""
+    from audiossl.pretrain.families import get_family
+
+    return get_family(getattr(model_cfg, "family", "hubert"))
 
 
 def _model_state_file(run_dir: Path, step_nr: int) -> Path:
@@ -72,14 +78,15 @@ def export_from_run(run_dir: str | os.PathLike, which: str | int = "last", out_d
     from fairseq2.io import _TorchTensorFileDumper, _TorchTensorFileLoader
     from fairseq2.utils.threading import _StandardThreadPool
 
-    from audiossl.models.hubert import HubertConfig
+    from audiossl.pretrain.families import get_family
 
     run_dir = Path(run_dir)
     cfg_path = run_dir / "run_config.json"
     if not cfg_path.is_file():
         raise ExportError(f"{cfg_path} not found: {run_dir} is not an `audiossl pretrain` run directory")
     record = json.loads(cfg_path.read_text(encoding="utf-8"))
-    model_cfg = HubertConfig.from_dict(record["model"])
+    family = get_family(record.get("run", {}).get("model", {}).get("family", "hubert"))
+    model_cfg = family.config_from_dict(record["model"])
     fs = LocalFileSystem()
     mgr = StandardCheckpointManager(run_dir, create_fake_gangs(CPU), fs, _TorchTensorFileLoader(fs), _TorchTensorFileDumper(fs), _StandardThreadPool(1))
     steps = mgr.get_step_numbers()

@@ -42,6 +42,8 @@ class LabelCheckContext:
     frame_rate: float
     model_num_classes: int
     expected_label_rate: float | None = None
+    model_num_codebooks: int = 1
+    """Codes per frame the model predicts (MERT: 8 RVQ levels; BEATs: 8 frequency patches)."""
 
 
 def label_tolerance(label_rate: float, frame_rate: float) -> float:
@@ -65,6 +67,16 @@ def check_label_rate(ctx: LabelCheckContext) -> None:
             f"{ctx.label_path}.json: labels are at {ctx.info.frame_rate:g} Hz but the run config expects "
             f"label_rate={ctx.expected_label_rate:g} Hz; use labels made at {ctx.expected_label_rate:g} Hz "
             f"or set label_rate={ctx.info.frame_rate:g} if these are the labels you mean."
+        )
+
+
+def check_codebooks(ctx: LabelCheckContext) -> None:
+    """The labels carry as many codes per frame as the model has prediction heads."""
+    have, want = ctx.info.num_codebooks, ctx.model_num_codebooks
+    if have != want:
+        raise LabelError(
+            f"{ctx.label_path}.json: labels have num_codebooks={have} codes per frame but the model predicts "
+            f"{want}; use codes from a tokenizer with {want} codebooks (or set model.num_codebooks={have})."
         )
 
 
@@ -134,5 +146,6 @@ def run_label_checks(ctx: LabelCheckContext) -> None:
     """All refusals, cheapest first. Raises :class:`LabelError` naming the file, row and both numbers."""
     check_row_count(ctx)
     check_label_rate(ctx)
+    check_codebooks(ctx)
     check_dictionary(ctx)
     check_counts(ctx)

@@ -1,4 +1,5 @@
-"""Build and run fairseq2's ``Trainer`` for HuBERT pretraining.
+"""Build and run fairseq2's ``Trainer`` for any pretraining family (HuBERT, BEATs, MERT, and the
+tokenizer models trained on audio alone), chosen by ``model.family``.
 
 Single process on CPU or one GPU, or ``torchrun --nproc_per_node=N`` (the gangs come from the
 torchrun environment; DDP by default, FSDP with ``data_parallelism=fsdp``). A run directory
@@ -61,7 +62,8 @@ from audiossl.data.frame_labels import read_frame_labels
 from audiossl.data.manifest import read_manifest
 from audiossl.pretrain.config import ConfigError, PretrainConfig
 from audiossl.pretrain.data import BucketBatchSampler, PretrainDataReader, PretrainDataset, probe_lengths
-from audiossl.pretrain.hubert_unit import HubertEvalUnit, HubertTrainUnit, metric_descriptors
+from audiossl.pretrain.families import FamilyError, get_family, num_codebooks
+from audiossl.pretrain.unit import DEFAULT_METRICS, PretrainEvalUnit, PretrainTrainUnit, metric_descriptors
 from audiossl.pretrain.label_checks import LabelCheckContext, run_label_checks
 from audiossl.utils.fileio import atomic_write_json
 
@@ -72,7 +74,8 @@ log = logging.getLogger(__name__)
 class RunPaths:
     manifest_dir: Path
     train_split: str
-    labels: str
+    labels: str | None
+    """Label extension (``<split>.<labels>``), or None for a family trained on audio alone."""
     out: Path
     valid_split: str | None = None
 
@@ -126,36 +129,47 @@ def setup_gangs(data_parallelism: str = "ddp") -> Gangs:
     return gangs
 
 
-def build_model(cfg: PretrainConfig):
-    from audiossl.models.hubert import CONFIGS, build_hubert
-
-    if cfg.model.family != "hubert":
-        raise ConfigError(f"model.family={cfg.model.family!r}: only 'hubert' is built so far")
-    if cfg.model.size not in CONFIGS:
-        raise ConfigError(f"model.size={cfg.model.size!r}: choose one of {sorted(CONFIGS)}")
+def family_of(cfg: PretrainConfig):
     try:
-        model_cfg = CONFIGS[cfg.model.size](**cfg.model.overrides)
-    except TypeError as e:
+        return get_family(cfg.model.family)
+    except FamilyError as e:
+        raise ConfigError(f"model.family: {e}") from None
+
+
+def build_model(cfg: PretrainConfig):
+    """``(model, model_cfg)`` of ``cfg.model`` (family, size, overrides), initialised from ``cfg.seed``."""
+    family = family_of(cfg)
+    if cfg.model.size not in family.CONFIGS:
+        raise ConfigError(f"model.size={cfg.model.size!r}: {cfg.model.family} sizes are {sorted(family.CONFIGS)}")
+    try:
+        model_cfg = family.CONFIGS[cfg.model.size](**cfg.model.overrides)
+    except (TypeError, ValueError) as e:
         raise ConfigError(f"model.overrides {cfg.model.overrides}: {e}") from None
     torch.manual_seed(cfg.seed)
-    return build_hubert(model_cfg), model_cfg
+    return family.build_pretrain_model(model_cfg), model_cfg
 
 
-def build_reader(paths: RunPaths, split: str, model, cfg: PretrainConfig, gangs: Gangs, *, train: bool) -> tuple[PretrainDataReader, Path]:
+def build_reader(paths: RunPaths, split: str, model, cfg: PretrainConfig, gangs: Gangs, *, train: bool) -> tuple[PretrainDataReader, Path | None]:
     """Manifest + labels → label checks → bucketed reader for this rank. Returns (reader, label path)."""
     tsv = paths.manifest_dir / f"{split}.tsv"
     manifest = read_manifest(tsv, labels=["ids"] if tsv.with_suffix(".ids").is_file() else [])
-    label_path = paths.manifest_dir / f"{split}.{paths.labels}"
-    labels, info = read_frame_labels(label_path)
     enc = model.encoder
     lengths, problems = probe_lengths(manifest, model.cfg.sample_rate, progress=gangs.root.rank == 0)
     for p in problems:
         log.warning("skipping %s", p)
-    ctx = LabelCheckContext(label_path, manifest, labels, info, lengths, enc.num_frames, enc.frame_rate, model.cfg.num_classes, cfg.data.label_rate)
-    run_label_checks(ctx)
+    labels, label_path, label_rate = None, None, enc.frame_rate
+    if paths.labels is not None:
+        label_path = paths.manifest_dir / f"{split}.{paths.labels}"
+        labels, info = read_frame_labels(label_path)
+        ctx = LabelCheckContext(
+            label_path, manifest, labels, info, lengths, enc.num_frames, enc.frame_rate, model.cfg.num_classes,
+            cfg.data.label_rate, model_num_codebooks=num_codebooks(family_of(cfg), model.cfg),
+        )
+        run_label_checks(ctx)
+        label_rate = info.frame_rate
     d = cfg.data
     dataset = PretrainDataset(
-        manifest, labels, lengths, sample_rate=model.cfg.sample_rate, label_rate=info.frame_rate, frame_rate=enc.frame_rate,
+        manifest, labels, lengths, sample_rate=model.cfg.sample_rate, label_rate=label_rate, frame_rate=enc.frame_rate,
         num_frames=enc.num_frames, max_sample_size=d.max_sample_size, seed=cfg.seed,
     )
     crop = dataset.crop_lengths()
@@ -216,9 +230,9 @@ def _amp_dtype(cfg: PretrainConfig, gangs: Gangs) -> torch.dtype:
     return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[cfg.amp]
 
 
-def _check_run_dir(out: Path, cfg: PretrainConfig, model_cfg, label_path: Path, is_main: bool) -> None:
+def _check_run_dir(out: Path, cfg: PretrainConfig, model_cfg, label_path: Path | None, is_main: bool) -> None:
     path = out / "run_config.json"
-    record = {"run": cfg.to_dict(), "model": model_cfg.to_dict(), "label_path": str(label_path.resolve())}
+    record = {"run": cfg.to_dict(), "model": model_cfg.to_dict(), "label_path": str(label_path.resolve()) if label_path else None}
     if path.is_file():
         old = json.loads(path.read_text())
         if old.get("model") != record["model"]:
@@ -247,7 +261,7 @@ def _peak_flops(cfg: PretrainConfig, device: Device) -> float | None:
 def _recorder(out: Path, cfg: PretrainConfig, gangs: Gangs) -> MetricRecorder:
     if gangs.root.rank != 0:
         return NOOP_METRIC_RECORDER
-    reg = metric_descriptors()
+    reg = metric_descriptors(getattr(family_of(cfg), "EXTRA_METRICS", None))
     recorders: list[MetricRecorder] = [LogMetricRecorder(reg), JsonlMetricRecorder(out, LocalFileSystem(), reg)]
     if cfg.tensorboard:
         recorders.append(TensorBoardRecorder(out, reg))
@@ -256,14 +270,15 @@ def _recorder(out: Path, cfg: PretrainConfig, gangs: Gangs) -> MetricRecorder:
 
 def run_pretraining(cfg: PretrainConfig, paths: RunPaths, gangs: Gangs | None = None) -> RunResult:
     """Train (or resume) until ``cfg.max_steps``, then export ``OUT/checkpoint``."""
-    from audiossl.models.flops import hubert_train_flops_per_second
     from audiossl.pretrain.export import export_model
 
     gangs = gangs or setup_gangs(cfg.data_parallelism)
     out = paths.out
     is_main = gangs.root.rank == 0
+    family = family_of(cfg)
     model, model_cfg = build_model(cfg)
-    _check_run_dir(out, cfg, model_cfg, paths.manifest_dir / f"{paths.train_split}.{paths.labels}", is_main)
+    train_labels = paths.manifest_dir / f"{paths.train_split}.{paths.labels}" if paths.labels else None
+    _check_run_dir(out, cfg, model_cfg, train_labels, is_main)
     train_reader, label_path = build_reader(paths, paths.train_split, model, cfg, gangs, train=True)
     valid_reader = build_reader(paths, paths.valid_split, model, cfg, gangs, train=False)[0] if paths.valid_split else None
 
@@ -289,9 +304,12 @@ def run_pretraining(cfg: PretrainConfig, paths: RunPaths, gangs: Gangs | None = 
             ckpt.maybe_complete_save_operation(blocking=True)  # commit the checkpoint of the last step first
             raise _StopRun(step_nr - 1)
 
-    unit = HubertTrainUnit(
+    metrics = tuple(getattr(family, "METRICS", DEFAULT_METRICS))
+    extra_metrics = tuple(getattr(family, "EXTRA_METRICS", {}))
+    unit = PretrainTrainUnit(
         dp_model, sample_rate=model_cfg.sample_rate, dp_size=gangs.dp.size, before_step=before_step,
-        flops_per_audio_second=hubert_train_flops_per_second(model_cfg, cfg.data.max_sample_size), peak_flops=_peak_flops(cfg, gangs.device),
+        flops_per_audio_second=family.train_flops_per_second(model_cfg, cfg.data.max_sample_size), peak_flops=_peak_flops(cfg, gangs.device),
+        metrics=metrics, extra_metrics=extra_metrics, on_metrics=getattr(family, "on_metrics", None),
     )
     recorder = _recorder(out, cfg, gangs)
     wall_watch = Stopwatch()
@@ -299,7 +317,7 @@ def run_pretraining(cfg: PretrainConfig, paths: RunPaths, gangs: Gangs | None = 
     validator = NOOP_VALIDATOR
     if valid_reader is not None:
         validator = StandardValidator(
-            units=[HubertEvalUnit(dp_model)], data_readers=[valid_reader], gangs=gangs, amp=amp_dtype != torch.float32,
+            units=[PretrainEvalUnit(dp_model, metrics, extra_metrics)], data_readers=[valid_reader], gangs=gangs, amp=amp_dtype != torch.float32,
             amp_dtype=amp_dtype, score_metric_descriptor=metric_descriptors().maybe_get("loss"), checkpoint_manager=ckpt,
             hg_exporter=NOOP_HG_EXPORTER, metric_recorder=recorder, profiler=NOOP_PROFILER,
             device_stat_tracker=NOOP_DEVICE_STAT_TRACKER, wall_watch=wall_watch, progress_reporter=NOOP_PROGRESS_REPORTER,

@@ -1,7 +1,10 @@
-"""fairseq2 ``TrainUnit`` / ``EvalUnit`` for HuBERT masked prediction, and the metrics it reports.
+"""fairseq2 ``TrainUnit`` / ``EvalUnit`` for every pretraining family, and the metrics they report.
 
-Every published line carries loss, masked accuracy, audio-seconds per second per device,
-padding efficiency and MFU (model FLOPs per audio-second × throughput / peak device FLOP/s).
+Every published line carries the loss, the family's loss terms (masked CE and accuracy for the
+masked-prediction families, ``extra_losses`` such as MERT's CQT MSE), audio-seconds per second
+per device, padding efficiency and MFU (model FLOPs per audio-second × throughput / peak FLOP/s).
+Which terms a family reports is declared by its ``METRICS`` / ``EXTRA_METRICS``
+(:mod:`audiossl.pretrain.families`).
 """
 
 from __future__ import annotations
@@ -21,18 +24,24 @@ from fairseq2.trainer import TrainUnit
 
 from audiossl.pretrain.data import PretrainBatch
 
-_SUMS = ("correct_masked", "num_masked", "real_samples", "padded_samples", "num_examples")
+_SUMS = ("real_samples", "padded_samples", "num_examples")
+DEFAULT_METRICS = ("loss", "loss_masked", "feature_pen", "masked_acc")
+"""What a masked-prediction family reports (``masked_acc`` from ``correct_masked / num_masked``)."""
 
 
 def _fmt_mfu(v: object) -> str:
     return v if isinstance(v, str) else f"{100 * float(v):.2f}%"  # type: ignore[arg-type]
 
 
-def metric_descriptors() -> MetricDescriptorRegistry:
-    """Display names and formats for the console log, TensorBoard and metrics JSONL."""
+def metric_descriptors(extra: dict[str, str] | None = None) -> MetricDescriptorRegistry:
+    """Display names and formats for the console log, TensorBoard and metrics JSONL.
+
+    ``extra``: a family's additional loss terms, name → display name (shown after the loss).
+    """
     d = MetricDescriptor
+    extras = [d(name, display, 96 + i, format_as_float) for i, (name, display) in enumerate((extra or {}).items())]
     return MetricDescriptorRegistry(
-        [
+        extras + [
             d("loss", "Loss", 90, format_as_float),
             d("loss_masked", "Masked CE", 95, format_as_float),
             d("feature_pen", "Feature Penalty", 110, format_as_float),
@@ -54,41 +63,52 @@ def metric_descriptors() -> MetricDescriptorRegistry:
     )
 
 
-def _add_metrics(bag: MetricBag) -> None:
-    for name in ("loss", "loss_masked", "feature_pen"):
-        bag.add(name, Mean())
-    for name in _SUMS:
-        bag.add(name, Sum())
+class _Metrics:
+    """Which metrics a family reports, and how one output updates them."""
+
+    def __init__(self, names: tuple[str, ...] = DEFAULT_METRICS, extra: tuple[str, ...] = ()) -> None:
+        self.means = tuple(n for n in names if n != "masked_acc") + tuple(extra)
+        self.extra = tuple(extra)
+        self.accuracy = "masked_acc" in names
+
+    def add(self, bag: MetricBag) -> None:
+        for name in self.means:
+            bag.add(name, Mean())
+        for name in _SUMS + (("correct_masked", "num_masked") if self.accuracy else ()):
+            bag.add(name, Sum())
+
+    def update(self, bag: MetricBag, out, batch: PretrainBatch) -> None:
+        n = batch.wavs.shape[0]
+        extra = getattr(out, "extra_losses", None) or {}
+        for name in self.means:
+            value = extra[name] if name in self.extra else getattr(out, name)
+            bag.get(name, Mean).update(value.detach(), weight=n)
+        if self.accuracy:
+            bag.get("correct_masked", Sum).update(out.correct_masked.detach())
+            bag.get("num_masked", Sum).update(out.num_masked.detach())
+        bag.get("real_samples", Sum).update(batch.real_samples)
+        bag.get("padded_samples", Sum).update(batch.padded_samples)
+        bag.get("num_examples", Sum).update(n)
+
+    def derive(self, values: MutableMapping[str, object]) -> None:
+        """Turn the raw sums into accuracy and padding efficiency (in place)."""
+        if self.accuracy:
+            correct = float(values.pop("correct_masked", 0))  # type: ignore[arg-type]
+            masked = float(values.pop("num_masked", 0))  # type: ignore[arg-type]
+            values["masked_acc"] = correct / masked if masked else 0.0
+        real = float(values.pop("real_samples", 0))  # type: ignore[arg-type]
+        padded = float(values.pop("padded_samples", 0))  # type: ignore[arg-type]
+        values["padding_eff"] = real / padded if padded else 0.0
+        for k in self.means:
+            if isinstance(values.get(k), Tensor):
+                values[k] = float(values[k])  # type: ignore[arg-type]
+        values["_real_samples"] = real
 
 
-def _update_metrics(bag: MetricBag, out, batch: PretrainBatch) -> None:
-    n = batch.wavs.shape[0]
-    bag.get("loss", Mean).update(out.loss.detach(), weight=n)
-    bag.get("loss_masked", Mean).update(out.loss_masked.detach(), weight=n)
-    bag.get("feature_pen", Mean).update(out.feature_pen.detach(), weight=n)
-    bag.get("correct_masked", Sum).update(out.correct_masked.detach())
-    bag.get("num_masked", Sum).update(out.num_masked.detach())
-    bag.get("real_samples", Sum).update(batch.real_samples)
-    bag.get("padded_samples", Sum).update(batch.padded_samples)
-    bag.get("num_examples", Sum).update(n)
-
-
-def _derive(values: MutableMapping[str, object]) -> None:
-    """Turn the raw sums into accuracy and padding efficiency (in place)."""
-    correct = float(values.pop("correct_masked", 0))  # type: ignore[arg-type]
-    masked = float(values.pop("num_masked", 0))  # type: ignore[arg-type]
-    values["masked_acc"] = correct / masked if masked else 0.0
-    real = float(values.pop("real_samples", 0))  # type: ignore[arg-type]
-    padded = float(values.pop("padded_samples", 0))  # type: ignore[arg-type]
-    values["padding_eff"] = real / padded if padded else 0.0
-    for k in ("loss", "loss_masked", "feature_pen"):
-        if isinstance(values.get(k), Tensor):
-            values[k] = float(values[k])  # type: ignore[arg-type]
-    values["_real_samples"] = real
-
-
-class HubertTrainUnit(TrainUnit[PretrainBatch]):
+class PretrainTrainUnit(TrainUnit[PretrainBatch]):
     """Forward + loss of one batch; ``model`` may be wrapped in DDP/FSDP.
+
+    ``metrics`` / ``extra_metrics``: what the family reports (its ``METRICS`` / ``EXTRA_METRICS``).
 
     ``flops_per_audio_second``: training FLOPs per second of audio (``audiossl.models.flops``);
     ``peak_flops``: dense peak FLOP/s of one device, or None when unknown (MFU then prints n/a).
@@ -97,9 +117,12 @@ class HubertTrainUnit(TrainUnit[PretrainBatch]):
 
     def __init__(
         self, model: nn.Module, *, sample_rate: int, dp_size: int, flops_per_audio_second: float, peak_flops: float | None,
-        before_step: Callable[[int], None] | None = None,
+        before_step: Callable[[int], None] | None = None, metrics: tuple[str, ...] = DEFAULT_METRICS,
+        extra_metrics: tuple[str, ...] = (), on_metrics: Callable[[dict], None] | None = None,
     ) -> None:
+        self._on_metrics = on_metrics
         self._model = model
+        self._metrics = _Metrics(metrics, extra_metrics)
         self._before_step = before_step
         self.sample_rate, self.dp_size = sample_rate, dp_size
         self.flops_per_audio_second, self.peak_flops = flops_per_audio_second, peak_flops
@@ -107,7 +130,7 @@ class HubertTrainUnit(TrainUnit[PretrainBatch]):
         self.last_values: dict[str, object] = {}
 
     def prepare_metric_bag(self, metric_bag: MetricBag) -> None:
-        _add_metrics(metric_bag)
+        self._metrics.add(metric_bag)
 
     def set_step_nr(self, step_nr: int) -> None:
         if self._before_step is not None:
@@ -117,12 +140,12 @@ class HubertTrainUnit(TrainUnit[PretrainBatch]):
 
     def process_batch(self, batch: PretrainBatch, metric_bag: MetricBag) -> tuple[Tensor, int | None]:
         out = self._model(batch.wavs, batch.lengths, batch.targets)
-        _update_metrics(metric_bag, out, batch)
+        self._metrics.update(metric_bag, out, batch)
         # out.loss is already a per-frame mean; the trainer divides by the accumulation count.
         return out.loss, None
 
     def process_metric_values(self, values: MutableMapping[str, object]) -> None:
-        _derive(values)
+        self._metrics.derive(values)
         now = time.perf_counter()
         elapsed = now - (self._t0 if self._t0 is not None else now)
         # The clock restarts at the next step, so validation / checkpoint time is not counted.
@@ -134,26 +157,29 @@ class HubertTrainUnit(TrainUnit[PretrainBatch]):
         # Unknown peak (CPU without peak_tflops): "n/a" rather than NaN, which is not valid JSON.
         values["mfu"] = per_device * self.flops_per_audio_second / self.peak_flops if self.peak_flops else "n/a"
         self.last_values = dict(values)
+        if self._on_metrics is not None:
+            self._on_metrics(self.last_values)
 
 
-class HubertEvalUnit(EvalUnit[PretrainBatch]):
-    """Validation loss and masked accuracy (the model is in eval mode: no dropout, masks still drawn)."""
+class PretrainEvalUnit(EvalUnit[PretrainBatch]):
+    """Validation loss and the family's terms (the model is in eval mode: no dropout, masks still drawn)."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, metrics: tuple[str, ...] = DEFAULT_METRICS, extra_metrics: tuple[str, ...] = ()) -> None:
         self._model = model
+        self._metrics = _Metrics(metrics, extra_metrics)
 
     @property
     def name(self) -> str | None:
         return None
 
     def prepare_metric_bag(self, metric_bag: MetricBag) -> None:
-        _add_metrics(metric_bag)
+        self._metrics.add(metric_bag)
 
     def process_batch(self, batch: PretrainBatch, metric_bag: MetricBag) -> None:
         with torch.no_grad():
             out = self._model(batch.wavs, batch.lengths, batch.targets)
-        _update_metrics(metric_bag, out, batch)
+        self._metrics.update(metric_bag, out, batch)
 
     def process_metric_values(self, values: MutableMapping[str, object]) -> None:
-        _derive(values)
+        self._metrics.derive(values)
         values.pop("_real_samples", None)

@@ -1,0 +1,34 @@
+"""HuBERT as a pretraining family (see :mod:`audiossl.pretrain.families` for the contract)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from audiossl.models.hubert import CONFIGS, HubertConfig, build_hubert
+
+__all__ = ["CONFIGS", "config_from_dict", "build_pretrain_model", "train_flops_per_second", "load_pretrain_checkpoint", "build_upstream"]
+
+config_from_dict = HubertConfig.from_dict
+build_pretrain_model = build_hubert
+
+
+def train_flops_per_second(cfg: HubertConfig, crop_samples: int) -> float:
+    from audiossl.models.flops import hubert_train_flops_per_second
+
+    return hubert_train_flops_per_second(cfg, crop_samples)
+
+
+def load_pretrain_checkpoint(ckpt_dir: str | Path):
+    from audiossl.models.checkpoint import load_model
+
+    return load_model(ckpt_dir, pretrain=True)
+
+
+def build_upstream(ckpt_dir: Path, meta: dict):
+    from audiossl.eval.upstream import HubertUpstream
+    from audiossl.models.checkpoint import load_model
+
+    model = load_model(ckpt_dir, pretrain=False, map_location="cpu")
+    # waveform normalisation (fairseq task ``normalize``) travels in the checkpoint's "extra"
+    normalize = bool((meta.get("extra") or {}).get("normalize", False))
+    return HubertUpstream(model, name=f"hubert:{ckpt_dir}", normalize=normalize)

@@ -1,0 +1,59 @@
+"""Model families the pretraining run, the export and ``load_upstream`` can build.
+
+A family is a module (imported only when used) that defines:
+
+``CONFIGS: dict[str, Callable[..., Config]]``
+    size name → config builder taking field overrides (``hubert_tiny(num_classes=100)``).
+``config_from_dict(d: dict) -> Config``
+    the inverse of ``Config.to_dict()`` (a run directory and ``config.json`` store the dict).
+``build_pretrain_model(cfg) -> nn.Module`` (config classes carry ``family: ClassVar[str]``)
+    the model the trainer optimises. It has ``.cfg`` (with ``sample_rate``, ``num_classes``),
+    ``.encoder`` (with ``frame_rate``, ``num_frames(num_samples)``) and
+    ``forward(wavs [B, S], lengths [B] | None, targets [B, T] or [B, T, C]) -> output`` where the
+    output has scalar tensors ``loss``, ``loss_masked``, ``correct_masked``, ``num_masked`` and,
+    optionally, ``feature_pen`` and ``extra_losses: dict[str, Tensor]`` (logged by name).
+``train_flops_per_second(cfg, crop_samples: int) -> float``
+    analytic training FLOPs per second of audio (feeds MFU).
+``load_pretrain_checkpoint(ckpt_dir) -> nn.Module`` and ``build_upstream(ckpt_dir, meta) -> Upstream``
+    reading our ``model.safetensors`` + ``config.json`` checkpoints back.
+
+Optional: ``NUM_CODEBOOKS_FIELD`` (config attribute with codes per frame, default 1),
+``EXTRA_METRICS: dict[str, str]`` (metric name → display name for ``extra_losses``),
+``METRICS`` (which of ``loss``, ``loss_masked``, ``feature_pen``, ``masked_acc`` the output
+carries; default all four), ``on_metrics(values: dict) -> None`` (called with each published set
+of metric values, e.g. to warn when codebook usage collapses).
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+FAMILY_MODULES: dict[str, str] = {
+    "hubert": "audiossl.models.hubert_family",
+    "beats": "audiossl.models.beats_family",
+    "mert": "audiossl.models.mert_family",
+    # tokenizers trained on audio alone (``audiossl tokenizer train``; labels=None)
+    "beats_tokenizer": "audiossl.tokenizers.beats_tokenizer_family",
+    "rvq": "audiossl.tokenizers.rvq_family",
+}
+
+
+class FamilyError(ValueError):
+    """An unknown or not-yet-built model family."""
+
+
+def get_family(name: str) -> ModuleType:
+    if name not in FAMILY_MODULES:
+        raise FamilyError(f"model family {name!r}: choose one of {sorted(FAMILY_MODULES)}")
+    try:
+        return importlib.import_module(FAMILY_MODULES[name])
+    except ModuleNotFoundError as e:
+        if e.name == FAMILY_MODULES[name]:
+            raise FamilyError(f"model family {name!r} is not built in this version of audiossl") from None
+        raise
+
+
+def num_codebooks(family: ModuleType, cfg) -> int:
+    field = getattr(family, "NUM_CODEBOOKS_FIELD", None)
+    return int(getattr(cfg, field)) if field else 1
