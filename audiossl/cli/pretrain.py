@@ -38,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from audiossl.data.frame_labels import LabelError
     from audiossl.data.manifest import ManifestError
     from audiossl.pretrain.config import ConfigError, load_config
+    from audiossl.pretrain.health import TrainingDiverged
 
     if args.export:
         from audiossl.pretrain.export import ExportError, export_from_run
@@ -65,6 +66,13 @@ def run(args: argparse.Namespace) -> int:
     except (ConfigError, LabelError, ManifestError) as e:
         print(f"audiossl pretrain: refusing to start:\n{e}")
         return 2
+    except TrainingDiverged as e:
+        print(f"audiossl pretrain: training diverged:\n{e}")
+        return 3
+    if result.stopped_by is not None:
+        print(f"audiossl pretrain: stopped by {result.stopped_by} after step {result.step_nr} with a checkpoint; "
+              f"run the same command to resume")
+        return 143 if result.stopped_by == "SIGTERM" else 130
     if result.checkpoint_dir is not None:
         print(f"final model: {result.checkpoint_dir} (step {result.step_nr}); skipped {result.num_skipped} unreadable utterance(s)")
     return 0

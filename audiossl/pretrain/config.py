@@ -96,6 +96,9 @@ class PretrainConfig:
     """FSDP implementation (``v1`` | ``v2``)."""
     find_unused_parameters: bool = False
     """DDP ``find_unused_parameters`` (needed only with LayerDrop > 0)."""
+    max_consecutive_nonfinite: int = 20
+    """Steps with NaN/inf loss or gradients are skipped (weights and optimizer state untouched) and
+    counted; after this many in a row the run stops with a message (the last checkpoint is intact)."""
     peak_tflops: float | None = None
     """Peak dense TFLOP/s per device for MFU; None = look it up from the device name."""
     tensorboard: bool = True
@@ -194,6 +197,8 @@ def validate(cfg: PretrainConfig) -> None:
             f"stop_after_steps={cfg.stop_after_steps} must be a multiple of checkpoint_every={cfg.checkpoint_every} "
             f"so the run stops on a checkpoint"
         )
+    if cfg.max_consecutive_nonfinite < 1:
+        raise ConfigError("max_consecutive_nonfinite must be >= 1")
     if cfg.amp not in {"auto", "bf16", "fp16", "fp32"}:
         raise ConfigError(f"amp={cfg.amp!r}: choose auto, bf16, fp16 or fp32")
     if cfg.data_parallelism not in {"ddp", "fsdp"}:

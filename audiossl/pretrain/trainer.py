@@ -63,6 +63,7 @@ from audiossl.data.manifest import read_manifest
 from audiossl.pretrain.config import ConfigError, PretrainConfig
 from audiossl.pretrain.data import BucketBatchSampler, PretrainDataReader, PretrainDataset, probe_lengths
 from audiossl.pretrain.families import FamilyError, get_family, num_codebooks
+from audiossl.pretrain.health import GuardedAdamW, StopSignal, TrainingDiverged
 from audiossl.pretrain.unit import DEFAULT_METRICS, PretrainEvalUnit, PretrainTrainUnit, metric_descriptors
 from audiossl.pretrain.label_checks import LabelCheckContext, run_label_checks
 from audiossl.utils.fileio import atomic_write_json
@@ -86,6 +87,47 @@ class RunResult:
     num_skipped: int
     checkpoint_dir: Path | None
     last_metrics: dict[str, Any]
+    stopped_by: str | None = None
+    """``None`` (finished or ``stop_after_steps``), ``"SIGTERM"`` / ``"SIGINT"`` (checkpointed, resumable)."""
+
+
+class _Trainer(Trainer):
+    """fairseq2's Trainer plus a stop request honoured at the next step boundary with a checkpoint.
+
+    fairseq2 0.8.1's own ``request_stop`` is ignored when ``max_num_steps`` is set, and saves only on
+    the configured interval; a preempted job needs a checkpoint of *this* step. Relies on the
+    trainer's private step hooks (pinned fairseq2 version).
+    """
+
+    def __init__(self, *args, stop_signal: StopSignal, dp_gang, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._stop_signal, self._dp_gang = stop_signal, dp_gang
+
+    def _stop_now(self) -> bool:
+        flag = self._stop_signal.is_set()
+        if self._dp_gang.size > 1:  # every rank must stop at the same step (one rank may miss the signal)
+            from fairseq2.gang import all_sum
+
+            flag = int(all_sum(self._dp_gang, 1 if flag else 0)) > 0
+        return flag
+
+    def _run_post_step(self):
+        will_save = self._should_save_checkpoint()
+        state = super()._run_post_step()
+        if self._max_num_steps is not None and self._step_nr >= self._max_num_steps:
+            return state  # the last step: the normal end saves the checkpoint
+        if self._stop_now():
+            if not will_save:
+                self._save_checkpoint(blocking=True)
+            self._checkpoint_manager.maybe_complete_save_operation(blocking=True)
+            raise _StopRun(self._step_nr, signal_name=_signal_name(self._stop_signal))
+        return state
+
+
+def _signal_name(stop: StopSignal) -> str:
+    import signal
+
+    return signal.Signals(stop.signum).name if stop.signum is not None else "signal"
 
 
 class _SafeTensorFileLoader(TensorFileLoader):
@@ -288,16 +330,20 @@ def run_pretraining(cfg: PretrainConfig, paths: RunPaths, gangs: Gangs | None = 
     )
     dp_model = wrap_model(model, cfg, gangs, ckpt.has_checkpoint(exclude_model_only=True))
     o = cfg.optim
-    optimizer = torch.optim.AdamW(
-        dp_model.parameters(), lr=o.lr, betas=o.betas, eps=o.eps, weight_decay=o.weight_decay,
-        fused=gangs.device.type == "cuda",
+    amp_dtype = _amp_dtype(cfg, gangs)
+    # fp16 runs skip overflowing steps through the loss scaler; everything else through GuardedAdamW.
+    optim_cls = torch.optim.AdamW if amp_dtype == torch.float16 else GuardedAdamW
+    optimizer = optim_cls(
+        dp_model.parameters(), lr=o.lr, betas=o.betas, eps=o.eps, weight_decay=o.weight_decay, fused=True,
     )
     scheduler = PolynomialDecayLR(optimizer, cfg.max_steps, o.warmup_steps, power=o.power, final_lr=o.final_lr)
-    amp_dtype = _amp_dtype(cfg, gangs)
     scaler = StandardFloat16LossScaler(gangs) if amp_dtype == torch.float16 else NOOP_FP16_LOSS_SCALER
     first_step: list[int] = []
 
+    unit_step = [0]
+
     def before_step(step_nr: int) -> None:
+        unit_step[0] = step_nr
         if not first_step:
             first_step.append(step_nr)
         if cfg.stop_after_steps is not None and step_nr - first_step[0] >= cfg.stop_after_steps:
@@ -306,10 +352,28 @@ def run_pretraining(cfg: PretrainConfig, paths: RunPaths, gangs: Gangs | None = 
 
     metrics = tuple(getattr(family, "METRICS", DEFAULT_METRICS))
     extra_metrics = tuple(getattr(family, "EXTRA_METRICS", {}))
+    family_hook = getattr(family, "on_metrics", None)
+
+    def on_metrics(values: dict) -> None:
+        if isinstance(optimizer, GuardedAdamW):
+            total, longest = optimizer.pop_longest_run()
+            values["skipped_steps"] = total
+            if longest >= cfg.max_consecutive_nonfinite:
+                raise TrainingDiverged(
+                    f"{longest} consecutive steps had NaN/inf loss or gradients (up to step {unit_step[0]}); "
+                    f"their updates were skipped and the run is stopped. The checkpoints in {out / 'checkpoints'} "
+                    f"hold only finite weights: lower optim.lr, raise optim.warmup_steps or check the data, then "
+                    f"resume with the same command (max_consecutive_nonfinite={cfg.max_consecutive_nonfinite})."
+                )
+            if total:
+                log.warning("%d step(s) so far skipped for NaN/inf loss or gradients", total)
+        if family_hook is not None:
+            family_hook(values)
+
     unit = PretrainTrainUnit(
         dp_model, sample_rate=model_cfg.sample_rate, dp_size=gangs.dp.size, before_step=before_step,
         flops_per_audio_second=family.train_flops_per_second(model_cfg, cfg.data.max_sample_size), peak_flops=_peak_flops(cfg, gangs.device),
-        metrics=metrics, extra_metrics=extra_metrics, on_metrics=getattr(family, "on_metrics", None),
+        metrics=metrics, extra_metrics=extra_metrics, on_metrics=on_metrics,
     )
     recorder = _recorder(out, cfg, gangs)
     wall_watch = Stopwatch()
@@ -323,7 +387,9 @@ def run_pretraining(cfg: PretrainConfig, paths: RunPaths, gangs: Gangs | None = 
             device_stat_tracker=NOOP_DEVICE_STAT_TRACKER, wall_watch=wall_watch, progress_reporter=NOOP_PROGRESS_REPORTER,
             seed=cfg.seed + 7,
         )
-    trainer = Trainer(
+    stop_signal = StopSignal()
+    trainer = _Trainer(
+        stop_signal=stop_signal, dp_gang=gangs.dp,
         model=dp_model, unit=unit, data_reader=train_reader, gangs=gangs, amp=amp_dtype != torch.float32,
         amp_dtype=amp_dtype, optimizer=optimizer, lr_scheduler=scheduler, fp16_loss_scaler=scaler, validator=validator,
         early_stopper=NOOP_EARLY_STOPPER, checkpoint_manager=ckpt, hg_exporter=NOOP_HG_EXPORTER, metric_recorder=recorder,
@@ -346,12 +412,14 @@ def run_pretraining(cfg: PretrainConfig, paths: RunPaths, gangs: Gangs | None = 
             exported.append(export_model(model, model_cfg, out / "checkpoint", label_path, step_nr=args.step_nr, state=state))
 
     trainer.register_checkpoint_save_hook(export_final)
-    stopped = False
+    stopped, stopped_by = False, None
     try:
-        trainer.run()
+        with stop_signal:
+            trainer.run()
     except _StopRun as e:
-        stopped = True
-        log.info("stopped after step %d (stop_after_steps); run the same command to continue", e.step_nr)
+        stopped, stopped_by = True, e.signal_name
+        why = e.signal_name or "stop_after_steps"
+        log.info("stopped after step %d (%s), checkpoint saved; run the same command to continue", e.step_nr, why)
     finally:
         trainer.close()
     export_dir = exported[0] if exported else None
@@ -360,10 +428,10 @@ def run_pretraining(cfg: PretrainConfig, paths: RunPaths, gangs: Gangs | None = 
         export_dir = export_model(model, model_cfg, out / "checkpoint", label_path, step_nr=trainer.step_nr)
     if export_dir is not None:
         log.info("exported the final model to %s", export_dir)
-    step = trainer.step_nr - 1 if stopped else trainer.step_nr
+    step = trainer.step_nr - 1 if stopped and stopped_by is None else trainer.step_nr
     if is_main:
         log.info("done at step %d; %d utterance(s) skipped as unreadable", step, train_reader.num_skipped)
-    return RunResult(step, train_reader.num_skipped, export_dir, unit.last_values)
+    return RunResult(step, train_reader.num_skipped, export_dir, unit.last_values, stopped_by)
 
 
 def _full_state_dict(dp_model: torch.nn.Module, gangs: Gangs) -> dict | None:
@@ -376,6 +444,6 @@ def _full_state_dict(dp_model: torch.nn.Module, gangs: Gangs) -> dict | None:
 
 
 class _StopRun(Exception):
-    def __init__(self, step_nr: int) -> None:
+    def __init__(self, step_nr: int, signal_name: str | None = None) -> None:
         super().__init__(f"stopped after step {step_nr}")
-        self.step_nr = step_nr
+        self.step_nr, self.signal_name = step_nr, signal_name

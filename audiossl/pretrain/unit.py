@@ -49,6 +49,7 @@ def metric_descriptors(extra: dict[str, str] | None = None) -> MetricDescriptorR
             d("audio_sec_per_sec", "Audio s/s/device", 250, lambda v: f"{float(v):.1f}"),  # type: ignore[arg-type]
             d("padding_eff", "Padding Efficiency", 251, format_as_percentage),
             d("mfu", "MFU", 252, _fmt_mfu),
+            d("skipped_steps", "Skipped Steps (non-finite)", 260, format_as_int),
             d("grad_norm", "Gradient Norm", 300, format_as_float),
             d("lr", "Learning Rate", 700, format_as_float),
             d("data_epoch", "Data Epoch", 490, format_as_int),
@@ -81,8 +82,10 @@ class _Metrics:
         n = batch.wavs.shape[0]
         extra = getattr(out, "extra_losses", None) or {}
         for name in self.means:
-            value = extra[name] if name in self.extra else getattr(out, name)
-            bag.get(name, Mean).update(value.detach(), weight=n)
+            value = (extra[name] if name in self.extra else getattr(out, name)).detach().float()
+            # A skipped non-finite step must not turn the window's mean into NaN (no host sync here).
+            finite = torch.isfinite(value)
+            bag.get(name, Mean).update(torch.where(finite, value, 0.0), weight=finite.float() * n)
         if self.accuracy:
             bag.get("correct_masked", Sum).update(out.correct_masked.detach())
             bag.get("num_masked", Sum).update(out.num_masked.detach())
