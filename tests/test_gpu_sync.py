@@ -1,0 +1,40 @@
+"""No host syncs inside a training step (issue #8): forward, backward, gradient clipping and the
+guarded fused AdamW step run under ``torch.cuda.set_sync_debug_mode("error")``. GPU only."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
+
+
+def _step(model, opt, wavs, lengths, targets, gen):
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        out = model(wavs, lengths, targets, generator=gen)
+    out.loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    return out
+
+
+def test_hubert_train_step_has_no_host_sync():
+    from audiossl.models.hubert import build_hubert, hubert_tiny
+    from audiossl.pretrain.health import GuardedAdamW
+
+    torch.manual_seed(0)
+    model = build_hubert(hubert_tiny()).cuda().train()
+    opt = GuardedAdamW(model.parameters(), lr=1e-4)
+    wavs = torch.randn(4, 32000, device="cuda")
+    lengths = torch.tensor([32000, 24000, 20000, 32000], device="cuda")
+    targets = torch.randint(0, 100, (4, 99), device="cuda")
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    _step(model, opt, wavs, lengths, targets, gen)  # warm-up: allocator, kernels, lazy optimizer state
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        out = _step(model, opt, wavs, lengths, targets, gen)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert torch.isfinite(out.loss)
