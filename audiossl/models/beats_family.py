@@ -1,0 +1,51 @@
+"""BEATs as a pretraining family (see :mod:`audiossl.pretrain.families` for the contract).
+
+Targets are ``[frames, 8]`` codes per utterance at 6.25 Hz (one code per frequency patch of a time
+step), so ``NUM_CODEBOOKS_FIELD = "num_codebooks"``; the loss has no feature penalty.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from audiossl.models.beats import CONFIGS, BeatsConfig, BeatsPretrainModel, build_beats
+
+__all__ = [
+    "CONFIGS", "config_from_dict", "build_pretrain_model", "train_flops_per_second", "load_pretrain_checkpoint",
+    "build_upstream", "NUM_CODEBOOKS_FIELD", "METRICS",
+]
+
+NUM_CODEBOOKS_FIELD = "num_codebooks"
+METRICS = ("loss", "loss_masked", "masked_acc")
+
+config_from_dict = BeatsConfig.from_dict
+build_pretrain_model = build_beats
+
+
+def train_flops_per_second(cfg: BeatsConfig, crop_samples: int) -> float:
+    from audiossl.models.beats_flops import beats_train_flops_per_second
+
+    return beats_train_flops_per_second(cfg, crop_samples)
+
+
+def load_pretrain_checkpoint(ckpt_dir: str | Path, map_location: str = "cpu") -> BeatsPretrainModel:
+    """Our ``model.safetensors`` + ``config.json`` (family ``beats``) → :class:`BeatsPretrainModel`."""
+    import torch
+
+    from audiossl.models.checkpoint import CONFIG_NAME, CheckpointError, load_state_into, read_meta, read_weights
+
+    meta = read_meta(ckpt_dir, family="beats")
+    try:
+        cfg = BeatsConfig.from_dict(meta["config"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{Path(ckpt_dir) / CONFIG_NAME}: bad 'config' section: {e}") from e
+    path, state = read_weights(ckpt_dir, map_location)
+    with torch.device("meta"):  # no random init: every tensor comes from the file
+        model = BeatsPretrainModel(cfg)
+    return load_state_into(model, state, path, "the BEATs config in config.json")
+
+
+def build_upstream(ckpt_dir: Path, meta: dict):
+    from audiossl.eval.upstream_beats import BeatsUpstream
+
+    return BeatsUpstream(load_pretrain_checkpoint(ckpt_dir).encoder, name=f"beats:{ckpt_dir}")
