@@ -45,12 +45,14 @@ def save_checkpoint(model: torch.nn.Module, out_dir: str | os.PathLike, *, extra
     from safetensors.torch import save
 
     out_dir = Path(out_dir)
-    if isinstance(model, HubertPretrainModel):
+    own_family = getattr(type(model), "family", None)
+    if isinstance(own_family, str) and own_family != "hubert" and hasattr(model, "cfg"):
+        # checked first: some families subclass HuBERT's modules (MERT's encoder is a HubertModel)
+        state, has_head, family = model.state_dict(), bool(getattr(model, "has_pretrain_head", True)), own_family
+    elif isinstance(model, HubertPretrainModel):
         state, has_head, family = model.state_dict(), True, "hubert"
     elif isinstance(model, HubertModel):
         state, has_head, family = {"encoder." + k: v for k, v in model.state_dict().items()}, False, "hubert"
-    elif isinstance(getattr(type(model), "family", None), str) and hasattr(model, "cfg"):
-        state, has_head, family = model.state_dict(), bool(getattr(model, "has_pretrain_head", True)), type(model).family
     else:
         raise TypeError(f"expected an audiossl model (HuBERT, BEATs, MERT), got {type(model).__name__}")
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}

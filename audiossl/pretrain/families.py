@@ -21,7 +21,8 @@ Optional: ``NUM_CODEBOOKS_FIELD`` (config attribute with codes per frame, defaul
 ``EXTRA_METRICS: dict[str, str]`` (metric name → display name for ``extra_losses``),
 ``METRICS`` (which of ``loss``, ``loss_masked``, ``feature_pen``, ``masked_acc`` the output
 carries; default all four), ``on_metrics(values: dict) -> None`` (called with each published set
-of metric values, e.g. to warn when codebook usage collapses).
+of metric values, e.g. to warn when codebook usage collapses), ``LABELS_AT_FRAME_RATE`` (True:
+labels must come at the model's frame rate even when the recipe leaves ``data.label_rate`` unset).
 """
 
 from __future__ import annotations

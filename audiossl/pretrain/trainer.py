@@ -203,9 +203,13 @@ def build_reader(paths: RunPaths, split: str, model, cfg: PretrainConfig, gangs:
     if paths.labels is not None:
         label_path = paths.manifest_dir / f"{split}.{paths.labels}"
         labels, info = read_frame_labels(label_path)
+        family = family_of(cfg)
+        expected_rate = cfg.data.label_rate
+        if expected_rate is None and getattr(family, "LABELS_AT_FRAME_RATE", False):
+            expected_rate = enc.frame_rate  # codes per model frame (MERT): no silent stretching of other rates
         ctx = LabelCheckContext(
             label_path, manifest, labels, info, lengths, enc.num_frames, enc.frame_rate, model.cfg.num_classes,
-            cfg.data.label_rate, model_num_codebooks=num_codebooks(family_of(cfg), model.cfg),
+            expected_rate, model_num_codebooks=num_codebooks(family, model.cfg),
         )
         run_label_checks(ctx)
         label_rate = info.frame_rate

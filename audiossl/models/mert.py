@@ -1,0 +1,392 @@
+"""MERT (Li et al., 2023) student in plain torch: config, encoder, pretraining model, builders.
+
+Data flow::
+
+    clean wavs [B, S] ──TorchCQT──▶ log-CQT target [B, T, 336]            (musical teacher)
+        │ in-batch noise mixture (training only; targets already taken from the clean audio)
+        ▼
+    conv frontend (×320 → 75 Hz at 24 kHz) ─LN─▶ Linear ─▶ mask_emb at masked frames ─▶ pos conv
+        ─▶ transformer ─▶ hidden [B, T, D] ─┬─ 8 untied linear heads ─▶ logits [B, T, 8, 1024]
+                                             │      CE vs RVQ codes [B, T, 8] on masked frames
+                                             └─ CQT head ─▶ [B, T, 336], MSE on masked frames
+
+``loss = ce_weight * loss_masked + cqt_weight * loss_cqt + feature_pen_weight * feature_pen``, with
+``loss_masked`` the mean CE over heads and masked frames (MERT: CE heads + CQT MSE, weight 1).
+
+The encoder is :class:`audiossl.models.hubert.HubertModel` with a 24 kHz config (same module and
+parameter names, so the HF HuBERT key mapping of :mod:`audiossl.interop.hf` serves MERT too).
+``attention_relax > 0`` (MERT-330M) swaps in :class:`RelaxedSelfAttention`. Hidden states follow
+HuBERT's convention (``num_layers + 1`` entries, [0] = input of the first layer).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields, replace
+from typing import ClassVar
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from audiossl.audio.cqt_torch import TorchCQT, log_cqt_target
+from audiossl.eval.upstream import normalize_waveform
+from audiossl.models.conv_frontend import receptive_field
+from audiossl.models.hubert import HubertModel
+from audiossl.models.masking import compute_span_mask
+from audiossl.models.transformer import SelfAttention
+from audiossl.pretrain.noise_mix import NoiseMixConfig, mix_in_batch_noise
+
+_DEFAULT_CONV = ((512, 10, 5),) + ((512, 3, 2),) * 4 + ((512, 2, 2),) * 2  # ×320: 75 Hz at 24 kHz
+
+
+@dataclass
+class MertConfig:
+    """MERT student. Encoder fields mean what they mean in :class:`audiossl.models.hubert.HubertConfig`."""
+
+    family: ClassVar[str] = "mert"
+    sample_rate: int = 24000
+    """Audio rate the model expects (MERT: 24 kHz)."""
+    conv_layers: tuple[tuple[int, int, int], ...] = _DEFAULT_CONV
+    """``(channels, kernel, stride)`` per conv layer; strides multiply to 320 (75 Hz)."""
+    extractor_mode: str = "group_norm"
+    """``group_norm`` (95M) or ``layer_norm`` (330M)."""
+    conv_bias: bool = False
+    """Bias in the conv layers."""
+    embed_dim: int = 768
+    """Transformer width."""
+    num_layers: int = 12
+    """Transformer layers."""
+    num_heads: int = 12
+    """Attention heads."""
+    ffn_dim: int = 3072
+    """FFN inner width."""
+    layer_norm_first: bool = False
+    """Pre-LN blocks (330M); False = post-LN (95M)."""
+    pos_conv_kernel: int = 128
+    """Positional conv kernel in frames."""
+    pos_conv_groups: int = 16
+    """Positional conv groups."""
+    dropout: float = 0.1
+    """Residual / block dropout."""
+    attention_dropout: float = 0.1
+    """Dropout on attention weights."""
+    activation_dropout: float = 0.0
+    """Dropout after the FFN activation."""
+    encoder_layerdrop: float = 0.05
+    """Probability of skipping a layer in training."""
+    dropout_input: float = 0.1
+    """Dropout after the feature projection."""
+    feature_grad_mult: float = 0.1
+    """Gradient scale into the conv frontend; 0 freezes it."""
+    attention_relax: float = -1.0
+    """PB-relax attention-logit relaxation factor (MERT HF ``attention_relax``; 32 for 330M); <= 0: off."""
+    normalize: bool = False
+    """Zero-mean / unit-variance waveform per utterance before the model (HF ``do_normalize``)."""
+    mask_prob: float = 0.8
+    """Span-start probability × span length (MERT: 0.8)."""
+    mask_length: int = 5
+    """Span length in frames (MERT: 5)."""
+    min_masks: int = 2
+    """Minimum spans per utterance."""
+    num_codebooks: int = 8
+    """Codes per frame (RVQ levels of the acoustic teacher), one classification head each."""
+    num_classes: int = 1024
+    """Codebook size of each level."""
+    ce_weight: float = 1.0
+    """Weight of the mean masked CE over heads."""
+    cqt_weight: float = 1.0
+    """Weight of the masked-frame CQT MSE (MERT: 1)."""
+    feature_pen_weight: float = 10.0
+    """Weight of the conv-feature L2 penalty (HuBERT's 10)."""
+    cqt_bins: int = 336
+    """CQT target bins (7 octaves × 48)."""
+    cqt_bins_per_octave: int = 48
+    """CQT bins per octave."""
+    cqt_fmin: float = 32.70319566257483
+    """Lowest CQT bin in Hz (C1)."""
+    noise_mix_prob: float = 0.5
+    """Probability per item of the in-batch noise mixture in training (0: off)."""
+    noise_mix_max_segments: int = 3
+    """Most segments mixed into one item."""
+    noise_mix_seconds: tuple[float, float] = (0.5, 1.0)
+    """Segment duration range in seconds."""
+
+    def __post_init__(self) -> None:
+        self.conv_layers = tuple(tuple(int(v) for v in layer) for layer in self.conv_layers)
+        self.noise_mix_seconds = tuple(float(v) for v in self.noise_mix_seconds)
+        if any(len(layer) != 3 for layer in self.conv_layers):
+            raise ValueError(f"conv_layers must be (channels, kernel, stride) triples, got {self.conv_layers}")
+        if self.extractor_mode not in ("group_norm", "layer_norm"):
+            raise ValueError(f"extractor_mode must be 'group_norm' or 'layer_norm', got {self.extractor_mode!r}")
+        if self.embed_dim % self.num_heads or self.embed_dim % self.pos_conv_groups:
+            raise ValueError(
+                f"embed_dim {self.embed_dim} must be divisible by num_heads {self.num_heads} and pos_conv_groups {self.pos_conv_groups}"
+            )
+        if self.num_codebooks < 1 or self.num_classes < 2:
+            raise ValueError(f"need num_codebooks >= 1 and num_classes >= 2, got {self.num_codebooks}, {self.num_classes}")
+        if not 0.0 <= self.noise_mix_prob <= 1.0:
+            raise ValueError(f"noise_mix_prob must be in [0, 1], got {self.noise_mix_prob}")
+
+    @property
+    def hop_length(self) -> int:
+        """Samples per frame (product of the conv strides)."""
+        return math.prod(s for _, _, s in self.conv_layers)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["conv_layers"] = [list(layer) for layer in self.conv_layers]
+        d["noise_mix_seconds"] = list(self.noise_mix_seconds)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> MertConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown MertConfig fields {unknown}; known fields: {sorted(known)}")
+        return cls(**d)
+
+
+class RelaxedSelfAttention(SelfAttention):
+    """Self-attention with PB-relax logits (CogView; MERT HF ``attention_relax``).
+
+    ``softmax(QKᵀ/√d)`` is computed as ``softmax(α · (QKᵀ/(α√d) − max))``: the same function (softmax
+    is shift-invariant), but the products are formed at 1/α scale so they cannot overflow in fp16,
+    which destabilised MERT-330M. This path builds the ``[B, H, T, T]`` scores explicitly (no flash
+    kernel); the key-padding mask stays boolean.
+    """
+
+    def __init__(self, dim: int, num_heads: int, dropout: float = 0.0, relax: float = 32.0):
+        super().__init__(dim, num_heads, dropout)
+        if relax <= 0:
+            raise ValueError(f"attention_relax must be > 0 for RelaxedSelfAttention, got {relax}")
+        self.relax = float(relax)
+
+    def forward(self, x: Tensor, attn_mask: Tensor | None = None) -> Tensor:
+        """``x [batch, frame, dim]``, ``attn_mask`` bool ``[batch, 1, 1, frame]`` (True = attend) or None."""
+        b, t, _ = x.shape
+        q, k, v = self.qkv(x).view(b, t, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        scores = (q * (1.0 / (self.relax * math.sqrt(self.head_dim)))) @ k.transpose(-1, -2)  # [b, h, t, t]
+        if attn_mask is not None:
+            scores = scores.masked_fill(~attn_mask, float("-inf"))
+        scores = (scores - scores.amax(-1, keepdim=True).detach()) * self.relax
+        attn = torch.softmax(scores.float(), dim=-1).to(v.dtype)
+        attn = F.dropout(attn, self.dropout, self.training)
+        y = attn @ v  # [b, h, t, head_dim]
+        return self.out_proj(y.transpose(1, 2).reshape(b, t, self.dim))
+
+
+class MertModel(HubertModel):
+    """The MERT encoder: 24 kHz waveform → hidden states of every layer (``[B, T, D]`` each).
+
+    Same interface as :class:`HubertModel` (``frame_rate`` 75.0, ``num_frames``, ``frame_lengths``,
+    ``forward(wavs, lengths, mask_indices=, output_layers=)``).
+    """
+
+    family: ClassVar[str] = "mert"
+
+    def __init__(self, cfg: MertConfig):
+        super().__init__(cfg)  # type: ignore[arg-type]  (same field names as HubertConfig)
+        if cfg.attention_relax > 0:
+            for layer in self.encoder.layers:
+                old = layer.self_attn
+                new = RelaxedSelfAttention(cfg.embed_dim, cfg.num_heads, cfg.attention_dropout, cfg.attention_relax)
+                new.qkv, new.out_proj = old.qkv, old.out_proj
+                layer.self_attn = new
+
+
+@dataclass
+class MertPretrainOutput:
+    """Loss terms of one MERT step; every field is a tensor (no host sync)."""
+
+    loss: Tensor
+    """Scalar to backpropagate (see module docstring)."""
+    loss_masked: Tensor
+    """Mean CE over heads and masked, labelled frames."""
+    loss_cqt: Tensor
+    """Mean squared error of the CQT head over masked frames and bins."""
+    feature_pen: Tensor
+    """Mean of squared conv features over non-padded frames."""
+    num_masked: Tensor
+    """Masked, labelled (frame, codebook) pairs, all heads together."""
+    correct_masked: Tensor
+    """Of those, pairs whose argmax logit is the code."""
+    num_frames: Tensor
+    """Non-padded frames in the batch."""
+    logits: Tensor
+    """``[B, T, num_codebooks, num_classes]`` (float32)."""
+    cqt_pred: Tensor
+    """``[B, T, cqt_bins]`` predicted log-CQT."""
+    cqt_target: Tensor
+    """``[B, T, cqt_bins]`` normalised log-CQT of the clean input."""
+    mask_indices: Tensor
+    """``[B, T]`` bool, frames replaced by the mask embedding."""
+    mixed_wavs: Tensor
+    """``[B, S]`` what the encoder heard (the noise mixture in training, else the input)."""
+
+    @property
+    def extra_losses(self) -> dict[str, Tensor]:
+        return {"loss_cqt": self.loss_cqt}
+
+
+class MertPretrainModel(nn.Module):
+    """Encoder + ``heads`` (``num_codebooks`` untied ``D → num_classes`` classifiers, stored as one
+    ``Linear(D, num_codebooks * num_classes)``: rows ``[c*K, (c+1)*K)`` are head ``c``) + ``cqt_head``
+    + the on-device CQT teacher (non-persistent buffers, rebuilt from the config)."""
+
+    family: ClassVar[str] = "mert"
+
+    def __init__(self, cfg: MertConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = MertModel(cfg)
+        self.heads = nn.Linear(cfg.embed_dim, cfg.num_codebooks * cfg.num_classes)
+        self.cqt_head = nn.Linear(cfg.embed_dim, cfg.cqt_bins)
+        self.cqt = build_cqt(cfg)
+
+    @property
+    def frame_rate(self) -> float:
+        return self.encoder.frame_rate
+
+    def align_targets(self, targets: Tensor, num_frames: int) -> Tensor:
+        """Truncate or right-pad (with -100) ``targets [B, T', C]`` to ``[B, num_frames, C]``."""
+        diff = num_frames - targets.shape[1]
+        if diff < 0:
+            return targets[:, :num_frames]
+        if diff > 0:
+            return F.pad(targets, (0, 0, 0, diff), value=-100)
+        return targets
+
+    def forward(
+        self,
+        wavs: Tensor,
+        lengths: Tensor | None,
+        targets: Tensor,
+        *,
+        mask_indices: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> MertPretrainOutput:
+        """One MERT step.
+
+        Args:
+            wavs: ``[B, S]`` clean audio at 24 kHz.
+            lengths: ``[B]`` valid samples, or None when nothing is padded.
+            targets: ``[B, T', num_codebooks]`` long RVQ codes at the model frame rate, -100 = none
+                (``[B, T']`` accepted when ``num_codebooks == 1``); ``T'`` may differ from ``T``.
+            mask_indices: ``[B, T]`` bool to use instead of random span masks.
+            generator: torch.Generator on the device of ``wavs`` (masks and noise mixture).
+        """
+        cfg = self.cfg
+        batch, num_samples = wavs.shape
+        if targets.ndim == 2 and cfg.num_codebooks == 1:
+            targets = targets[..., None]
+        if targets.ndim != 3 or targets.shape[-1] != cfg.num_codebooks or targets.shape[0] != batch:
+            raise ValueError(
+                f"targets must be [batch={batch}, frames, num_codebooks={cfg.num_codebooks}] codes, got {list(targets.shape)}"
+            )
+        enc = self.encoder
+        num_frames = enc.num_frames(num_samples)
+        if lengths is None:
+            frame_lengths = torch.full((batch,), num_frames, device=wavs.device, dtype=torch.long)
+        else:
+            frame_lengths = enc.frame_lengths(lengths.to(wavs.device))
+        if cfg.normalize:
+            full = torch.full((batch,), num_samples, device=wavs.device, dtype=torch.long)
+            wavs = normalize_waveform(wavs, full if lengths is None else lengths.to(wavs.device))
+        # teacher first, from the clean audio: the mixture below can never leak into the target
+        cqt_target = log_cqt_target(self.cqt(wavs, num_frames), frame_lengths)
+        heard = wavs
+        if self.training and cfg.noise_mix_prob > 0:
+            mix = NoiseMixConfig(
+                prob=cfg.noise_mix_prob, max_segments=cfg.noise_mix_max_segments,
+                min_seconds=cfg.noise_mix_seconds[0], max_seconds=cfg.noise_mix_seconds[1],
+            )
+            heard = mix_in_batch_noise(wavs, lengths, cfg.sample_rate, mix, generator=generator)
+        if mask_indices is None:
+            mask_indices = compute_span_mask(
+                frame_lengths, num_frames, cfg.mask_prob, cfg.mask_length, min_masks=cfg.min_masks, generator=generator
+            )
+        out = enc(heard, lengths, mask_indices=mask_indices)
+        valid = ~out.padding_mask
+        num_frames_t = valid.sum()
+        feature_pen = (out.features.float().pow(2).mean(-1) * valid).sum() / num_frames_t.clamp(min=1)
+
+        hidden = out.hidden_states[-1]
+        logits = self.heads(hidden).float().view(batch, num_frames, cfg.num_codebooks, cfg.num_classes)
+        targets = self.align_targets(targets.to(wavs.device).long(), num_frames)
+        ce = F.cross_entropy(logits.permute(0, 3, 1, 2), targets.clamp(min=0), reduction="none")  # [B, T, C]
+        masked = valid & mask_indices  # [B, T]
+        sel = masked[..., None] & (targets >= 0)
+        num_m = sel.sum()
+        loss_masked = (ce * sel).sum() / num_m.clamp(min=1)
+        correct = ((logits.argmax(-1) == targets) & sel).sum()
+
+        cqt_pred = self.cqt_head(hidden).float()
+        sq = (cqt_pred - cqt_target).pow(2).mean(-1)  # [B, T]
+        loss_cqt = (sq * masked).sum() / masked.sum().clamp(min=1)
+
+        loss = cfg.ce_weight * loss_masked + cfg.cqt_weight * loss_cqt + cfg.feature_pen_weight * feature_pen
+        return MertPretrainOutput(
+            loss=loss, loss_masked=loss_masked, loss_cqt=loss_cqt, feature_pen=feature_pen, num_masked=num_m,
+            correct_masked=correct, num_frames=num_frames_t, logits=logits, cqt_pred=cqt_pred, cqt_target=cqt_target,
+            mask_indices=mask_indices, mixed_wavs=heard,
+        )
+
+
+def build_cqt(cfg: MertConfig) -> TorchCQT:
+    """The CQT teacher of ``cfg``: hop = the student's frame shift, frames centred on the student's frames."""
+    return TorchCQT(
+        cfg.sample_rate, cfg.hop_length, cfg.cqt_bins, cfg.cqt_bins_per_octave, cfg.cqt_fmin,
+        center_offset=receptive_field(cfg.conv_layers) // 2,
+    )
+
+
+def mert_tiny(**overrides) -> MertConfig:
+    """CPU-sized MERT for tests and demo runs (~1.6 M params, two thirds in the 8 × 1024-way heads): 64-channel
+    conv, 2 × 128-dim layers."""
+    cfg = MertConfig(
+        conv_layers=((64, 10, 5),) + ((64, 3, 2),) * 4 + ((64, 2, 2),) * 2,
+        embed_dim=128,
+        num_layers=2,
+        num_heads=2,
+        ffn_dim=512,
+        pos_conv_kernel=32,
+        pos_conv_groups=8,
+        encoder_layerdrop=0.0,
+        feature_grad_mult=1.0,
+    )
+    return replace(cfg, **overrides)
+
+
+def mert_95m(**overrides) -> MertConfig:
+    """MERT-v1-95M: HuBERT-Base-shaped 12 × 768 post-LN encoder at 24 kHz."""
+    return replace(MertConfig(), **overrides)
+
+
+def mert_330m(**overrides) -> MertConfig:
+    """MERT-v1-330M: 24 × 1024 pre-LN, layer-norm conv front end, attention relax 32."""
+    cfg = MertConfig(
+        extractor_mode="layer_norm",
+        conv_bias=True,
+        embed_dim=1024,
+        num_layers=24,
+        num_heads=16,
+        ffn_dim=4096,
+        layer_norm_first=True,
+        dropout=0.0,
+        attention_dropout=0.0,
+        encoder_layerdrop=0.0,
+        dropout_input=0.0,
+        feature_grad_mult=1.0,
+        attention_relax=32.0,
+    )
+    return replace(cfg, **overrides)
+
+
+def build_mert(cfg: MertConfig) -> MertPretrainModel:
+    """The pretraining model for ``cfg`` (use ``.encoder`` for the upstream)."""
+    return MertPretrainModel(cfg)
+
+
+CONFIGS = {"tiny": mert_tiny, "95m": mert_95m, "330m": mert_330m}
