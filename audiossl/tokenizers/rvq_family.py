@@ -1,0 +1,89 @@
+"""The RVQ-VAE tokenizer as a pretraining family (``model.family: rvq``), trained on audio alone.
+
+``audiossl tokenizer train rvq`` (or ``audiossl pretrain --labels none`` with a ``recipes/mert/rvq_*.yaml``)
+runs it on the shared fairseq2 trainer, so resume, metrics, TensorBoard and export come for free.
+See :mod:`audiossl.pretrain.families` for the contract.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+
+from audiossl.tokenizers.rvq_vae import CONFIGS, RVQVAE, RVQVAEConfig, build_rvq_vae, train_flops_per_second
+
+__all__ = [
+    "CONFIGS", "METRICS", "EXTRA_METRICS", "config_from_dict", "build_pretrain_model", "train_flops_per_second",
+    "load_pretrain_checkpoint", "build_upstream", "on_metrics",
+]
+
+log = logging.getLogger(__name__)
+
+config_from_dict = RVQVAEConfig.from_dict
+build_pretrain_model = build_rvq_vae
+NUM_CODEBOOKS_FIELD = "num_codebooks"
+METRICS = ("loss",)
+EXTRA_METRICS = {
+    "stft_loss": "STFT Loss",
+    "wave_l1": "Waveform L1",
+    "commitment": "Commitment",
+    "codebook_usage": "Codebook Usage",
+    "codebook_perplexity": "Codebook Perplexity",
+}
+USAGE_WARN = 0.5
+"""``on_metrics`` warns when the mean fraction of codes in use falls below this."""
+
+
+def on_metrics(values: dict) -> None:
+    """Warn when codebook usage collapses (most codes unused even after dead-code restarts)."""
+    usage = values.get("codebook_usage")
+    if usage is not None and float(usage) < USAGE_WARN:
+        log.warning(
+            "codebook usage %.1f%% < %.0f%%: most codes are unused. Feed more audio per batch "
+            "(data.max_tokens), lower model.dead_threshold or model.codebook_size.", 100 * float(usage), 100 * USAGE_WARN,
+        )
+
+
+def load_pretrain_checkpoint(ckpt_dir: str | Path, map_location: str | torch.device = "cpu") -> RVQVAE:
+    """The trained :class:`RVQVAE` of an audiossl checkpoint dir (safetensors only), in eval mode."""
+    from audiossl.models.checkpoint import CONFIG_NAME, CheckpointError, load_state_into, read_meta, read_weights
+
+    meta = read_meta(ckpt_dir, family="rvq")
+    try:
+        cfg = config_from_dict(meta["config"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{Path(ckpt_dir) / CONFIG_NAME}: bad 'config' section: {e}") from e
+    source, state = read_weights(ckpt_dir, map_location)
+    with torch.device("meta"):
+        model = RVQVAE(cfg)
+    return load_state_into(model, state, source, "the RVQ-VAE config").eval()
+
+
+def build_upstream(ckpt_dir: Path, meta: dict):
+    """Upstream with two layers: the encoder latents and their quantised sum (``[batch, frame, latent_dim]``)."""
+    from audiossl.eval.upstream import Upstream, UpstreamOutput
+
+    model = load_pretrain_checkpoint(ckpt_dir)
+
+    class RVQUpstream(Upstream):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model.requires_grad_(False)
+            self.sample_rate = model.cfg.sample_rate
+            self.frame_rate = model.frame_rate
+            self.num_layers, self.hidden_dim = 2, model.cfg.latent_dim
+            self.name = f"rvq:{ckpt_dir}"
+            self.padding_invariant = False  # the last frames' receptive field reaches into the padding
+
+        def num_frames(self, num_samples: int) -> int:
+            return self.model.encoder.num_frames(num_samples)
+
+        def _forward(self, wavs: torch.Tensor, lengths: torch.Tensor) -> UpstreamOutput:
+            z = self.model.encoder(wavs)
+            q = self.model.quantizer.decode(self.model.quantizer.encode(z))
+            hop = self.model.cfg.hop
+            return UpstreamOutput([z, q], (lengths + hop - 1) // hop)
+
+    return RVQUpstream()
