@@ -104,11 +104,21 @@ def load_audio(
     """Read ``path`` as mono float32 ``[time]``, resampled to ``sample_rate`` when given.
 
     ``start``/``frames`` select a span in the file's own sample rate. Returns ``(wav, rate)``.
-    Raises :class:`AudioError` (missing, empty, unreadable, non_finite, no_samples).
+    Raises :class:`AudioError` (missing, empty, unreadable, truncated, non_finite, no_samples).
+    A truncated file (its header promises more data than it holds) is refused rather than read
+    short, as :func:`audiossl.audio.validate.check_file` does, so every verb skips the same files.
     """
     path = _existing_nonempty(path)
     try:
-        data, sr = sf.read(str(path), start=start, frames=frames, dtype="float32", always_2d=True)
+        with sf.SoundFile(str(path)) as f:
+            if _TRUNCATED.search(f.extra_info or ""):
+                raise AudioError(path, "truncated", "header promises more audio data than the file holds")
+            sr = f.samplerate
+            if start:
+                f.seek(start)
+            data = f.read(frames, dtype="float32", always_2d=True)
+    except AudioError:
+        raise
     except Exception as e:
         raise AudioError(path, "unreadable", str(e).strip()) from None
     if data.shape[0] == 0:

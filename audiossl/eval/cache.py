@@ -34,6 +34,12 @@ class CacheConfig:
     max_batch_seconds: float = 64.0
     """upstream batches hold at most this much padded audio"""
     device: str = "cpu"
+    chunk_seconds: float = 30.0
+    """files longer than this run alone, in overlapping chunks stitched to the single-pass frame
+    count (:func:`audiossl.extract.run.forward_long`); a 1-hour file in one pass would need a
+    ``[T, T]`` attention over 180k frames. 0 = never chunk"""
+    overlap_seconds: float = 2.0
+    """context on each side of a chunk (seconds)"""
 
 
 def cache_key(upstream_id: str, upstream_name: str, tsv: Path, cfg: CacheConfig) -> str:
@@ -97,6 +103,7 @@ def build_cache(upstream, upstream_id: str, tsv: str | os.PathLike, cache_root: 
     todo = [i for i in range(len(m)) if ids[i] not in done]
     sr = int(upstream.sample_rate)
     budget = int(cfg.max_batch_seconds * sr) if upstream.padding_invariant else 1
+    chunk = int(cfg.chunk_seconds * sr) if cfg.chunk_seconds > 0 and getattr(upstream, "chunkable", True) else 0
     skipped: list[dict] = []
     bar = tqdm(total=len(todo), desc=f"features {upstream.name} {tsv.parent.name}/{tsv.stem}", unit="utt", leave=False)
     for batch in _batches([max(m.rows[i].num_samples, 1) for i in todo], budget):
@@ -108,6 +115,9 @@ def build_cache(upstream, upstream_id: str, tsv: str | os.PathLike, cache_root: 
             except AudioError as e:
                 log.warning("skipping %s: %s", e.path, e.reason + (f" ({e.detail})" if e.detail else ""))
                 skipped.append({"path": e.path, "reason": e.reason})
+                continue
+            if chunk and wav.shape[0] > chunk:
+                _add_long(writer, upstream, ids[i], wav, layers, cfg)
                 continue
             wavs.append(wav)
             keep.append(i)
@@ -139,6 +149,19 @@ def build_cache(upstream, upstream_id: str, tsv: str | os.PathLike, cache_root: 
     if skipped:
         log.warning("%s: skipped %d of %d files (bad audio); see the warnings above", tsv, len(skipped), len(m))
     return store
+
+
+def _add_long(writer: FeatureWriter, upstream, uid: str, wav: torch.Tensor, layers: list[int], cfg: CacheConfig) -> None:
+    """One long utterance ``[sample]`` in chunks → ``[frames, layers * dim]`` (or pooled ``[1, ...]``)."""
+    from audiossl.extract.run import forward_long
+
+    with torch.inference_mode():
+        hidden = forward_long(upstream, wav.to(cfg.device), cfg.chunk_seconds, cfg.overlap_seconds)
+    feats = torch.stack([hidden[k] for k in layers], dim=1).float().cpu()  # [frame, layer, dim]
+    feats = feats.reshape(feats.shape[0], -1)
+    if cfg.pooled:
+        feats = feats.mean(0, keepdim=True)
+    writer.add(uid, feats.numpy())
 
 
 def layer_stack(store: FeatureStore, key: int | str) -> np.ndarray:

@@ -262,6 +262,9 @@ def extract(upstream: Upstream | str, inputs: str | Path | list[tuple[str, str]]
         except AudioError as e:
             report.skipped.append((path, f"{e.reason}: {e.detail}"))
             continue
+        if info.truncated:
+            report.skipped.append((path, "truncated: header promises more audio data than the file holds"))
+            continue
         n = round(info.num_frames * up.sample_rate / info.sample_rate) if info.sample_rate else 0
         todo.append((uid, path, n))
     sr = up.sample_rate

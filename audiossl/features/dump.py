@@ -146,10 +146,16 @@ def _ordered_map(fn: Callable, jobs: Iterable, workers: int, spec: FeatureSpec) 
 
 class LayerFeatures:
     """Hidden state ``layer`` of a HuBERT encoder: ``[time]`` → ``[frames, embed_dim]`` float32 on CPU
-    (one utterance per forward, no padding; only the first ``layer`` transformer layers run)."""
+    (one utterance per forward, no padding; only the first ``layer`` transformer layers run).
 
-    def __init__(self, model: torch.nn.Module, layer: int, device: torch.device) -> None:
+    Utterances longer than ``chunk_seconds`` run in overlapping chunks stitched to the single-pass
+    frame count (:func:`audiossl.extract.run.forward_long`): one pass over a 1-hour file would need
+    attention over 180k frames."""
+
+    def __init__(self, model: torch.nn.Module, layer: int, device: torch.device,
+                 chunk_seconds: float = 30.0, overlap_seconds: float = 2.0) -> None:
         self.model, self.layer, self.device = model, layer, device
+        self.chunk_seconds, self.overlap_seconds = chunk_seconds, overlap_seconds
 
     def __call__(self, wav: torch.Tensor, sample_rate: int) -> torch.Tensor:
         need = self.model.receptive_field
@@ -159,9 +165,20 @@ class LayerFeatures:
                 f"model needs at least {need} samples (the conv frontend's receptive field at {sample_rate} Hz), "
                 f"got {wav.numel()} ({wav.numel() / sample_rate * 1000:.1f} ms)",
             )
+        if self.chunk_seconds > 0 and wav.numel() > self.chunk_seconds * sample_rate:
+            return self._long(wav)
         with torch.inference_mode():
             out = self.model(wav[None].to(self.device), None, output_layers=self.layer)
         return out.hidden_states[self.layer][0].float().cpu()
+
+    def _long(self, wav: torch.Tensor) -> torch.Tensor:
+        from audiossl.eval.upstream import HubertUpstream
+        from audiossl.extract.run import forward_long
+
+        up = HubertUpstream(self.model)
+        up.normalize = False  # as the single pass above: the model gets the waveform as is
+        hidden = forward_long(up, wav.to(self.device), self.chunk_seconds, self.overlap_seconds)
+        return hidden[self.layer].float().cpu()
 
 
 def model_feature(

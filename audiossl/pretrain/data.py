@@ -65,6 +65,8 @@ def probe_lengths(manifest: Manifest, sample_rate: int, num_workers: int = 8, pr
             info = audio_info(p)
         except AudioError as e:
             return e
+        if info.truncated:
+            return AudioError(p, "truncated", "header promises more audio data than the file holds")
         if info.num_frames == 0:
             return AudioError(p, "no_samples", "file has 0 frames")
         # torchaudio's sinc resampler returns ceil(n * new / orig) samples.
@@ -94,6 +96,8 @@ class PretrainBatch:
     padded_samples: int
     sample_rate: int
     num_skipped: int = 0
+    skipped_rows: tuple[int, ...] = ()
+    """Manifest rows of this batch whose audio could not be loaded (dropped from the batch)."""
 
     @property
     def padding_efficiency(self) -> float:
@@ -151,6 +155,18 @@ class PretrainDataset(torch.utils.data.Dataset):
         """``[N]`` lengths after cropping (what a batch really holds)."""
         return np.minimum(self.lengths, self.max_sample_size)
 
+    def _read_crop(self, path: Path, index: int, epoch: int) -> tuple[torch.Tensor, int]:
+        """``(crop [samples], start)``. Files already at ``sample_rate`` are read from ``start`` only
+        (an hour-long file costs one crop, not a full decode); others are decoded, resampled, cut."""
+        length = int(self.lengths[index])
+        if length > self.max_sample_size and audio_info(path).sample_rate == self.sample_rate:
+            start = self.crop_start(index, epoch, length)
+            wav, _ = load_audio(path, self.sample_rate, start=start, frames=self.max_sample_size)
+            return wav, start
+        wav, _ = load_audio(path, self.sample_rate)
+        start = self.crop_start(index, epoch, len(wav))
+        return wav[start : start + self.max_sample_size], start
+
     def crop_start(self, index: int, epoch: int, length: int) -> int:
         """Deterministic in (seed, epoch, index); a multiple of the model hop."""
         excess = length - self.max_sample_size
@@ -159,21 +175,26 @@ class PretrainDataset(torch.utils.data.Dataset):
         rng = np.random.default_rng([self.seed, epoch, index])
         return int(rng.integers(0, excess // self.hop + 1)) * self.hop
 
-    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor] | None:
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor] | Skipped:
         index, epoch = key if isinstance(key, tuple) else (key, self.epoch)
         path = self.manifest.path(index)
         try:
-            wav, _ = load_audio(path, self.sample_rate)
+            wav, start = self._read_crop(path, index, epoch)
         except AudioError as e:
             log.warning("skipping %s: %s", e.path, e.reason + (f" ({e.detail})" if e.detail else ""))
-            return None
-        start = self.crop_start(index, epoch, len(wav))
-        wav = wav[start : start + self.max_sample_size]
+            return Skipped(index)
         if self.labels is None:
             return wav, torch.zeros(0, dtype=torch.long)
         offset = start // self.hop if self.hop > 1 else int(round(start * self.frame_rate / self.sample_rate))
         targets = align_labels(self.labels[index], self.label_rate, self.frame_rate, self.num_frames(len(wav)), offset)
         return wav, torch.from_numpy(targets)
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """What :class:`PretrainDataset` yields for a row whose audio cannot be read."""
+
+    index: int
 
 
 class Collater:
@@ -183,11 +204,12 @@ class Collater:
         self.num_frames, self.sample_rate = num_frames, sample_rate
 
     def __call__(self, items: list) -> PretrainBatch:
-        good = [it for it in items if it is not None]
+        good = [it for it in items if it is not None and not isinstance(it, Skipped)]
+        rows = tuple(it.index for it in items if isinstance(it, Skipped))
         skipped = len(items) - len(good)
         if not good:
             empty = torch.zeros(0, 0)
-            return PretrainBatch(empty, torch.zeros(0, dtype=torch.long), torch.zeros(0, 0, dtype=torch.long), 0, 0, self.sample_rate, skipped)
+            return PretrainBatch(empty, torch.zeros(0, dtype=torch.long), torch.zeros(0, 0, dtype=torch.long), 0, 0, self.sample_rate, skipped, rows)
         lengths = torch.tensor([len(w) for w, _ in good], dtype=torch.long)
         max_len = int(lengths.max())
         wavs = torch.zeros(len(good), max_len)
@@ -197,7 +219,7 @@ class Collater:
         for b, (w, t) in enumerate(good):
             wavs[b, : len(w)] = w
             targets[b, : len(t)] = t
-        return PretrainBatch(wavs, lengths, targets, int(lengths.sum()), len(good) * max_len, self.sample_rate, skipped)
+        return PretrainBatch(wavs, lengths, targets, int(lengths.sum()), len(good) * max_len, self.sample_rate, skipped, rows)
 
 
 class BucketBatchSampler:
@@ -273,7 +295,10 @@ class PretrainDataReader(DataReader[PretrainBatch]):
         self.num_workers, self.pin_memory, self._num_accumulate = num_workers, pin_memory, num_accumulate
         self.collater = Collater(dataset.num_frames, dataset.sample_rate)
         self._it: Iterator[PretrainBatch] | None = None
-        self.num_skipped = 0
+        self.num_unreadable = 0
+        """Rows found unreadable before training (header probe); set by the caller."""
+        self.skipped_rows: set[int] = set()
+        """Rows that failed to load during training (each counted once, whatever the epochs)."""
 
     # --- fairseq2 DataReader protocol -----------------------------------------------------
     def __iter__(self) -> "PretrainDataReader":
@@ -289,7 +314,7 @@ class PretrainDataReader(DataReader[PretrainBatch]):
             except StopIteration:
                 break
             self.sampler.position += 1
-            self.num_skipped += batch.num_skipped
+            self.skipped_rows.update(batch.skipped_rows)
             if batch.wavs.shape[0] > 0:
                 out.append(batch)
         if self.gang is not None and self.gang.size > 1:
@@ -311,14 +336,19 @@ class PretrainDataReader(DataReader[PretrainBatch]):
         self.dataset.epoch = self.sampler.epoch
 
     def state_dict(self) -> dict[str, object]:
-        return {"epoch": self.sampler.epoch, "position": self.sampler.position, "num_skipped": self.num_skipped}
+        return {"epoch": self.sampler.epoch, "position": self.sampler.position, "skipped_rows": sorted(self.skipped_rows)}
 
     def load_state_dict(self, state_dict: dict[str, object]) -> None:
         self._it = None
         self.sampler.epoch = int(state_dict["epoch"])  # type: ignore[arg-type]
         self.sampler.position = int(state_dict["position"])  # type: ignore[arg-type]
-        self.num_skipped = int(state_dict.get("num_skipped", 0))  # type: ignore[arg-type]
+        self.skipped_rows = {int(i) for i in state_dict.get("skipped_rows", [])}  # type: ignore[union-attr]
         self.dataset.epoch = self.sampler.epoch
+
+    @property
+    def num_skipped(self) -> int:
+        """Unreadable rows: found by the probe plus those that failed to load while training."""
+        return self.num_unreadable + len(self.skipped_rows)
 
     @property
     def num_accumulate(self) -> int:

@@ -241,7 +241,7 @@ def build_reader(paths: RunPaths, split: str, model, cfg: PretrainConfig, gangs:
         dataset, sampler, num_workers=d.num_workers, pin_memory=gangs.device.type == "cuda",
         num_accumulate=d.num_accumulate if train else 1, advance_epoch=train, gang=gangs.dp,
     )
-    reader.num_skipped = len(problems)
+    reader.num_unreadable = len(problems)
     return reader, label_path
 
 
