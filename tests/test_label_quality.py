@@ -114,3 +114,21 @@ def test_quality_cli_table_and_json(tmp_path, capsys):
     assert cli(["kmeans", "quality", str(tmp_path / "dev.km"), "--ref", str(tmp_path / "dev.ali"), "--ref-rate", "50"]) == 1
     err = capsys.readouterr().err
     assert "row 1" in err and "15 frames" in err and "30 frames" in err
+
+
+def test_quality_cli_scores_each_codebook_of_multi_codebook_labels(tmp_path, capsys):
+    ref = [["sil"] * 10 + ["a"] * 20, ["b"] * 16 + ["sil"] * 6]
+    (tmp_path / "dev.ali").write_text("".join(" ".join(r) + "\n" for r in ref))
+    perfect = [np.array([0] * 5 + [1] * 10), np.array([2] * 8 + [0] * 3)]
+    noise = [np.zeros(15, dtype=np.int64), np.zeros(11, dtype=np.int64)]  # one unit: PNMI 0
+    hyp = [np.stack([p, n], axis=1) for p, n in zip(perfect, noise)]
+    labels = tmp_path / "dev.bt"
+    write_frame_labels(labels, hyp, LabelInfo(frame_rate=50.0, num_classes=8, num_codebooks=2))
+    out = tmp_path / "q.json"
+    assert cli(["kmeans", "quality", str(labels), "--ref", str(tmp_path / "dev.ali"), "--json", str(out)]) == 0
+    assert "mean PNMI over 2 codebooks: 0.5000 (best 1.0000)" in capsys.readouterr().out
+    data = json.loads(out.read_text())
+    assert data["pnmi"] == pytest.approx(0.5) and data["pnmi_best"] == pytest.approx(1.0) and len(data["codebooks"]) == 2
+    assert cli(["kmeans", "quality", str(labels), "--ref", str(tmp_path / "dev.ali"), "--band", "1"]) == 0
+    assert cli(["kmeans", "quality", str(labels), "--ref", str(tmp_path / "dev.ali"), "--band", "2"]) == 1
+    assert "has 2 codebook(s)" in capsys.readouterr().err

@@ -52,6 +52,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     q.add_argument("--ref-rate", type=float, default=100.0, help="frame rate of the reference labels in Hz")
     q.add_argument("--tolerance", type=int, default=3, help="max length difference per row, in label frames (Kaldi 25 ms windows lose ~1.5)")
     q.add_argument("--json", type=Path, default=None, help="also write the metrics as JSON here")
+    q.add_argument("--band", type=int, default=None,
+                   help="multi-codebook labels (BEATs bands, RVQ levels): score only this codebook; "
+                        "None scores each one and reports the mean")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -150,15 +153,31 @@ def _quality(args: argparse.Namespace) -> int:
     try:
         hyp, info = read_frame_labels(args.labels)
         ref = read_ref_labels(args.ref)
-        q = label_quality(
-            hyp, ref, hyp_rate=info.frame_rate, ref_rate=args.ref_rate, num_units=info.num_classes,
-            tolerance=args.tolerance, hyp_name=str(args.labels), ref_name=str(args.ref),
-        )
+        c = info.num_codebooks
+        if args.band is not None and not 0 <= args.band < c:
+            raise ValueError(f"--band {args.band}: {args.labels} has {c} codebook(s) per frame (0..{c - 1})")
+        bands = [None] if c == 1 else ([args.band] if args.band is not None else list(range(c)))
+        scores = [
+            label_quality(
+                [h if b is None else h[:, b] for h in hyp], ref, hyp_rate=info.frame_rate, ref_rate=args.ref_rate,
+                num_units=info.num_classes, tolerance=args.tolerance, hyp_name=str(args.labels), ref_name=str(args.ref),
+            )
+            for b in bands
+        ]
     except (FileNotFoundError, LabelError, AlignmentError, ValueError) as e:
         return _fail(str(e))
-    print(q.table())
+    record: dict = {"labels": str(args.labels), "ref": str(args.ref), "ref_rate": args.ref_rate}
+    if len(scores) == 1:
+        print(scores[0].table())
+        record.update(scores[0].to_dict())
+    else:
+        for b, q in zip(bands, scores):
+            print(f"codebook {b}: PNMI {q.pnmi:.4f}")
+        mean = sum(q.pnmi for q in scores) / len(scores)
+        print(f"mean PNMI over {len(scores)} codebooks: {mean:.4f} (best {max(q.pnmi for q in scores):.4f})")
+        record.update(pnmi=mean, pnmi_best=max(q.pnmi for q in scores), codebooks=[q.to_dict() for q in scores])
     if args.json:
         from audiossl.utils.fileio import atomic_write_json
 
-        atomic_write_json(args.json, {"labels": str(args.labels), "ref": str(args.ref), "ref_rate": args.ref_rate, **q.to_dict()})
+        atomic_write_json(args.json, record)
     return 0

@@ -1,29 +1,42 @@
 #!/usr/bin/env bash
-# The demo `make demo` runs: HuBERT-tiny, two iterations, on the synthetic demo corpus, then the
-# SUPERB-style table (FBANK vs iteration 1 vs iteration 2) on every demo task. CPU-sized.
+# The demo `make demo` runs on the synthetic demo corpus, CPU-sized: HuBERT-tiny (two k-means
+# iterations), BEATs-tiny (random-projection tokens, then a self-distilled tokenizer), MERT-tiny
+# (RVQ-VAE codes + CQT), then the SUPERB-style tables against FBANK.
 #
-#   egs/demo/run.sh [--out demo_out] [--stage 1] [--stop_stage 2] [--nj 2] [--size small]
-#                   [--steps1 N] [--steps2 N] [--bench_epochs N] [--tasks pr,ks,...]
+#   egs/demo/run.sh [--out demo_out] [--stage 1] [--stop_stage 6] [--nj 2] [--size small]
+#                   [--steps1 N] [--steps2 N] [--beats_steps N] [--tok_steps N] [--rvq_steps N]
+#                   [--mert_steps N] [--bench_epochs N] [--tasks pr,ks,...]
 #
-# stage 1  egs/demo/hubert/run.sh   corpus → MFCC → k-means → HuBERT it1 → layer features → k-means → it2
-#                                   writes $out/hubert (corpus/, it1/, it2/, km/, feats/)
-# stage 2  audiossl bench           writes $out/bench/results.{md,csv,json} and plots/*.png
+# stage 1  egs/demo/hubert/run.sh  corpus → MFCC → k-means → HuBERT it1 → layer features → k-means → it2  ($out/hubert)
+# stage 2  egs/demo/beats/run.sh   random projection → BEATs it1 → tokenizer → BEATs it2  ($out/beats, same corpus)
+# stage 3  egs/demo/mert/run.sh    RVQ-VAE on the music → codes → MERT-tiny  ($out/mert, same corpus)
+# stage 4  audiossl bench          FBANK vs HuBERT it1 vs it2 on every demo task       → $out/bench/hubert
+# stage 5  audiossl bench          FBANK vs BEATs it1 vs it2 on the demo audio tasks   → $out/bench/beats
+# stage 6  audiossl bench          FBANK vs HuBERT it2 vs MERT on the music tasks       → $out/bench/mert
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/../utils/lib.sh"
 
 out=demo_out
 stage=1
-stop_stage=2
+stop_stage=6
 nj=2
 tasks=pr,ks,sid,asv,er,instrument,pitch,key
+beats_tasks=ks,sid,er,instrument,pitch,key   # utterance-level: BEATs' 6.25 Hz steps are too coarse for phone CTC
+mert_tasks=instrument,pitch,key
 size=small       # demo corpus size (tiny: seconds, for the tests)
-steps1=          # pretraining steps of iteration 1 / 2 (empty: egs/demo/hubert/run.sh defaults)
+steps1=          # HuBERT steps of iteration 1 / 2 (empty: egs/demo/hubert/run.sh defaults)
 steps2=
+beats_steps=     # BEATs steps per iteration, tokenizer steps (empty: egs/demo/beats/run.sh defaults)
+tok_steps=
+rvq_steps=       # RVQ-VAE steps, MERT steps (empty: egs/demo/mert/run.sh defaults)
+mert_steps=
 bench_epochs=    # epochs per head (empty: each task's default)
 parse_options "$@"
 exp=$out
 start=$(date +%s)
+corpus=$out/hubert/corpus
+epochs=${bench_epochs:+--epochs $bench_epochs}
 
 if run_stage 1 "HuBERT pipeline on the demo corpus"; then
   bash "$here/hubert/run.sh" --exp "$out/hubert" --nj "$nj" --size "$size" \
@@ -31,16 +44,41 @@ if run_stage 1 "HuBERT pipeline on the demo corpus"; then
   stage_done 1
 fi
 
-if run_stage 2 "SUPERB-style benchmark: FBANK vs HuBERT-tiny it1 vs it2"; then
-  audiossl bench "$out/hubert/it1/exp/checkpoint" "$out/hubert/it2/exp/checkpoint" \
-    --data "$out/hubert/corpus" --out "$out/bench" --tasks "$tasks" ${bench_epochs:+--epochs $bench_epochs}
+if run_stage 2 "BEATs pipeline on the demo corpus (speech + music)"; then
+  bash "$here/beats/run.sh" --exp "$out/beats" --corpus "$corpus" --nj "$nj" \
+    ${beats_steps:+--steps1 $beats_steps --steps2 $beats_steps} ${tok_steps:+--tok_steps $tok_steps}
   stage_done 2
 fi
 
-[ -f "$out/hubert/quality.txt" ] && cat "$out/hubert/quality.txt"
+if run_stage 3 "MERT pipeline on the demo music"; then
+  bash "$here/mert/run.sh" --exp "$out/mert" --corpus "$corpus" --nj "$nj" \
+    ${rvq_steps:+--rvq_steps $rvq_steps} ${mert_steps:+--steps $mert_steps}
+  stage_done 3
+fi
+
+if run_stage 4 "SUPERB-style benchmark: FBANK vs HuBERT-tiny it1 vs it2"; then
+  audiossl bench "$out/hubert/it1/exp/checkpoint" "$out/hubert/it2/exp/checkpoint" \
+    --data "$corpus" --out "$out/bench/hubert" --tasks "$tasks" $epochs
+  stage_done 4
+fi
+
+if run_stage 5 "SUPERB-style benchmark: FBANK vs BEATs-tiny it1 vs it2"; then
+  audiossl bench "$out/beats/it1/exp/checkpoint" "$out/beats/it2/exp/checkpoint" \
+    --data "$corpus" --out "$out/bench/beats" --tasks "$beats_tasks" $epochs
+  stage_done 5
+fi
+
+if run_stage 6 "music benchmark: FBANK vs HuBERT-tiny it2 vs MERT-tiny"; then
+  audiossl bench "$out/hubert/it2/exp/checkpoint" "$out/mert/mert/exp/checkpoint" \
+    --data "$corpus" --out "$out/bench/mert" --tasks "$mert_tasks" $epochs
+  stage_done 6
+fi
+
+for f in "$out/hubert/quality.txt" "$out/beats/quality.txt"; do [ -f "$f" ] && cat "$f"; done
+for b in hubert beats mert; do [ -f "$out/bench/$b/results.md" ] && { echo; cat "$out/bench/$b/results.md"; }; done
 log "demo finished in $(( $(date +%s) - start )) s. Outputs:"
-log "  corpus       $out/hubert/corpus"
-log "  checkpoints  $out/hubert/it1/exp/checkpoint  $out/hubert/it2/exp/checkpoint"
-log "  label PNMI   $out/hubert/quality.txt"
-log "  results      $out/bench/results.md (+ .csv, .json, plots/)"
-log "  TensorBoard  tensorboard --logdir $out/hubert"
+log "  corpus       $corpus"
+log "  checkpoints  $out/{hubert,beats}/it{1,2}/exp/checkpoint  $out/mert/mert/exp/checkpoint"
+log "  token PNMI   $out/hubert/quality.txt  $out/beats/quality.txt"
+log "  results      $out/bench/{hubert,beats,mert}/results.md (+ .csv, .json, plots/)"
+log "  TensorBoard  tensorboard --logdir $out"
