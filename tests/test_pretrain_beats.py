@@ -134,7 +134,7 @@ def test_cli_refuses_single_codebook_labels(corpus, tmp_path, capsys):
     write_frame_labels(d / "train.km", [np.asarray(r)[:, 0] for r in rows], LabelInfo(6.25, NUM_CLASSES, {"kind": "test"}))
     rc = main(["pretrain", "--config", str(Path(__file__).resolve().parents[1] / "recipes/beats/tiny.yaml"),
                "--manifest-dir", str(d), "--labels", "km", "--out", str(tmp_path / "run")])
-    out = capsys.readouterr().out
+    out = "".join(capsys.readouterr())
     assert rc == 2 and "num_codebooks=1" in out and "predicts 8" in out
     assert not (tmp_path / "run" / "checkpoints").exists()
 

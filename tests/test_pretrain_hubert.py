@@ -146,7 +146,7 @@ def test_cli_refuses_mismatched_labels(corpus, tmp_path, capsys):
     (d / "train.km").write_text("\n".join(lines) + "\n")
     (d / "train.km.json").write_text((corpus / "train.km.json").read_text())
     rc = main(["pretrain", "--manifest-dir", str(d), "--labels", "km", "--out", str(tmp_path / "run"), "model.size=tiny", f"model.num_classes={NUM_CLASSES}"])
-    out = capsys.readouterr().out
+    out = "".join(capsys.readouterr())
     assert rc == 2 and "refusing to start" in out
     n = _num_frames(6400)
     assert "train.km:4" in out and "'wav/utt3'" in out
@@ -161,7 +161,7 @@ def test_cli_help_and_bad_override(tmp_path, capsys):
         main(["pretrain", "--help"])
     assert "--manifest-dir" in capsys.readouterr().out
     rc = main(["pretrain", "--manifest-dir", str(tmp_path), "--out", str(tmp_path / "o"), "optim.lrr=1"])
-    assert rc == 2 and "unknown key(s) ['lrr']" in capsys.readouterr().out
+    assert rc == 2 and "unknown key(s) ['lrr']" in "".join(capsys.readouterr())
 
 
 @pytest.mark.gpu

@@ -157,7 +157,7 @@ def test_cli_refuses_with_clear_message(corpus, tmp_path, capsys):
         "pretrain", "--config", str(Path(__file__).resolve().parents[1] / "recipes/mert/tiny.yaml"),
         "--manifest-dir", str(corpus), "--labels", "rvq50", "--out", str(tmp_path / "run"),
     ])
-    out = capsys.readouterr().out
+    out = "".join(capsys.readouterr())
     assert rc == 2 and "refusing to start" in out and "label_rate=75" in out
 
 

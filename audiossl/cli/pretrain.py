@@ -13,7 +13,9 @@ audiossl.cli.main pretrain ...`` (same arguments). Overrides use dotted keys, e.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
+from typing import Callable
 
 HELP = "pretrain HuBERT / BEATs / MERT on fairseq2's trainer"
 
@@ -31,14 +33,51 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("overrides", nargs="*", help="key=value config overrides (dotted keys)")
 
 
+def config_overrides(args: argparse.Namespace) -> list[str]:
+    """The positional ``key=value`` overrides plus ``--max-steps`` / ``--peak-tflops``."""
+    overrides = list(args.overrides)
+    if args.max_steps is not None:
+        overrides.append(f"max_steps={args.max_steps}")
+    if args.peak_tflops is not None:
+        overrides.append(f"peak_tflops={args.peak_tflops}")
+    return overrides
+
+
+def train(verb: str, prepare: Callable[[], tuple]) -> tuple[int, object]:
+    """Run ``run_pretraining(*prepare())`` for CLI verb ``verb`` and turn its outcomes into exit codes.
+
+    Returns ``(0, RunResult)`` when training ran to its end, else ``(rc, result or None)``:
+    2 = refused before step 1 (bad config, labels or manifest), 3 = diverged (K non-finite steps in
+    a row), 143 / 130 = stopped by SIGTERM / SIGINT with a checkpoint (rerun to resume).
+    """
+    from audiossl.data.frame_labels import LabelError
+    from audiossl.data.manifest import ManifestError
+    from audiossl.pretrain.config import ConfigError
+    from audiossl.pretrain.health import TrainingDiverged
+
+    try:
+        cfg, paths = prepare()
+        from audiossl.pretrain.trainer import run_pretraining
+
+        result = run_pretraining(cfg, paths)
+    except (ConfigError, LabelError, ManifestError) as e:
+        print(f"audiossl {verb}: refusing to start:\n{e}", file=sys.stderr)
+        return 2, None
+    except TrainingDiverged as e:
+        print(f"audiossl {verb}: training diverged:\n{e}", file=sys.stderr)
+        return 3, None
+    if result.stopped_by is not None:
+        print(f"audiossl {verb}: stopped by {result.stopped_by} after step {result.step_nr} with a checkpoint; "
+              f"run the same command to resume", file=sys.stderr)
+        return (143 if result.stopped_by == "SIGTERM" else 130), result
+    return 0, result
+
+
 def run(args: argparse.Namespace) -> int:
     import logging
     import os
 
-    from audiossl.data.frame_labels import LabelError
-    from audiossl.data.manifest import ManifestError
-    from audiossl.pretrain.config import ConfigError, load_config
-    from audiossl.pretrain.health import TrainingDiverged
+    from audiossl.pretrain.config import load_config
 
     if args.export:
         from audiossl.pretrain.export import ExportError, export_from_run
@@ -51,28 +90,14 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if int(os.environ.get("RANK", "0")) > 0:
         logging.getLogger().setLevel(logging.WARNING)  # one copy of the progress log (rank 0)
-    overrides = list(args.overrides)
-    if args.max_steps is not None:
-        overrides.append(f"max_steps={args.max_steps}")
-    if args.peak_tflops is not None:
-        overrides.append(f"peak_tflops={args.peak_tflops}")
-    try:
-        cfg = load_config(args.config, overrides)
-        from audiossl.pretrain.trainer import RunPaths, run_pretraining
+
+    def prepare():
+        from audiossl.pretrain.trainer import RunPaths
 
         labels = None if args.labels.lower() == "none" else args.labels
-        paths = RunPaths(args.manifest_dir, args.train_split, labels, args.out, args.valid_split)
-        result = run_pretraining(cfg, paths)
-    except (ConfigError, LabelError, ManifestError) as e:
-        print(f"audiossl pretrain: refusing to start:\n{e}")
-        return 2
-    except TrainingDiverged as e:
-        print(f"audiossl pretrain: training diverged:\n{e}")
-        return 3
-    if result.stopped_by is not None:
-        print(f"audiossl pretrain: stopped by {result.stopped_by} after step {result.step_nr} with a checkpoint; "
-              f"run the same command to resume")
-        return 143 if result.stopped_by == "SIGTERM" else 130
-    if result.checkpoint_dir is not None:
+        return load_config(args.config, config_overrides(args)), RunPaths(args.manifest_dir, args.train_split, labels, args.out, args.valid_split)
+
+    rc, result = train("pretrain", prepare)
+    if rc == 0 and result.checkpoint_dir is not None:
         print(f"final model: {result.checkpoint_dir} (step {result.step_nr}); skipped {result.num_skipped} unreadable utterance(s)")
-    return 0
+    return rc

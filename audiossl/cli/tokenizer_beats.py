@@ -75,17 +75,11 @@ def _resolve_spec(spec: str) -> str:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from audiossl.data.frame_labels import LabelError
-    from audiossl.data.manifest import ManifestError
+    from audiossl.cli.pretrain import config_overrides, train
     from audiossl.pretrain.config import ConfigError, load_config
 
-    overrides = list(args.overrides)
-    if args.max_steps is not None:
-        overrides.append(f"max_steps={args.max_steps}")
-    if args.peak_tflops is not None:
-        overrides.append(f"peak_tflops={args.peak_tflops}")
-    try:
-        cfg = load_config(args.config, overrides)
+    def prepare():
+        cfg = load_config(args.config, config_overrides(args))
         if cfg.model.family != "beats_tokenizer":
             raise ConfigError(f"{args.config}: model.family is {cfg.model.family!r}; `tokenizer train beats` needs a beats_tokenizer recipe (recipes/beats/tokenizer_*.yaml)")
         teacher = _resolve_spec(args.teacher)
@@ -99,16 +93,14 @@ def run_train(args: argparse.Namespace) -> int:
         if args.teacher_layout:
             cfg.model.overrides["teacher_layout"] = args.teacher_layout
         log.info("teacher %s: %d layers x %d dims at %.2f Hz", teacher, up.num_layers, up.hidden_dim, up.frame_rate)
-        del up
-        from audiossl.pretrain.trainer import RunPaths, run_pretraining
+        from audiossl.pretrain.trainer import RunPaths
 
-        result = run_pretraining(cfg, RunPaths(args.manifest_dir, args.train_split, None, args.out, args.valid_split))
-    except (ConfigError, LabelError, ManifestError) as e:
-        print(f"audiossl tokenizer train beats: refusing to start:\n{e}", file=sys.stderr)
-        return 2
-    if result.checkpoint_dir is not None:
+        return cfg, RunPaths(args.manifest_dir, args.train_split, None, args.out, args.valid_split)
+
+    rc, result = train("tokenizer train beats", prepare)
+    if rc == 0 and result.checkpoint_dir is not None:
         print(f"tokenizer: {result.checkpoint_dir} (step {result.step_nr}); skipped {result.num_skipped} unreadable utterance(s)")
-    return 0
+    return rc
 
 
 # ----------------------------------------------------------------------------- label

@@ -33,29 +33,24 @@ def add_train_arguments(p: argparse.ArgumentParser, kind: str) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from audiossl.data.manifest import ManifestError
+    from audiossl.cli.pretrain import config_overrides, train
     from audiossl.pretrain.config import ConfigError, load_config
 
-    overrides = ([] if args.config else ["model.family=rvq", "model.size=base"]) + list(args.overrides)
-    if args.max_steps is not None:
-        overrides.append(f"max_steps={args.max_steps}")
-    if args.peak_tflops is not None:
-        overrides.append(f"peak_tflops={args.peak_tflops}")
-    try:
-        cfg = load_config(args.config, overrides)
+    def prepare():
+        defaults = [] if args.config else ["model.family=rvq", "model.size=base"]
+        cfg = load_config(args.config, defaults + config_overrides(args))
         if cfg.model.family != "rvq":
             raise ConfigError(f"{args.config}: model.family is {cfg.model.family!r}; use an RVQ recipe (recipes/mert/rvq_*.yaml)")
-        from audiossl.pretrain.trainer import RunPaths, run_pretraining
+        from audiossl.pretrain.trainer import RunPaths
 
-        result = run_pretraining(cfg, RunPaths(args.manifest_dir, args.train_split, None, args.out, args.valid_split))
-    except (ConfigError, ManifestError) as e:
-        print(f"audiossl tokenizer train rvq: refusing to start:\n{e}")
-        return 2
-    if result.checkpoint_dir is not None:
+        return cfg, RunPaths(args.manifest_dir, args.train_split, None, args.out, args.valid_split)
+
+    rc, result = train("tokenizer train rvq", prepare)
+    if rc == 0 and result.checkpoint_dir is not None:
         usage = result.last_metrics.get("codebook_usage")
         print(f"final model: {result.checkpoint_dir} (step {result.step_nr}; codebook usage "
               f"{'n/a' if usage is None else f'{100 * float(usage):.1f}%'}); skipped {result.num_skipped} unreadable utterance(s)")
-    return 0
+    return rc
 
 
 def add_label_arguments(p: argparse.ArgumentParser, kind: str) -> None:
