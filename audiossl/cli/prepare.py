@@ -24,6 +24,7 @@ TITLES = {
     "nsynth": "NSynth: train/valid/test with .lbl (family), .pitch, .source",
     "dir": "a directory of audio files (recursive), no labels",
     "wav.scp": "a Kaldi data dir: wav.scp (+ text, utt2spk) → .ids .wrd .spk",
+    "audioset": "AudioSet: segments CSVs + downloaded clips → .tags (display names) .mid (label ids)",
 }
 
 
@@ -71,6 +72,12 @@ def _per_corpus(name: str, p: argparse.ArgumentParser) -> None:
         p.add_argument("--text", type=Path, default=None, help="Kaldi text (None: 'text' beside the scp if present)")
         p.add_argument("--utt2spk", type=Path, default=None, help="Kaldi utt2spk (None: 'utt2spk' beside the scp if present)")
         p.add_argument("--base-dir", type=Path, default=None, help="directory relative paths are resolved against (None: the current directory)")
+    elif name == "audioset":
+        p.add_argument("--csv", dest="csv_files", nargs="+", default=None, metavar="[NAME=]CSV",
+                       help="segments CSV(s), one split each, named after the file (balanced_train_segments.csv → balanced_train) "
+                            "or NAME=CSV (None: the standard CSVs found in SRC, SRC/meta or SRC/..)")
+        p.add_argument("--class-labels", type=Path, default=None,
+                       help="class_labels_indices.csv: .tags get display names (None: .tags hold the label ids)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

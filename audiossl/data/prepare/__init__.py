@@ -13,6 +13,11 @@ from typing import Callable
 from audiossl.data.prepare.common import PrepareError, PrepareResult, ProbeConfig
 
 PREPARERS: dict[str, tuple[str, str, str]] = {
+    "audioset": (
+        "audiossl.data.prepare.audioset",
+        "prepare_audioset",
+        "SRC/**/{<YTID>,Y<YTID>,<YTID>_<start>[_<end>]}.<wav|flac|...> + --csv balanced_train_segments.csv ...",
+    ),
     "librispeech": (
         "audiossl.data.prepare.librispeech",
         "prepare_librispeech",

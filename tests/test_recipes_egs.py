@@ -1,0 +1,176 @@
+"""The corpus recipes (egs/audioset/beats, egs/esc50/beats, egs/music/mert): syntax, --help, option
+checks, and tiny end-to-end runs (4 steps per training stage) whose reruns are no-ops."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = ["egs/audioset/beats/run.sh", "egs/esc50/beats/run.sh", "egs/music/mert/run.sh"]
+ENV = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+
+
+def _bash(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", *args], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_syntax_and_help(script):
+    assert _bash("-n", script).returncode == 0
+    r = _bash(script, "--help")
+    assert r.returncode == 0, r.stderr
+    assert "stage 0" in r.stdout and "stage 1" in r.stdout and ".done.stage" in r.stdout
+    assert not r.stdout.startswith("!")  # the header, not the shebang
+
+
+@pytest.mark.parametrize("script, needs", [
+    ("egs/audioset/beats/run.sh", "--clips DIR --train_csv CSV --valid_csv CSV are required"),
+    ("egs/esc50/beats/run.sh", "--esc50 DIR (with audio/ and meta/esc50.csv) is required"),
+    ("egs/music/mert/run.sh", "--music DIR is required"),
+])
+def test_required_options_and_unknown_option(script, needs, tmp_path):
+    r = _bash(script, "--exp", str(tmp_path / "e"))
+    assert r.returncode != 0 and needs in r.stderr
+    r = _bash(script, "--no_such_option", "1")
+    assert r.returncode != 0 and "unknown option --no_such_option" in r.stderr
+
+
+def test_bad_recipe_and_size_refused(tmp_path):
+    r = _bash("egs/audioset/beats/run.sh", "--clips", ".", "--train_csv", "a", "--valid_csv", "b", "--recipe", "huge",
+              "--exp", str(tmp_path / "a"))
+    assert r.returncode != 0 and "--recipe huge" in r.stderr
+    r = _bash("egs/music/mert/run.sh", "--size", "1b", "--exp", str(tmp_path / "m"))
+    assert r.returncode != 0 and "recipes/mert/1b.yaml not found" in r.stderr
+
+
+def test_split_by_hash_is_deterministic_and_never_empty(tmp_path):
+    from audiossl.data.manifest import Manifest, Row, read_manifest, write_manifest
+
+    rows = [Row(f"d/{i:03d}.wav", 16000) for i in range(200)]
+    write_manifest(Manifest(tmp_path, rows), tmp_path / "all.tsv")
+    script = str(ROOT / "egs/music/local/split_by_hash.py")
+    outs = []
+    for name in ("a", "b"):
+        r = subprocess.run([sys.executable, script, str(tmp_path / "all.tsv"), str(tmp_path / name), "--valid-percent", "10"],
+                           capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        outs.append([[x.relpath for x in read_manifest(tmp_path / name / f"{s}.tsv").rows] for s in ("train", "valid")])
+    assert outs[0] == outs[1]
+    train, valid = outs[0]
+    assert sorted(train + valid) == [r.relpath for r in rows] and 5 <= len(valid) <= 40
+    # Adding files never moves an existing file between splits.
+    write_manifest(Manifest(tmp_path, rows + [Row("e/new.wav", 16000)]), tmp_path / "all2.tsv")
+    subprocess.run([sys.executable, script, str(tmp_path / "all2.tsv"), str(tmp_path / "c"), "--valid-percent", "10"], check=True)
+    assert set(valid) <= {x.relpath for x in read_manifest(tmp_path / "c" / "valid.tsv").rows}
+    # Two files: one each, whatever their hashes.
+    write_manifest(Manifest(tmp_path, rows[:2]), tmp_path / "two.tsv")
+    subprocess.run([sys.executable, script, str(tmp_path / "two.tsv"), str(tmp_path / "t"), "--valid-percent", "1"], check=True)
+    assert [len(read_manifest(tmp_path / "t" / f"{s}.tsv").rows) for s in ("train", "valid")] == [1, 1]
+
+
+def _stage_markers(exp: Path) -> set[str]:
+    return {p.name for p in exp.glob(".done.stage*")}
+
+
+def _assert_checkpoint(path: Path) -> None:
+    assert (path / "model.safetensors").is_file() and (path / "config.json").is_file(), path
+
+
+def _fake_audioset(root: Path) -> dict[str, Path]:
+    """A train and an eval segments CSV (with rows whose clips are missing) + 12 short clips under
+    the names AudioSet downloaders use, and one corrupt clip."""
+    clips = root / "clips"
+    clips.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    header = "# Segments csv created Sun Mar  5 10:54:31 2017\n# YTID, start_seconds, end_seconds, positive_labels\n"
+    rows = {"train": [], "valid": []}
+    for i in range(12):
+        ytid = f"clip{i:02d}_abcd"[:11].ljust(11, "x")
+        split = "valid" if i % 4 == 0 else "train"
+        rows[split].append(f'{ytid}, {i}.000, {i + 10}.000, "/m/{i % 3}"\n')
+        name = (f"{ytid}.wav", f"Y{ytid}.wav", f"{ytid}_{i}.000_{i + 10}.000.flac")[i % 3]
+        t = np.arange(16000 * 2) / 16000
+        audio = 0.2 * np.sin(2 * np.pi * (200 + 50 * i) * t) + 0.01 * rng.standard_normal(t.size)
+        sf.write(clips / name, audio.astype(np.float32), 16000)
+    rows["train"].append('gone0000000, 0.000, 10.000, "/m/0"\n')
+    rows["train"].append('broken00000, 0.000, 10.000, "/m/1"\n')
+    (clips / "broken00000.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEnot audio")
+    csvs = {}
+    for split, lines in rows.items():
+        csvs[split] = root / f"{split}_segments.csv"
+        csvs[split].write_text(header + "".join(lines))
+    return {"clips": clips, **csvs}
+
+
+@pytest.mark.slow
+def test_audioset_beats_tiny_end_to_end_and_rerun_is_noop(tmp_path):
+    tree = _fake_audioset(tmp_path / "audioset")
+    exp = tmp_path / "exp"
+    args = ["egs/audioset/beats/run.sh", "--clips", str(tree["clips"]), "--train_csv", str(tree["train"]),
+            "--valid_csv", str(tree["valid"]), "--recipe", "tiny", "--exp", str(exp), "--nj", "1",
+            "--steps1", "4", "--steps2", "4", "--steps3", "4", "--tok_steps", "4"]
+    r = _bash(*args)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
+    assert _stage_markers(exp) == {f".done.stage{n}" for n in range(9)}
+    data = exp / "data"
+    assert len((data / "train.tsv").read_text().splitlines()) == 1 + 9  # root line + the 9 good train clips
+    assert (data / "missing_train.txt").read_text().startswith("gone0000000")
+    assert "broken00000.wav" in (data / "skipped.txt").read_text()
+    for ext in ("rp", "tok1", "tok2"):
+        assert (data / f"train.{ext}").is_file() and (data / f"valid.{ext}.json").is_file()
+    for ckpt in ("it1/exp/checkpoint", "it2/exp/checkpoint", "it3/exp/checkpoint", "tok1/checkpoint", "tok2/checkpoint"):
+        _assert_checkpoint(exp / ckpt)
+    watched = [exp / "it3/exp/checkpoint/model.safetensors", data / "train.tok2", data / "train.tsv"]
+    before = [p.stat().st_mtime_ns for p in watched]
+    again = _bash(*args)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stderr.count("already done") == 9
+    assert [p.stat().st_mtime_ns for p in watched] == before
+
+    # ESC-50 5-fold bench of the iteration-3 checkpoint (a fake ESC-50 tree, 1 head epoch).
+    from tests.fake_corpora import make_esc50
+
+    esc = make_esc50(tmp_path / "esc50")["root"]
+    esc_exp = tmp_path / "esc_exp"
+    r = _bash("egs/esc50/beats/run.sh", "--esc50", str(esc), "--upstream", str(exp / "it3/exp/checkpoint"),
+              "--exp", str(esc_exp), "--epochs", "1", "--nj", "1")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
+    assert _stage_markers(esc_exp) == {".done.stage0", ".done.stage1"}
+    assert all((esc_exp / "data/esc50" / f"fold{k}.lbl").is_file() for k in range(1, 6))
+    table = (esc_exp / "bench/results.md").read_text()
+    assert "esc50" in table and "fbank" in table and str(exp / "it3/exp/checkpoint") in table
+
+
+@pytest.mark.slow
+def test_music_mert_tiny_end_to_end_and_rerun_is_noop(tmp_path):
+    corpus = tmp_path / "corpus"
+    subprocess.run([sys.executable, "-m", "audiossl.cli.main", "synth", str(corpus), "--size", "tiny", "--workers", "1"],
+                   check=True, capture_output=True, env=ENV, timeout=300)
+    music = corpus / "music" / "notes" / "wav"
+    exp = tmp_path / "exp"
+    args = ["egs/music/mert/run.sh", "--music", str(music), "--size", "tiny", "--exp", str(exp), "--nj", "1",
+            "--steps", "4", "--rvq_steps", "4", "--stop_stage", "3"]
+    r = _bash(*args)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
+    assert _stage_markers(exp) == {f".done.stage{n}" for n in range(4)}
+    data = exp / "data"
+    n_files = sum(1 for p in music.rglob("*.wav"))
+    n_rows = [len((data / f"{s}.tsv").read_text().splitlines()) - 1 for s in ("train", "valid")]
+    assert sum(n_rows) == n_files and min(n_rows) >= 1
+    assert (data / "train.codes").is_file() and (data / "valid.codes.json").is_file()
+    _assert_checkpoint(exp / "rvq/checkpoint")
+    _assert_checkpoint(exp / "mert/exp/checkpoint")
+    watched = [exp / "mert/exp/checkpoint/model.safetensors", data / "train.codes", data / "train.tsv"]
+    before = [p.stat().st_mtime_ns for p in watched]
+    again = _bash(*args)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stderr.count("already done") == 4
+    assert [p.stat().st_mtime_ns for p in watched] == before
+    # The probe stage needs its data and says so.
+    r = _bash(*args[:-2], "--stage", "4")
+    assert r.returncode != 0 and "--probe_data DIR" in r.stderr
