@@ -117,8 +117,13 @@ def test_bad_specs_have_clear_errors(tmp_path, ckpt):
     (hf_like / "config.json").write_text(json.dumps({"model_type": "hubert"}))
     with pytest.raises(ValueError, match="hf:"):
         load_upstream(str(hf_like))
-    other = tmp_path / "beats"
+    other = tmp_path / "w2v9"
     other.mkdir()
-    (other / "config.json").write_text(json.dumps({"family": "beats"}))
-    with pytest.raises(ValueError, match="family 'beats'"):
+    (other / "config.json").write_text(json.dumps({"family": "wav2vec9"}))
+    with pytest.raises(ValueError, match="model family 'wav2vec9': choose one of"):
         load_upstream(str(other))
+    half = tmp_path / "beats"
+    half.mkdir()
+    (half / "config.json").write_text(json.dumps({"family": "beats"}))
+    with pytest.raises(ValueError, match="format_version"):
+        load_upstream(str(half))
