@@ -62,6 +62,13 @@ class Upstream(nn.Module):
     padding_invariant: bool = True
     chunkable: bool = True
 
+    def _wrap(self, model: nn.Module, *, name: str, sample_rate: int, frame_rate: float, num_layers: int, hidden_dim: int) -> None:
+        """Hold ``model`` frozen in eval mode as ``self.model`` and set the describing attributes."""
+        self.model = model.eval()
+        self.model.requires_grad_(False)
+        self.name, self.sample_rate, self.frame_rate = name, int(sample_rate), float(frame_rate)
+        self.num_layers, self.hidden_dim = int(num_layers), int(hidden_dim)
+
     def _forward(self, wavs: torch.Tensor, lengths: torch.Tensor) -> UpstreamOutput:
         raise NotImplementedError
 
@@ -107,14 +114,8 @@ class HubertUpstream(Upstream):
 
     def __init__(self, model: nn.Module, name: str = "hubert", normalize: bool = False) -> None:
         super().__init__()
-        self.model = model.eval()
-        self.model.requires_grad_(False)
         cfg = model.cfg
-        self.sample_rate = int(cfg.sample_rate)
-        self.frame_rate = float(model.frame_rate)
-        self.num_layers = int(cfg.num_layers) + 1
-        self.hidden_dim = int(cfg.embed_dim)
-        self.name = name
+        self._wrap(model, name=name, sample_rate=cfg.sample_rate, frame_rate=model.frame_rate, num_layers=cfg.num_layers + 1, hidden_dim=cfg.embed_dim)
         self.normalize = normalize or bool(getattr(cfg, "normalize", False))
         # our conv front end computes GroupNorm over each item's valid samples only
         self.padding_invariant = True

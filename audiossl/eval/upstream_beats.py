@@ -21,14 +21,9 @@ class BeatsUpstream(Upstream):
 
     def __init__(self, model: nn.Module, name: str = "beats") -> None:
         super().__init__()
-        self.model = model.eval()
-        self.model.requires_grad_(False)
         cfg = model.cfg
-        self.sample_rate = int(cfg.sample_rate)
-        self.frame_rate = float(model.frame_rate)
-        self.num_layers = int(cfg.encoder_layers) + 1
-        self.hidden_dim = int(cfg.encoder_embed_dim)
-        self.name = name
+        self._wrap(model, name=name, sample_rate=cfg.sample_rate, frame_rate=model.frame_rate,
+                   num_layers=cfg.encoder_layers + 1, hidden_dim=cfg.encoder_embed_dim)
         self.padding_invariant = True
 
     def num_frames(self, num_samples: int) -> int:

@@ -43,14 +43,9 @@ class HFUpstream(Upstream):
 
     def __init__(self, model: torch.nn.Module, name: str, normalize: bool = False) -> None:
         super().__init__()
-        self.model = model.eval()
-        self.model.requires_grad_(False)
         c = model.config
-        self.sample_rate = 16000
-        self.frame_rate = self.sample_rate / float(torch.tensor(c.conv_stride).prod())
-        self.num_layers = int(c.num_hidden_layers) + 1
-        self.hidden_dim = int(c.hidden_size)
-        self.name = name
+        self._wrap(model, name=name, sample_rate=16000, frame_rate=16000 / float(torch.tensor(c.conv_stride).prod()),
+                   num_layers=c.num_hidden_layers + 1, hidden_dim=c.hidden_size)
         self.normalize = normalize
         # group-norm front ends normalise over the padded length; data2vec-audio's positional conv
         # stack (conv → LayerNorm → GELU, ×5) turns zeroed padding into non-zero context

@@ -111,13 +111,8 @@ class BeatsTokenizerUpstream(Upstream):
 
     def __init__(self, model: BeatsTokenizer, name: str = "beats_tokenizer") -> None:
         super().__init__()
-        self.model = model.eval()
-        self.model.requires_grad_(False)
-        self.sample_rate = int(model.cfg.sample_rate)
-        self.frame_rate = float(model.frame_rate)
-        self.num_layers = int(model.cfg.num_layers) + 1
-        self.hidden_dim = int(model.cfg.embed_dim)
-        self.name = name
+        self._wrap(model, name=name, sample_rate=model.cfg.sample_rate, frame_rate=model.frame_rate,
+                   num_layers=model.cfg.num_layers + 1, hidden_dim=model.cfg.embed_dim)
 
     def num_frames(self, num_samples: int) -> int:
         return self.model.encoder.num_frames(num_samples)

@@ -70,11 +70,8 @@ def build_upstream(ckpt_dir: Path, meta: dict):
     class RVQUpstream(Upstream):
         def __init__(self) -> None:
             super().__init__()
-            self.model = model.requires_grad_(False)
-            self.sample_rate = model.cfg.sample_rate
-            self.frame_rate = model.frame_rate
-            self.num_layers, self.hidden_dim = 2, model.cfg.latent_dim
-            self.name = f"rvq:{ckpt_dir}"
+            self._wrap(model, name=f"rvq:{ckpt_dir}", sample_rate=model.cfg.sample_rate, frame_rate=model.frame_rate,
+                       num_layers=2, hidden_dim=model.cfg.latent_dim)
             self.padding_invariant = False  # the last frames' receptive field reaches into the padding
 
         def num_frames(self, num_samples: int) -> int:
