@@ -173,3 +173,18 @@ def test_extract_and_export_cli(corpus, tmp_path, capsys):
     np.testing.assert_allclose(last, np.load(out / "a.npy"), atol=1e-4)
     assert main(["export", str(ckpt), "--to", "fairseq", str(tmp_path / "fs.pt")]) == 0
     assert main(["extract", "nope-dir", str(corpus), str(tmp_path / "z")]) == 2
+
+
+@pytest.mark.parametrize("prefetch", [0, 1, 3])
+def test_prefetch_gives_the_same_files_and_reports_where_time_went(corpus, ckpt, tmp_path, prefetch):
+    """Decoding ahead in a thread changes nothing in the output; the report splits the time."""
+    ref = extract(str(ckpt), corpus, tmp_path / "ref", ExtractConfig(max_seconds=1.5, prefetch=0))
+    out = tmp_path / f"p{prefetch}"
+    report = extract(str(ckpt), corpus, out, ExtractConfig(max_seconds=1.5, prefetch=prefetch))
+    assert report.written == ref.written == 4
+    assert sorted(p for p, _ in report.skipped) == sorted(p for p, _ in ref.skipped)
+    for uid in LENGTHS:
+        np.testing.assert_array_equal(np.load(out / f"{uid}.npy"), np.load(tmp_path / "ref" / f"{uid}.npy"))
+    assert report.audio_seconds == pytest.approx(sum(LENGTHS.values()) / 16000)
+    assert report.forward_s > 0 and report.write_s > 0 and report.wait_s >= 0
+    assert "forward" in report.timing() and "RTF" in report.timing()

@@ -216,6 +216,22 @@ def test_bench_quick_smoke(tmp_path):
     assert "inertia/frame" in r.stdout
 
 
+def test_bench_stream_smoke(tmp_path):
+    """The scale mode writes a float16 store piecewise, fits and labels it, and reports frames/s."""
+    out = tmp_path / "stream.json"
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "tools/bench/kmeans.py"), "--stream", "12345", "--dim", "32", "--k", "10",
+         "--threads", "1", "--json", str(out)],
+        capture_output=True, text=True, cwd=ROOT, timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    res = json.loads(out.read_text())
+    assert res["n"] == 12345 and res["fit_frames_per_s"] > 0 and res["label_frames_per_s"] > 0
+    # 10 components of ~unit variance in 32-d: a fit leaves ~32-38 per frame; one centroid for all ~64
+    assert res["inertia_per_frame"] < 48
+    assert "frames/s" in r.stdout
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_matches_cpu():

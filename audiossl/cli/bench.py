@@ -40,7 +40,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="torch device for the upstream and the heads")
     p.add_argument("--seed", type=int, default=0, help="random seed of head training")
     p.add_argument("--no-fbank", action="store_true", help="do not add the FBANK baseline row")
-    p.add_argument("--max-batch-seconds", type=float, default=64.0, help="padded audio per upstream batch when caching")
+    p.add_argument("--max-batch-seconds", type=float, default=None,
+                   help="padded audio per upstream batch when caching (default: 160 s on a GPU, 10 s on CPU)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -22,9 +22,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda:0")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
                    help="compute dtype (autocast); float16 is also stored as float16")
-    p.add_argument("--max-seconds", type=float, default=160.0, help="total padded audio per batch (seconds)")
+    p.add_argument("--max-seconds", type=float, default=None,
+                   help="total padded audio per batch in seconds (default: 160 on a GPU, 10 on CPU, where big batches are slower)")
     p.add_argument("--chunk-seconds", type=float, default=30.0, help="process longer files in chunks of this length; 0 = never")
     p.add_argument("--overlap-seconds", type=float, default=2.0, help="context on each side of a chunk (seconds)")
+    p.add_argument("--prefetch", type=int, default=2,
+                   help="batches decoded ahead in a background thread while the model runs; 0 = decode inline (default: 2)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -33,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = ExtractConfig(
         layers=args.layers, pool=args.pool, format=args.format, device=args.device, dtype=args.dtype,
         max_seconds=args.max_seconds, chunk_seconds=args.chunk_seconds, overlap_seconds=args.overlap_seconds,
+        prefetch=args.prefetch,
     )
     try:
         report = extract(args.upstream, args.input, args.out, cfg)
@@ -42,4 +46,5 @@ def run(args: argparse.Namespace) -> int:
     for path, reason in report.skipped or []:
         print(f"skipped {path}: {reason}")
     print(f"extract: {report.summary()} → {args.out}")
+    print(f"extract: {report.timing()}")
     return 0

@@ -31,8 +31,8 @@ class CacheConfig:
     """cache only this layer (``--layer N``); None = all layers for the learnable weighted sum"""
     pooled: bool = False
     """mean-pool over valid frames before storing (utterance-level tasks)"""
-    max_batch_seconds: float = 64.0
-    """upstream batches hold at most this much padded audio"""
+    max_batch_seconds: float | None = None
+    """upstream batches hold at most this much padded audio; None: 160 s on a GPU, 10 s on CPU"""
     device: str = "cpu"
     chunk_seconds: float = 30.0
     """files longer than this run alone, in overlapping chunks stitched to the single-pass frame
@@ -102,7 +102,9 @@ def build_cache(upstream, upstream_id: str, tsv: str | os.PathLike, cache_root: 
     done = writer.done_ids
     todo = [i for i in range(len(m)) if ids[i] not in done]
     sr = int(upstream.sample_rate)
-    budget = int(cfg.max_batch_seconds * sr) if upstream.padding_invariant else 1
+    from audiossl.extract.run import default_batch_seconds
+
+    budget = int((cfg.max_batch_seconds or default_batch_seconds(cfg.device)) * sr) if upstream.padding_invariant else 1
     chunk = int(cfg.chunk_seconds * sr) if cfg.chunk_seconds > 0 and getattr(upstream, "chunkable", True) else 0
     skipped: list[dict] = []
     bar = tqdm(total=len(todo), desc=f"features {upstream.name} {tsv.parent.name}/{tsv.stem}", unit="utt", leave=False)

@@ -40,7 +40,7 @@ class BenchConfig:
     seed: int = 0
     add_fbank: bool = True
     """always add the FBANK baseline row"""
-    max_batch_seconds: float = 64.0
+    max_batch_seconds: float | None = None
     """padded audio per upstream batch while caching"""
 
 

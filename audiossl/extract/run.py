@@ -17,6 +17,9 @@ from __future__ import annotations
 
 import logging
 import re
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,12 +43,14 @@ class ExtractConfig:
     dtype: str = "float32"
     """Compute dtype: ``float32`` | ``bfloat16`` | ``float16`` (autocast); stored as float32,
     except ``float16`` which is stored as float16."""
-    max_seconds: float = 160.0
-    """Total padded audio per batch, in seconds."""
+    max_seconds: float | None = None
+    """Total padded audio per batch, in seconds; ``None``: :func:`default_batch_seconds` of the device."""
     chunk_seconds: float = 30.0
     """Files longer than this are processed in chunks; 0 disables chunking."""
     overlap_seconds: float = 2.0
     """Context added on each side of a chunk (discarded after the forward)."""
+    prefetch: int = 2
+    """Batches decoded ahead by a background thread while the model runs (0: decode inline)."""
 
 
 @dataclass
@@ -53,10 +58,27 @@ class ExtractReport:
     written: int = 0
     already_done: int = 0
     skipped: list[tuple[str, str]] | None = None  # (path, reason)
+    audio_seconds: float = 0.0
+    """Audio extracted by this run."""
+    wait_s: float = 0.0
+    """Wall time the model waited for decoded audio (0 when decoding keeps up)."""
+    forward_s: float = 0.0
+    """Wall time in the forward pass, including the copy of the outputs to the host."""
+    write_s: float = 0.0
+    """Wall time selecting/pooling layers and writing them."""
 
     def summary(self) -> str:
         n = len(self.skipped or [])
         return f"{self.written} written, {self.already_done} already done (resume), {n} skipped"
+
+    def timing(self) -> str:
+        """Where the time went: ``audio 123.4 s in 5.6 s (RTF 0.045): forward 80 %, waiting for audio 3 %, writing 12 %``."""
+        total = self.wait_s + self.forward_s + self.write_s
+        if total <= 0:
+            return "nothing extracted"
+        pct = {k: 100 * v / total for k, v in (("forward", self.forward_s), ("waiting for audio", self.wait_s), ("writing", self.write_s))}
+        return (f"{self.audio_seconds:.1f} audio-s in {total:.1f} s (RTF {total / max(self.audio_seconds, 1e-9):.4f}): "
+                + ", ".join(f"{k} {v:.0f} %" for k, v in pct.items()))
 
 
 def list_inputs(src: str | Path) -> list[tuple[str, str]]:
@@ -213,6 +235,37 @@ def _batches(items: list[tuple[str, str, int]], max_samples: int, single: bool) 
     return out
 
 
+def default_batch_seconds(device: str | torch.device) -> float:
+    """Padded audio per forward: 160 s on a GPU, 10 s on CPU.
+
+    On CPU, big padded batches only add memory traffic (HuBERT Base's first conv layer alone
+    writes 13 MB per audio-second): one 2–16 s utterance per forward ran at RTF 0.12 on 2 cores,
+    a 160 s batch at RTF 0.23 (``tools/bench/extract.py --pipeline``).
+    """
+    return 160.0 if torch.device(device).type == "cuda" else 10.0
+
+
+def _prefetched(batches: list, decode: Callable, depth: int) -> Iterator[tuple[list, object, float]]:
+    """Yield ``(batch, decode(batch), seconds waited for it)``, decoding up to ``depth`` batches
+    ahead in one background thread (soundfile and resampling release the GIL), so decoding
+    overlaps the forward pass. ``depth`` 0 decodes inline."""
+    if depth <= 0:
+        for batch in batches:
+            t0 = time.perf_counter()
+            decoded = decode(batch)
+            yield batch, decoded, time.perf_counter() - t0
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="extract-decode") as pool:
+        pending = [pool.submit(decode, b) for b in batches[:depth]]
+        for k, batch in enumerate(batches):
+            t0 = time.perf_counter()
+            decoded = pending.pop(0).result()
+            waited = time.perf_counter() - t0
+            if k + depth < len(batches):
+                pending.append(pool.submit(decode, batches[k + depth]))
+            yield batch, decoded, waited
+
+
 def extract(upstream: Upstream | str, inputs: str | Path | list[tuple[str, str]], out: str | Path,
             cfg: ExtractConfig | None = None) -> ExtractReport:
     """Extract ``upstream`` features of ``inputs`` into ``out``. Returns an :class:`ExtractReport`."""
@@ -271,7 +324,7 @@ def extract(upstream: Upstream | str, inputs: str | Path | list[tuple[str, str]]
     chunk = int(cfg.chunk_seconds * sr) if cfg.chunk_seconds > 0 and getattr(up, "chunkable", True) else 0
     long_items = [it for it in todo if chunk and it[2] > chunk]
     batches = [[it] for it in long_items] + _batches(
-        [it for it in todo if not (chunk and it[2] > chunk)], int(cfg.max_seconds * sr), single=not up.padding_invariant
+        [it for it in todo if not (chunk and it[2] > chunk)], int((cfg.max_seconds or default_batch_seconds(cfg.device)) * sr), single=not up.padding_invariant
     )
     store_dtype = np.float16 if cfg.dtype == "float16" else np.float32
     per_frame = up.hidden_dim * (up.num_layers if layers is None else 1 if not isinstance(layers, list) else len(layers))
@@ -280,21 +333,28 @@ def extract(upstream: Upstream | str, inputs: str | Path | list[tuple[str, str]]
     dev = torch.device(cfg.device)
     autocast = cfg.dtype != "float32"
     bar = tqdm(total=sum(it[2] for it in todo) / sr, unit="audio-s", desc=f"extract {up.name}", disable=None)
+
+    def decode(batch: list[tuple[str, str, int]]) -> tuple[list[torch.Tensor], list[str], list[tuple[str, str]]]:
+        wavs, ok, bad = [], [], []
+        for uid, path, _ in batch:
+            try:
+                wav, _ = load_audio(path, sr)
+            except AudioError as e:
+                bad.append((path, f"{e.reason}: {e.detail}"))
+                continue
+            if up.num_frames(wav.shape[0]) == 0:
+                bad.append((path, f"too_short: {wav.shape[0]} samples give no frame"))
+                continue
+            wavs.append(wav)
+            ok.append(uid)
+        return wavs, ok, bad
+
     try:
-        for batch in batches:
-            wavs, ok = [], []
-            for uid, path, n in batch:
-                try:
-                    wav, _ = load_audio(path, sr)
-                except AudioError as e:
-                    report.skipped.append((path, f"{e.reason}: {e.detail}"))
-                    continue
-                if up.num_frames(wav.shape[0]) == 0:
-                    report.skipped.append((path, f"too_short: {wav.shape[0]} samples give no frame"))
-                    continue
-                wavs.append(wav)
-                ok.append(uid)
+        for batch, (wavs, ok, bad), waited in _prefetched(batches, decode, cfg.prefetch):
+            report.wait_s += waited
+            report.skipped.extend(bad)
             if ok:
+                t0 = time.perf_counter()
                 with torch.autocast(dev.type, dtype=dtypes[cfg.dtype], enabled=autocast):
                     if chunk and len(wavs) == 1 and wavs[0].shape[0] > chunk:
                         hidden = [forward_long(up, wavs[0].to(dev), cfg.chunk_seconds, cfg.overlap_seconds)]
@@ -304,11 +364,15 @@ def extract(upstream: Upstream | str, inputs: str | Path | list[tuple[str, str]]
                         res = up(padded, lengths.to(dev))
                         frames = res.lengths.tolist()
                         hidden = [[h[i, : frames[i]] for h in res.hidden_states] for i in range(len(ok))]
-                for uid, hs in zip(ok, hidden):
-                    arr = _select(hs, layers, cfg.pool).float().cpu().numpy().astype(store_dtype)
+                arrays = [_select(hs, layers, cfg.pool).float().cpu().numpy().astype(store_dtype) for hs in hidden]
+                t1 = time.perf_counter()
+                for uid, arr in zip(ok, arrays):
                     sink.write(uid, arr, up.frame_rate)
                     report.written += 1
                 sink.maybe_commit()
+                report.forward_s += t1 - t0
+                report.write_s += time.perf_counter() - t1
+                report.audio_seconds += sum(w.shape[0] for w in wavs) / sr
             bar.update(sum(it[2] for it in batch) / sr)
     finally:
         bar.close()

@@ -6,23 +6,36 @@ so all three run the SAME weights on the SAME inputs, in one process, with the s
 Runs are interleaved, in an order rotated every repeat, so machine-load drifts hit all alike; the
 median of ``--repeats`` timed passes (after one warm-up) is reported.
 
-Prints throughput (audio-seconds per second), the ratio vs transformers, and the max abs
-difference of every hidden state vs transformers (and of the last layer vs torchaudio).
+Prints throughput (audio-seconds per second), real-time factor, the ratio vs transformers, and
+the max abs difference of every hidden state vs transformers (and of the last layer vs torchaudio).
+``--dtype bfloat16|float16`` runs every implementation under the same autocast.
+
+Roofline: each implementation's achieved FLOP/s (analytic forward FLOPs of
+``audiossl.models.flops``, identical for all three since they compute the same thing) is shown
+against a peak: on CPU the fp32 GEMM rate measured on this machine in the same run, on CUDA the
+device's dense bf16 peak. On CPU it also prints the *ceiling*: the ratio vs transformers that an
+implementation running every FLOP at the measured GEMM rate would reach.
+
+``--pipeline N`` also runs the whole ``audiossl extract`` engine (decode → forward → write npy)
+on N synthetic files of 2–16 s and prints where the time went (forward / waiting for audio / writing).
 
     .venv/bin/python tools/bench/extract.py                  # base, 8 x 10 s (slow on 2 CPU cores)
-    .venv/bin/python tools/bench/extract.py --batch 4 --seconds 5 --repeats 3
+    .venv/bin/python tools/bench/extract.py --batch 2 --seconds 5 --repeats 3 --no-torchaudio
     .venv/bin/python tools/bench/extract.py --quick          # tiny model, seconds
     .venv/bin/python tools/bench/extract.py --profile        # + torch.profiler table of our forward
+    python tools/bench/extract.py --device cuda --dtype bfloat16 --batch 16 --seconds 15 --pipeline 400
 
-Target: ours >= 1.5x transformers at <= 1e-4 max abs diff (fp32, CPU).
+Target: ours >= 1.5x transformers at <= 1e-4 max abs diff (fp32, CPU); on GPU in bf16.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -57,6 +70,45 @@ def build(quick: bool):
     return HubertUpstream(ours, name="audiossl"), hf, ta
 
 
+def gemm_peak(device: torch.device, dtype: torch.dtype, repeats: int = 5) -> float:
+    """FLOP/s of a large square matmul on ``device`` in ``dtype`` (best of ``repeats``)."""
+    n = 2048
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    best = float("inf")
+    for _ in range(repeats + 1):
+        _sync(device)
+        t0 = time.perf_counter()
+        a @ b
+        _sync(device)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def pipeline(ours, num_files: int, device: str, dtype: str) -> dict:
+    """Run the extract engine on ``num_files`` synthetic 2–16 s files; return its time split."""
+    import numpy as np
+    import soundfile as sf
+
+    from audiossl.extract.run import ExtractConfig, extract
+
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        wav_dir = Path(tmp) / "wavs"
+        wav_dir.mkdir()
+        for i in range(num_files):
+            n = int(rng.uniform(2.0, 16.0) * 16000)
+            sf.write(wav_dir / f"utt{i:05d}.flac", (0.1 * rng.standard_normal(n)).astype(np.float32), 16000)
+        report = extract(ours, wav_dir, Path(tmp) / "out", ExtractConfig(device=device, dtype=dtype, layers="all"))
+    return {"files": report.written, "audio_s": report.audio_seconds, "forward_s": report.forward_s,
+            "wait_s": report.wait_s, "write_s": report.write_s, "summary": report.timing()}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--batch", type=int, default=8, help="utterances per forward")
@@ -67,14 +119,23 @@ def main() -> None:
     p.add_argument("--no-torchaudio", action="store_true", help="skip the torchaudio peer")
     p.add_argument("--profile", action="store_true", help="print a torch.profiler table of our forward")
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
+    p.add_argument("--device", default="cpu", help="torch device: cpu or cuda[:N] (default: cpu)")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
+                   help="compute dtype; low precision runs every implementation under the same autocast (default: float32)")
+    p.add_argument("--pipeline", type=int, default=0, metavar="N",
+                   help="also run the extract engine on N synthetic 2-16 s files and print its time split (default: 0, off)")
     args = p.parse_args()
     if args.quick:
         args.batch, args.seconds = 2, 2.0
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    device = torch.device(args.device)
+    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[args.dtype]
     ours, hf, ta = build(args.quick)
-    wavs = torch.randn(args.batch, int(args.seconds * 16000))
+    ours, hf, ta = ours.to(device), hf.to(device), ta.to(device)
+    wavs = torch.randn(args.batch, int(args.seconds * 16000), device=device)
     audio_s = args.batch * args.seconds
+    autocast = torch.autocast(device.type, dtype=dtype) if dtype != torch.float32 else contextlib.nullcontext()
 
     runners = {
         "audiossl": lambda: ours(wavs).hidden_states,
@@ -83,7 +144,7 @@ def main() -> None:
     if not args.no_torchaudio:
         runners["torchaudio"] = lambda: ta.extract_features(wavs)[0]
     outputs, times = {}, {k: [] for k in runners}
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast:
         for name, fn in runners.items():
             outputs[name] = fn()  # warm-up, and the outputs compared below
         names = list(runners)
@@ -91,34 +152,61 @@ def main() -> None:
             # rotate the order each repeat so no implementation always runs first
             for name in names[r % len(names):] + names[: r % len(names)]:
                 fn = runners[name]
+                _sync(device)
                 t0 = time.perf_counter()
                 fn()
+                _sync(device)
                 times[name].append(time.perf_counter() - t0)
         if args.profile:
             from torch.profiler import ProfilerActivity, profile
 
-            with profile(activities=[ProfilerActivity.CPU]) as prof:
+            acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+            with profile(activities=acts) as prof:
                 runners["audiossl"]()
             print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
 
     ref = outputs["transformers"]
-    diff_hf = max(float((a - b).abs().max()) for a, b in zip(outputs["audiossl"], ref))
-    diff_ta = float((outputs["audiossl"][-1] - outputs["torchaudio"][-1]).abs().max()) if "torchaudio" in outputs else None
+    diff_hf = max(float((a.float() - b.float()).abs().max()) for a, b in zip(outputs["audiossl"], ref))
+    diff_ta = float((outputs["audiossl"][-1].float() - outputs["torchaudio"][-1].float()).abs().max()) if "torchaudio" in outputs else None
     med = {k: statistics.median(v) for k, v in times.items()}
+
+    from audiossl.models.flops import forward_flops, peak_flops
+
+    flops = args.batch * forward_flops(ours.model.cfg, wavs.shape[1], include_head=False)
+    if device.type == "cuda":
+        peak, peak_what = peak_flops(torch.cuda.get_device_name(device)), f"dense bf16 peak of {torch.cuda.get_device_name(device)}"
+    elif dtype == torch.float32:
+        peak, peak_what = gemm_peak(device, dtype), f"float32 2048^3 matmul measured now on {args.threads} threads"
+    else:  # most CPUs emulate bf16/fp16 matmuls: no meaningful peak to compare with
+        peak, peak_what = None, None
+    ceiling = med["transformers"] / (flops / peak) if peak else None
     result = {
         "config": "tiny" if args.quick else "hubert_base", "batch": args.batch, "seconds": args.seconds,
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu", "dtype": args.dtype,
         "threads": args.threads, "repeats": args.repeats, "torch": torch.__version__,
         "throughput_audio_s_per_s": {k: audio_s / v for k, v in med.items()},
+        "real_time_factor": {k: v / audio_s for k, v in med.items()},
         "ratio_vs_transformers": {k: med["transformers"] / v for k, v in med.items()},
         "max_abs_diff_vs_transformers_all_layers": diff_hf,
         "max_abs_diff_vs_torchaudio_last_layer": diff_ta,
+        "forward_gflop": flops / 1e9, "peak_gflop_per_s": peak / 1e9 if peak else None, "peak": peak_what,
+        "fraction_of_peak": {k: flops / v / peak for k, v in med.items()} if peak else None,
+        "ceiling_ratio_vs_transformers": ceiling,
     }
-    print(f"{'impl':<14}{'median s':>10}{'audio-s/s':>12}{'vs HF':>8}")
+    print(f"{'impl':<14}{'median s':>10}{'audio-s/s':>12}{'RTF':>9}{'GFLOP/s':>9}{'of peak':>9}{'vs HF':>8}")
     for k in runners:
-        print(f"{k:<14}{med[k]:>10.3f}{audio_s / med[k]:>12.1f}{med['transformers'] / med[k]:>7.2f}x")
+        of_peak = f"{100 * flops / med[k] / peak:>8.0f}%" if peak else f"{'-':>9}"
+        print(f"{k:<14}{med[k]:>10.3f}{audio_s / med[k]:>12.1f}{med[k] / audio_s:>9.4f}{flops / med[k] / 1e9:>9.1f}"
+              f"{of_peak}{med['transformers'] / med[k]:>7.2f}x")
+    if peak:
+        print(f"forward: {flops / 1e9:.1f} GFLOP per pass; peak {peak / 1e9:.1f} GFLOP/s ({peak_what})")
+        print(f"ceiling: running every FLOP at that peak would be {ceiling:.2f}x transformers")
     print(f"max |ours - HF| over {len(ref)} hidden states: {diff_hf:.2e}")
     if diff_ta is not None:
         print(f"max |ours - torchaudio| last layer: {diff_ta:.2e}")
+    if args.pipeline:
+        result["pipeline"] = pipeline(ours, args.pipeline, args.device, args.dtype)
+        print(f"extract engine, {args.pipeline} files: {result['pipeline']['summary']}")
     print(json.dumps(result))
     if args.json:
         from audiossl.utils.fileio import atomic_write_json

@@ -10,6 +10,14 @@ data. Prints time, inertia, speed ratio vs sklearn and inertia gap vs sklearn.
 On a shared or busy machine use ``--threads 1``: multi-threaded BLAS/OpenMP under CPU
 contention slowed every method by up to 10x in our runs and made ratios meaningless.
 
+``--stream N`` is the scale test (issue #8): N synthetic frames are written to an on-disk
+FeatureStore (float16, as the feature dumps are) shard by shard, never all in memory, then ours
+fits on all of them (``fit_kmeans_store``) and labels them (``label_store``) on ``--device``,
+printing frames/s for each. The peers cannot hold such data in memory, so none runs.
+
+    python tools/bench/kmeans.py --stream 10000000 --dim 768 --k 500 --device cuda   # GPU machine
+    .venv/bin/python tools/bench/kmeans.py --stream 200000 --dim 768 --k 100          # CPU, ~minutes
+
 Target: ours ≥ 20x faster than sklearn with inertia within 2 %. "ours (store)" streams the
 frames from an on-disk FeatureStore (the path `audiossl kmeans fit` takes); "ours" fits the
 same data held in memory.
@@ -63,6 +71,58 @@ def run_ours_store(x, k, seed, threads, tmp):
     return time.perf_counter() - t, res.centroids.numpy()
 
 
+def write_stream_store(path: Path, n: int, dim: int, components: int, seed: int):
+    """A float16 FeatureStore of ``n`` Gaussian-mixture frames in 500-frame utterances, generated piecewise."""
+    from audiossl.data.feature_store import FeatureWriter
+
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((components, dim)).astype(np.float32)
+    weights = rng.dirichlet(np.full(components, 5.0))
+    scale = rng.uniform(0.6, 1.4, size=components).astype(np.float32)
+    w = FeatureWriter(path, kind="synthetic", dim=dim, frame_rate=50.0, dtype="float16")
+    step = 500
+    for i, s in enumerate(range(0, n, step)):
+        m = min(step, n - s)
+        comp = rng.choice(components, size=m, p=weights)
+        x = rng.standard_normal((m, dim), dtype=np.float32) * scale[comp, None] + centres[comp]
+        w.add(f"utt{i:08d}", x.astype(np.float16))
+    return w.close()
+
+
+def run_stream(a) -> dict:
+    """Fit and label ``a.stream`` frames streamed from disk on ``a.device``; frames/s of each."""
+    import torch
+
+    from audiossl.tokenizers.kmeans import KMeansConfig, fit_kmeans_store, label_store
+
+    with tempfile.TemporaryDirectory(prefix="kmeans_stream_") as tmp:
+        t = time.perf_counter()
+        store = write_stream_store(Path(tmp) / "store", a.stream, a.dim, a.components or a.k, a.seed)
+        write_s = time.perf_counter() - t
+        print(f"wrote {a.stream} x {a.dim} float16 frames ({store.num_frames * a.dim * 2 / 1e9:.2f} GB) in {write_s:.1f} s", flush=True)
+        cfg = KMeansConfig(k=a.k, seed=a.seed, device=a.device, num_threads=a.threads, progress=True)
+        _sync = torch.cuda.synchronize if a.device.startswith("cuda") else (lambda: None)
+        t = time.perf_counter()
+        res = fit_kmeans_store(store, cfg)
+        _sync()
+        fit_s = time.perf_counter() - t
+        t = time.perf_counter()
+        labels = label_store(store, res.centroids, device=a.device, progress=True)
+        _sync()
+        label_s = time.perf_counter() - t
+    n = store.num_frames
+    if sum(len(v) for v in labels.values()) != n:
+        raise RuntimeError("label_store did not label every frame")
+    device = torch.cuda.get_device_name() if a.device.startswith("cuda") else f"cpu ({a.threads} threads)"
+    out = {"n": n, "dim": a.dim, "k": a.k, "device": device, "fit_s": fit_s, "label_s": label_s,
+           "fit_frames_per_s": n / fit_s, "label_frames_per_s": n / label_s,
+           "full_passes": cfg.iters, "inertia_per_frame": res.inertia / n}
+    print(f"fit   {n} frames on {device}: {fit_s:8.1f} s = {n / fit_s:12,.0f} frames/s "
+          f"(k-means++ and refinement on a subsample, then {cfg.iters} full passes from disk)")
+    print(f"label {n} frames on {device}: {label_s:8.1f} s = {n / label_s:12,.0f} frames/s")
+    return out
+
+
 def run_sklearn(x, k, seed, threads):
     from sklearn.cluster import MiniBatchKMeans
     from threadpoolctl import threadpool_limits
@@ -102,12 +162,24 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="small smoke version: 20k x 128, k=50")
     p.add_argument("--methods", default="ours,ours-store,sklearn,faiss", help="comma-separated subset to run")
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
+    p.add_argument("--stream", type=int, default=0, metavar="N",
+                   help="scale test: fit + label N frames streamed from an on-disk store with ours only (0: off)")
+    p.add_argument("--device", default="cpu", help="device for --stream (cpu or cuda)")
     a = p.parse_args(argv)
     if a.quick:
         a.n, a.dim, a.k = 20_000, 128, 50
-    methods = a.methods.split(",")
 
     import torch
+
+    torch.set_num_threads(a.threads)
+    if a.stream:
+        result = run_stream(a)
+        if a.json:
+            from audiossl.utils.fileio import atomic_write_json
+
+            atomic_write_json(a.json, result)
+        return 0
+    methods = a.methods.split(",")
 
     from audiossl.tokenizers.kmeans import inertia
 
