@@ -128,9 +128,10 @@ def build_cache(upstream, upstream_id: str, tsv: str | os.PathLike, cache_root: 
             continue
         lengths = torch.tensor([w.shape[0] for w in wavs], dtype=torch.long)
         padded = torch.nn.utils.rnn.pad_sequence(wavs, batch_first=True).to(cfg.device)
-        out_ = upstream(padded, lengths.to(cfg.device))
-        if len(out_.hidden_states) != num_layers:
-            raise RuntimeError(f"upstream {upstream.name} returned {len(out_.hidden_states)} layers but declares {num_layers}")
+        out_ = upstream(padded, lengths.to(cfg.device), max_layer=cfg.layer)
+        expected = num_layers if cfg.layer is None else cfg.layer + 1
+        if len(out_.hidden_states) != expected:
+            raise RuntimeError(f"upstream {upstream.name} returned {len(out_.hidden_states)} layers, expected {expected}")
         stack = torch.stack([out_.hidden_states[k] for k in layers], dim=2)  # [batch, frame, layer, dim]
         flens = out_.lengths.cpu().tolist()
         stack = stack.float().cpu()
@@ -158,7 +159,7 @@ def _add_long(writer: FeatureWriter, upstream, uid: str, wav: torch.Tensor, laye
     from audiossl.extract.run import forward_long
 
     with torch.inference_mode():
-        hidden = forward_long(upstream, wav.to(cfg.device), cfg.chunk_seconds, cfg.overlap_seconds)
+        hidden = forward_long(upstream, wav.to(cfg.device), cfg.chunk_seconds, cfg.overlap_seconds, max_layer=cfg.layer)
     feats = torch.stack([hidden[k] for k in layers], dim=1).float().cpu()  # [frame, layer, dim]
     feats = feats.reshape(feats.shape[0], -1)
     if cfg.pooled:

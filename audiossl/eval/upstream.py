@@ -61,6 +61,8 @@ class Upstream(nn.Module):
     name: str = "upstream"
     padding_invariant: bool = True
     chunkable: bool = True
+    early_exit: bool = False
+    """True when ``_forward`` takes ``max_layer`` and skips the layers above it."""
 
     def _wrap(self, model: nn.Module, *, name: str, sample_rate: int, frame_rate: float, num_layers: int, hidden_dim: int) -> None:
         """Hold ``model`` frozen in eval mode as ``self.model`` and set the describing attributes."""
@@ -80,16 +82,29 @@ class Upstream(nn.Module):
         """``[batch]`` samples → ``[batch]`` frames (host loop; not used inside model forward)."""
         return torch.tensor([self.num_frames(int(n)) for n in lengths.tolist()], dtype=torch.long)
 
-    def forward(self, wavs: torch.Tensor, lengths: torch.Tensor | None = None) -> UpstreamOutput:
-        """``wavs [batch, sample]`` (zero padded), ``lengths [batch]`` → :class:`UpstreamOutput`."""
+    def forward(self, wavs: torch.Tensor, lengths: torch.Tensor | None = None, *, max_layer: int | None = None) -> UpstreamOutput:
+        """``wavs [batch, sample]`` (zero padded), ``lengths [batch]`` → :class:`UpstreamOutput`.
+
+        ``max_layer``: return only ``hidden_states[: max_layer + 1]``; upstreams with
+        ``early_exit`` do not compute the layers above it (HuBERT Base up to layer 6: half the
+        transformer). The states returned equal those of a full pass.
+        """
         if wavs.dim() == 1:
             wavs = wavs.unsqueeze(0)
         if wavs.dim() != 2:
             raise ValueError(f"{self.name}: expected wavs [batch, sample], got shape {tuple(wavs.shape)}")
         if lengths is None:
             lengths = torch.full((wavs.shape[0],), wavs.shape[1], dtype=torch.long, device=wavs.device)
+        if max_layer is not None and not 0 <= max_layer < self.num_layers:
+            raise ValueError(f"{self.name}: max_layer {max_layer} out of range 0..{self.num_layers - 1}")
+        if max_layer == self.num_layers - 1:
+            max_layer = None
         with torch.no_grad():
+            if max_layer is not None and self.early_exit:
+                return self._forward(wavs.float(), lengths.to(wavs.device).long(), max_layer=max_layer)
             out = self._forward(wavs.float(), lengths.to(wavs.device).long())
+        if max_layer is not None:
+            out = UpstreamOutput(out.hidden_states[: max_layer + 1], out.lengths)
         return out
 
     def extra_repr(self) -> str:
@@ -112,6 +127,8 @@ def normalize_waveform(wavs: torch.Tensor, lengths: torch.Tensor, eps: float = 1
 class HubertUpstream(Upstream):
     """Our :class:`audiossl.models.hubert.HubertModel` (the encoder) as an upstream."""
 
+    early_exit = True
+
     def __init__(self, model: nn.Module, name: str = "hubert", normalize: bool = False) -> None:
         super().__init__()
         cfg = model.cfg
@@ -126,13 +143,13 @@ class HubertUpstream(Upstream):
     def frame_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
         return self.model.frame_lengths(lengths)
 
-    def _forward(self, wavs: torch.Tensor, lengths: torch.Tensor) -> UpstreamOutput:
+    def _forward(self, wavs: torch.Tensor, lengths: torch.Tensor, max_layer: int | None = None) -> UpstreamOutput:
         if self.normalize:
             wavs = normalize_waveform(wavs, lengths)
         if self.num_frames(wavs.shape[1]) == 0:  # whole batch shorter than the receptive field
             empty = wavs.new_zeros(wavs.shape[0], 0, self.hidden_dim)
-            return UpstreamOutput([empty] * self.num_layers, self.frame_lengths(lengths))
-        out = self.model(wavs, None if bool((lengths == wavs.shape[1]).all()) else lengths)
+            return UpstreamOutput([empty] * (self.num_layers if max_layer is None else max_layer + 1), self.frame_lengths(lengths))
+        out = self.model(wavs, None if bool((lengths == wavs.shape[1]).all()) else lengths, output_layers=max_layer)
         return UpstreamOutput(hidden_states=list(out.hidden_states), lengths=out.lengths)
 
 

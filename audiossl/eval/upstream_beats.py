@@ -19,6 +19,8 @@ from audiossl.eval.upstream import Upstream, UpstreamOutput
 class BeatsUpstream(Upstream):
     """``hidden_states``: ``encoder_layers + 1`` tensors ``[B, T, D]`` ([0] = input of layer 1)."""
 
+    early_exit = True
+
     def __init__(self, model: nn.Module, name: str = "beats") -> None:
         super().__init__()
         cfg = model.cfg
@@ -32,13 +34,13 @@ class BeatsUpstream(Upstream):
     def frame_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
         return self.model.frame_lengths(lengths)
 
-    def _forward(self, wavs: torch.Tensor, lengths: torch.Tensor) -> UpstreamOutput:
+    def _forward(self, wavs: torch.Tensor, lengths: torch.Tensor, max_layer: int | None = None) -> UpstreamOutput:
         batch = wavs.shape[0]
         steps = self.num_frames(wavs.shape[1])
         if steps == 0:  # whole batch shorter than one patch
             empty = wavs.new_zeros(batch, 0, self.hidden_dim)
-            return UpstreamOutput([empty] * self.num_layers, self.frame_lengths(lengths))
-        out = self.model(wavs, None if bool((lengths == wavs.shape[1]).all()) else lengths)
+            return UpstreamOutput([empty] * (self.num_layers if max_layer is None else max_layer + 1), self.frame_lengths(lengths))
+        out = self.model(wavs, None if bool((lengths == wavs.shape[1]).all()) else lengths, output_layers=max_layer)
         f = self.model.cfg.num_codebooks
         hidden = [h.view(batch, steps, f, h.shape[-1]).mean(2) for h in out.hidden_states]
         return UpstreamOutput(hidden_states=hidden, lengths=out.lengths)

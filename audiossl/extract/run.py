@@ -177,10 +177,11 @@ def _receptive_field(up: Upstream) -> int:
     return lo
 
 
-def forward_long(up: Upstream, wav: torch.Tensor, chunk_seconds: float, overlap_seconds: float) -> list[torch.Tensor]:
+def forward_long(up: Upstream, wav: torch.Tensor, chunk_seconds: float, overlap_seconds: float,
+                 max_layer: int | None = None) -> list[torch.Tensor]:
     """One utterance ``[sample]`` in overlapping chunks → per-layer ``[frame, dim]`` with exactly
     ``up.num_frames(len(wav))`` frames (see module docstring). The context on each side is capped at
-    a quarter of ``chunk_seconds``."""
+    a quarter of ``chunk_seconds``. ``max_layer``: only layers ``0..max_layer`` (see :meth:`Upstream.forward`)."""
     n_samples = wav.shape[0]
     total = up.num_frames(n_samples)
     hop = round(up.sample_rate / up.frame_rate)
@@ -197,11 +198,11 @@ def forward_long(up: Upstream, wav: torch.Tensor, chunk_seconds: float, overlap_
         a_frame = max(0, f0 - ctx)
         a, b = a_frame * hop, min(n_samples, (f1 - 1 + ctx) * hop + rf)
         chunk = wav[a:b][None]
-        out = up(chunk, torch.tensor([b - a], device=wav.device))
+        out = up(chunk, torch.tensor([b - a], device=wav.device), max_layer=max_layer)
         pieces.append([h[0, f0 - a_frame : f1 - a_frame] for h in out.hidden_states])
     if not pieces:
         empty = wav.new_zeros(0, up.hidden_dim)
-        return [empty] * up.num_layers
+        return [empty] * (up.num_layers if max_layer is None else max_layer + 1)
     return [torch.cat([p[layer] for p in pieces], dim=0) for layer in range(len(pieces[0]))]
 
 
@@ -284,6 +285,8 @@ def extract(upstream: Upstream | str, inputs: str | Path | list[tuple[str, str]]
         raise ValueError(f"--dtype {cfg.dtype!r}: choose one of {sorted(dtypes)}")
     up = load_upstream(upstream, device=cfg.device) if isinstance(upstream, str) else upstream.to(cfg.device).eval()
     layers = parse_layers(cfg.layers, up.num_layers)
+    # explicit layers need no pass through the layers above the deepest one
+    max_layer = max(layers) if isinstance(layers, list) else None
     pairs = list_inputs(inputs) if not isinstance(inputs, list) else inputs
     sink = Sink(out, cfg.format)
     if cfg.format == "ark" and cfg.pool == "none" and not (isinstance(layers, torch.Tensor) or (layers and len(layers) == 1)):
@@ -357,11 +360,11 @@ def extract(upstream: Upstream | str, inputs: str | Path | list[tuple[str, str]]
                 t0 = time.perf_counter()
                 with torch.autocast(dev.type, dtype=dtypes[cfg.dtype], enabled=autocast):
                     if chunk and len(wavs) == 1 and wavs[0].shape[0] > chunk:
-                        hidden = [forward_long(up, wavs[0].to(dev), cfg.chunk_seconds, cfg.overlap_seconds)]
+                        hidden = [forward_long(up, wavs[0].to(dev), cfg.chunk_seconds, cfg.overlap_seconds, max_layer)]
                     else:
                         lengths = torch.tensor([w.shape[0] for w in wavs])
                         padded = torch.nn.utils.rnn.pad_sequence(wavs, batch_first=True).to(dev)
-                        res = up(padded, lengths.to(dev))
+                        res = up(padded, lengths.to(dev), max_layer=max_layer)
                         frames = res.lengths.tolist()
                         hidden = [[h[i, : frames[i]] for h in res.hidden_states] for i in range(len(ok))]
                 arrays = [_select(hs, layers, cfg.pool).float().cpu().numpy().astype(store_dtype) for hs in hidden]
