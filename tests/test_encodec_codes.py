@@ -65,7 +65,7 @@ def test_cli_label_encodec_writes_codes_that_read_back(model_dir, tmp_path, caps
     save_audio(tmp_path / "b.wav", (0.1 * rng.standard_normal(36000)).astype(np.float32), 24000)
     (tmp_path / "c.wav").write_bytes(b"")
     write_manifest(Manifest(tmp_path, [Row("a.wav", 16000), Row("b.wav", 36000), Row("c.wav", 1)]), tmp_path / "train.tsv")
-    rc = main(["tokenizer", "label", "encodec", "--model-dir", str(model_dir), "--manifest", str(tmp_path / "train.tsv")])
+    rc = main(["tokenizer", "label", "encodec", str(model_dir), str(tmp_path / "train.tsv")])
     out = capsys.readouterr().out
     assert rc == 0, out
     assert "c.wav: empty" in out and "skipped 1 unreadable file(s)" in out

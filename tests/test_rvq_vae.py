@@ -141,7 +141,7 @@ def test_cli_help_lists_every_option_with_help(capsys):
         with pytest.raises(SystemExit):
             p.parse_args(["--help"])
     text = capsys.readouterr().out
-    assert "--student-frame-rate" in text and "--model-dir" in text and "--checkpoint" in text
+    assert "--student-frame-rate" in text and "model_dir" in text and "checkpoint" in text
 
 
 def test_cli_label_writes_checked_codes_and_reports_bad_audio(trained, demo, tmp_path, capsys):
@@ -159,7 +159,7 @@ def test_cli_label_writes_checked_codes_and_reports_bad_audio(trained, demo, tmp
     tsv = tmp_path / "valid.tsv"
     Row = type(m.rows[0])
     write_manifest(Manifest(demo, m.rows + [Row(str(at16k), 16000), Row(str(bad), 100)]), tsv)
-    args = _parser("label", "rvq").parse_args(["--checkpoint", str(trained[0] / "checkpoint"), "--manifest", str(tsv), "--batch-size", "3", "--chunk-seconds", "1"])
+    args = _parser("label", "rvq").parse_args([str(trained[0] / "checkpoint"), str(tsv), "--batch-size", "3", "--chunk-seconds", "1"])
     assert run_label(args) == 0
     printed = capsys.readouterr().out
     assert f"{bad}: unreadable" in printed and "skipped 1 unreadable file(s)" in printed
@@ -169,7 +169,7 @@ def test_cli_label_writes_checked_codes_and_reports_bad_audio(trained, demo, tmp
     assert codes[0].shape == (int(m.rows[0].num_samples / 320 + 0.5), 8)  # the demo music is at 24 kHz
     assert codes[-2].shape == (75, 8)  # 1 s at 16 kHz, resampled to 24 kHz: 75 frames
     # a 50 Hz student refuses these codes before anything is computed
-    args = _parser("label", "rvq").parse_args(["--checkpoint", str(trained[0] / "checkpoint"), "--manifest", str(tsv), "--out", str(tmp_path / "x.rvq"), "--student-frame-rate", "50"])
+    args = _parser("label", "rvq").parse_args([str(trained[0] / "checkpoint"), str(tsv), "--out", str(tmp_path / "x.rvq"), "--student-frame-rate", "50"])
     assert run_label(args) == 2
     assert "75 Hz but the student runs at 50 Hz" in capsys.readouterr().out and not (tmp_path / "x.rvq").exists()
 

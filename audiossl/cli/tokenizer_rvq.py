@@ -2,8 +2,8 @@
 
     audiossl tokenizer train rvq --config recipes/mert/rvq_tiny.yaml --manifest-dir data/demo/music/notes \\
         --train-split train --valid-split valid --out runs/rvq_tiny
-    audiossl tokenizer label rvq --checkpoint runs/rvq_tiny/checkpoint --manifest data/demo/music/notes/train.tsv
-    audiossl tokenizer label encodec --model-dir models/encodec_24khz --manifest data/music/train.tsv
+    audiossl tokenizer label rvq runs/rvq_tiny/checkpoint data/demo/music/notes/train.tsv
+    audiossl tokenizer label encodec models/encodec_24khz data/music/train.tsv
 
 Training runs the shared fairseq2 trainer on audio alone (``--labels none``): rerunning resumes.
 Labelling resamples to the tokenizer's rate, writes ``<split>.<ext>`` (``[frames, 8]`` codes per
@@ -55,11 +55,11 @@ def run_train(args: argparse.Namespace) -> int:
 
 def add_label_arguments(p: argparse.ArgumentParser, kind: str) -> None:
     if kind == "rvq":
-        p.add_argument("--checkpoint", type=Path, required=True, help="trained RVQ-VAE checkpoint dir (RUN/checkpoint of `tokenizer train rvq`)")
+        p.add_argument("checkpoint", type=Path, help="trained RVQ-VAE checkpoint dir (RUN/checkpoint of `tokenizer train rvq`)")
     else:
-        p.add_argument("--model-dir", type=Path, required=True, help="local transformers EncodecModel directory (config.json + model.safetensors); the hub is never contacted")
+        p.add_argument("model_dir", type=Path, help="local transformers EncodecModel directory (config.json + model.safetensors); the hub is never contacted")
         p.add_argument("--bandwidth", type=float, default=6.0, help="EnCodec bandwidth in kbps (24 kHz: 6.0 → 8 codebooks)")
-    p.add_argument("--manifest", type=Path, required=True, help="manifest <split>.tsv to label")
+    p.add_argument("manifest", type=Path, help="manifest <split>.tsv to label")
     p.add_argument("--ext", default=kind, help="label extension: writes <split>.<ext> (+ .json) beside the manifest")
     p.add_argument("--out", type=Path, default=None, help="label file to write (default: <manifest dir>/<split>.<ext>)")
     p.add_argument("--batch-size", type=int, default=8, help="audio pieces per forward")

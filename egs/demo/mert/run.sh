@@ -51,7 +51,7 @@ fi
 
 if run_stage 3 "teacher codes for the student (8 × 75 Hz)"; then
   for split in train valid; do
-    audiossl tokenizer label rvq --checkpoint "$exp/rvq/checkpoint" --manifest "$data/$split.tsv" --ext rvq
+    audiossl tokenizer label rvq "$exp/rvq/checkpoint" "$data/$split.tsv" --ext rvq
   done
   stage_done 3
 fi

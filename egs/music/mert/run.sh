@@ -70,9 +70,9 @@ fi
 if run_stage 2 "teacher codes (8 × 75 Hz) for train and valid"; then
   for split in train valid; do
     if [ -n "$encodec_dir" ]; then
-      audiossl tokenizer label encodec --model-dir "$encodec_dir" --manifest "$data/$split.tsv" --ext codes --device "$device"
+      audiossl tokenizer label encodec "$encodec_dir" "$data/$split.tsv" --ext codes --device "$device"
     else
-      audiossl tokenizer label rvq --checkpoint "$exp/rvq/checkpoint" --manifest "$data/$split.tsv" --ext codes --device "$device"
+      audiossl tokenizer label rvq "$exp/rvq/checkpoint" "$data/$split.tsv" --ext codes --device "$device"
     fi
   done
   stage_done 2
