@@ -60,7 +60,7 @@ def demo(tmp_path_factory) -> Path:
     return make_demo(tmp_path_factory.mktemp("demo"))
 
 
-ALL = ["pr", "asr", "pf", "ks", "er", "sid", "asv", "instrument", "pitch", "key", "tagging", "esc50"]
+ALL = ["pr", "asr", "pf", "ks", "er", "sid", "asv", "instrument", "pitch", "key", "tagging", "audioset", "esc50"]
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +80,7 @@ def test_every_task_end_to_end(bench):
         assert len(r["layer_weights"]) == 3 and abs(sum(r["layer_weights"]) - 1) < 1e-5
     by = {(r["upstream"], r["task"]): r for r in records}
     assert set(by["fake", "asv"]["test"]) >= {"eer", "min_dcf"} and set(by["fake", "tagging"]["test"]) == {"auc", "ap"}
+    assert by["fake", "audioset"]["metric"] == "ap" and set(by["fake", "audioset"]["test"]) == {"auc", "ap"}
     assert set(by["fake", "asr"]["test"]) == {"wer", "cer"}
     assert len(by["fake", "esc50"]["folds"]) == 5
     # the layer weights were trained away from the zero-init uniform 1/3

@@ -112,6 +112,9 @@ def make_demo(root: Path, seed: int = 0) -> Path:
     _classes(root, "esc50", ev, {f"fold{k}": 2 for k in range(1, 6)}, rng)
     tags = {t: (lambda f: (lambda r: _tone(f, n, r)))(f) for t, f in [("guitar,rock", 300.0), ("piano", 900.0), ("piano,rock", 2000.0)]}
     _classes(root, "mtt", tags, splits, rng, ext="tags")
+    events = {t: (lambda f: (lambda r: _tone(f, n, r) + (0.3 * r.standard_normal(n).astype(np.float32) if "Rain" in t else 0)))(f)
+              for t, f in [("Dog,Bark", 700.0), ("Rain", 1200.0), ("Dog,Rain", 400.0)]}
+    _classes(root, "audioset", events, splits, rng, ext="tags")
     return root
 
 
@@ -122,7 +125,7 @@ def demo(tmp_path_factory) -> Path:
 
 def test_registry_specs_are_complete():
     for name, spec in TASKS.items():
-        assert spec.name == name and spec.metric in ("per", "wer", "eer", "acc", "key", "auc")
+        assert spec.name == name and spec.metric in ("per", "wer", "eer", "acc", "key", "auc", "ap")
         assert spec.folds or (spec.train and spec.test)
     assert get_task("asr").head.hidden == 1024 and get_task("asr").head.kind == "bilstm"
     assert get_task("pr").head.kind == "linear" and get_task("sid").head.kind == "pool_linear"
@@ -132,7 +135,7 @@ def test_registry_specs_are_complete():
 
 
 def test_demo_resolution_and_demo_defaults(demo):
-    assert set(available(demo)) >= {"pr", "asr", "pf", "ks", "er", "sid", "asv", "instrument", "pitch", "key", "esc50", "tagging"}
+    assert set(available(demo)) >= {"pr", "asr", "pf", "ks", "er", "sid", "asv", "instrument", "pitch", "key", "esc50", "tagging", "audioset"}
     assert "genre" not in available(demo) and "ic" not in available(demo)
     td = resolve(get_task("pr"), demo)
     assert td.splits["train"] == demo / "speech" / "train.tsv" and td.splits["dev"] == demo / "speech" / "valid.tsv"

@@ -26,6 +26,7 @@ METRICS: dict[str, tuple[bool, bool]] = {
     "acc": (True, False),
     "key": (True, False),
     "auc": (True, False),
+    "ap": (True, False),
 }
 
 
@@ -133,6 +134,10 @@ TASKS: dict[str, TaskSpec] = {
                  "multilabel", "tags", "auc", HeadConfig("pool_mlp", hidden=512),
                  _c(("mtt", "magnatagatune"), _TRAIN), _c(("mtt", "magnatagatune"), _DEV),
                  _c(("mtt", "magnatagatune"), _TEST), pooled=True, lr=1e-3, epochs=50, batch_frames=64),
+        TaskSpec("audioset", "audio event tagging (AudioSet .tags from `audiossl prepare audioset`): pooled + MLP, "
+                 "mAP (BEATs/HEAR AudioSet)", "multilabel", "tags", "ap", HeadConfig("pool_mlp", hidden=512),
+                 _c(("audioset",), _TRAIN + ("balanced_train",)), _c(("audioset",), _DEV),
+                 _c(("audioset",), _TEST + ("eval",)), pooled=True, lr=1e-3, epochs=50, batch_frames=64),
         TaskSpec("esc50", "sound events: pooled + MLP, 5-fold accuracy (train 3 folds, dev 1, test 1; ESC-50)",
                  "utt", "lbl", "acc", HeadConfig("pool_mlp", hidden=512),
                  folds=tuple(_c(("esc50", "esc-50"), (f"fold{k}",)) for k in range(1, 6)),
