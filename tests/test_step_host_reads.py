@@ -1,0 +1,60 @@
+"""No host reads inside a training step, checked on CPU (issue #8).
+
+A GPU step must not wait for the device: no ``.item()``, ``.tolist()``, ``bool(tensor)`` or
+data-dependent shapes. ``tests/test_gpu_sync.py`` checks that on CUDA with
+``set_sync_debug_mode("error")``; here every family's step (forward, loss, backward, gradient
+clipping, the guarded fused AdamW) runs under ``FakeTensorMode``, where each of those reads
+raises ``DataDependentOutputException`` / ``DynamicOutputShapeException``. So this catches the
+same mistakes on a machine without a GPU.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch._subclasses.fake_tensor import FakeTensorMode
+
+from audiossl.pretrain.families import get_family, num_codebooks
+from audiossl.pretrain.health import GuardedAdamW
+
+
+def _step(family: str, batch: int = 3, seconds: float = 1.5) -> torch.Tensor:
+    fam = get_family(family)
+    cfg = fam.CONFIGS["tiny"]()
+    model = fam.build_pretrain_model(cfg).train()
+    opt = GuardedAdamW(model.parameters(), lr=1e-4)
+    sr = int(cfg.sample_rate)
+    num_samples = int(seconds * sr)
+    wavs = torch.randn(batch, num_samples)
+    # per-item lengths made on the device, as the collater's are after .to(device): not constants
+    lengths = num_samples - torch.randint(0, num_samples // 3, (batch,))
+    if getattr(fam, "METRICS", None) is not None and "masked_acc" not in fam.METRICS:
+        targets = torch.zeros(batch, 0, dtype=torch.long)  # audio-only (tokenizer) families
+    else:
+        t = model.encoder.num_frames(num_samples)
+        c = num_codebooks(fam, cfg)
+        targets = torch.randint(0, cfg.num_classes, (batch, t) if c == 1 else (batch, t, c))
+    out = model(wavs, lengths, targets)
+    out.loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    return out.loss
+
+
+@pytest.mark.parametrize("family", ["hubert", "mert", "rvq"])
+def test_training_step_reads_nothing_back_to_the_host(family):
+    torch.manual_seed(0)
+    with FakeTensorMode():
+        loss = _step(family)
+    assert loss.shape == ()
+
+
+def test_the_check_catches_a_host_read():
+    """A control: the same harness fails on a step that calls ``.item()``."""
+    from torch._subclasses.fake_tensor import DataDependentOutputException
+
+    with FakeTensorMode(), pytest.raises(DataDependentOutputException):
+        x = torch.randn(4, requires_grad=True)
+        if x.sum().item() > 0:  # the kind of line that stalls a GPU step
+            x.sum().backward()
