@@ -58,3 +58,35 @@ def test_the_check_catches_a_host_read():
         x = torch.randn(4, requires_grad=True)
         if x.sum().item() > 0:  # the kind of line that stalls a GPU step
             x.sum().backward()
+
+
+def test_beats_training_step_reads_nothing_back_to_the_host(monkeypatch):
+    """BEATs' fbank has an eager-CPU fast path that reads (CPU) lengths; GPUs and compiled steps
+    take the batched path, which is the one checked here."""
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    torch.manual_seed(0)
+    with FakeTensorMode():
+        loss = _step("beats", seconds=2.0)
+    assert loss.shape == ()
+
+
+def test_beats_tokenizer_step_with_its_teacher_reads_nothing_back(monkeypatch):
+    """The distillation step runs the frozen teacher upstream inside the step; after the one-off
+    k-means initialisation of the codebook (first step, documented), nothing is read back."""
+    from audiossl.eval.upstream import HubertUpstream
+    from audiossl.models.hubert import HubertModel, hubert_tiny
+    from audiossl.tokenizers.beats_tokenizer import BeatsTokenizer, beats_tokenizer_tiny
+
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)  # the device path; see the BEATs test
+    torch.manual_seed(0)
+    with FakeTensorMode():
+        model = BeatsTokenizer(beats_tokenizer_tiny(teacher="in-memory", teacher_dim=128)).train()
+        model._teacher.append(HubertUpstream(HubertModel(hubert_tiny())))
+        model.quantizer._initialised = True  # as after the first step
+        opt = GuardedAdamW(model.parameters(), lr=1e-4)
+        wavs = torch.randn(3, 32000)
+        lengths = 32000 - torch.randint(0, 8000, (3,))
+        out = model(wavs, lengths)
+        out.loss.backward()
+        opt.step()
+    assert out.loss.shape == ()

@@ -114,6 +114,18 @@ class Upstream(nn.Module):
         )
 
 
+def unpadded(wavs: torch.Tensor, lengths: torch.Tensor) -> bool:
+    """True when no item of the batch is padded, so a model may take its mask-free path.
+
+    Decided only from host tensors: on a GPU, or while compiling, the answer is False (the masked
+    path gives the same values), so an upstream called inside a training step, as a tokenizer's
+    teacher is, never waits for the device.
+    """
+    if lengths.device.type != "cpu" or torch.compiler.is_compiling():
+        return False
+    return bool((lengths == wavs.shape[1]).all())
+
+
 def normalize_waveform(wavs: torch.Tensor, lengths: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     """Zero mean / unit variance per utterance over its valid samples only (fairseq ``normalize``,
     HF ``do_normalize``); padding stays zero. ``[batch, sample]`` → ``[batch, sample]``."""
@@ -149,7 +161,7 @@ class HubertUpstream(Upstream):
         if self.num_frames(wavs.shape[1]) == 0:  # whole batch shorter than the receptive field
             empty = wavs.new_zeros(wavs.shape[0], 0, self.hidden_dim)
             return UpstreamOutput([empty] * (self.num_layers if max_layer is None else max_layer + 1), self.frame_lengths(lengths))
-        out = self.model(wavs, None if bool((lengths == wavs.shape[1]).all()) else lengths, output_layers=max_layer)
+        out = self.model(wavs, None if unpadded(wavs, lengths) else lengths, output_layers=max_layer)
         return UpstreamOutput(hidden_states=list(out.hidden_states), lengths=out.lengths)
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from audiossl.eval.upstream import Upstream, UpstreamOutput
+from audiossl.eval.upstream import Upstream, UpstreamOutput, unpadded
 
 
 class BeatsUpstream(Upstream):
@@ -40,7 +40,7 @@ class BeatsUpstream(Upstream):
         if steps == 0:  # whole batch shorter than one patch
             empty = wavs.new_zeros(batch, 0, self.hidden_dim)
             return UpstreamOutput([empty] * (self.num_layers if max_layer is None else max_layer + 1), self.frame_lengths(lengths))
-        out = self.model(wavs, None if bool((lengths == wavs.shape[1]).all()) else lengths, output_layers=max_layer)
+        out = self.model(wavs, None if unpadded(wavs, lengths) else lengths, output_layers=max_layer)
         f = self.model.cfg.num_codebooks
         hidden = [h.view(batch, steps, f, h.shape[-1]).mean(2) for h in out.hidden_states]
         return UpstreamOutput(hidden_states=hidden, lengths=out.lengths)

@@ -341,10 +341,8 @@ class BeatsModel(nn.Module):
             need = (self.cfg.input_patch_size - 1) * SHIFT + 400
             raise ValueError(f"input has {num_samples} samples, fewer than the {need} samples ({1000 * need / SAMPLE_RATE:.0f} ms) "
                              f"one {self.cfg.input_patch_size}-frame patch needs; drop or pad such utterances")
-        fbank, _ = beats_fbank(wavs, lengths)
+        fbank, _ = beats_fbank(wavs, lengths)  # [B, num_fbank_frames(S), 128]: at least need_frames
         need_frames = steps * self.cfg.input_patch_size
-        if fbank.shape[1] < need_frames:  # every item shorter than the padded batch
-            fbank = F.pad(fbank, (0, 0, 0, need_frames - fbank.shape[1]))
         x = self.patch_embedding(fbank[:, None, :need_frames].to(self.patch_embedding.weight.dtype))  # [B, E, T, F]
         x = self.layer_norm(x.flatten(2).transpose(1, 2))  # [B, T*F, E], time-major
         f = self.cfg.num_codebooks
