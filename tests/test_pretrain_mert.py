@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 import torch
 
+from tests.golden import RTOL, golden_threads
 from audiossl.audio.io import save_audio
 from audiossl.data.frame_labels import LabelInfo, write_frame_labels
 from audiossl.data.manifest import Manifest, Row, write_manifest
 
 SR = 24000
 CODEBOOKS, CLASSES = 8, 1024
-# Recorded from this test's run (CPU, fp32, 1 thread, seed 0); a change means training changed.
+# Recorded from this test's run (CPU, fp32, seed 0; see tests/golden.py); a change means training changed.
 GOLDEN = [9.54001490275065, 9.238083839416504, 9.378620147705078, 8.177978515625]
 
 
@@ -71,12 +72,8 @@ def _train(corpus: Path, out: Path, labels: str = "rvq", **over):
 
     from audiossl.pretrain.trainer import RunPaths, run_pretraining
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # bitwise-reproducible CPU kernels
-    try:
+    with golden_threads():
         return run_pretraining(_cfg(**over), RunPaths(corpus, "train", labels, out), gangs=create_fake_gangs(Device("cpu")))
-    finally:
-        torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +82,7 @@ def full_run(corpus, tmp_path_factory):
     return out, _train(corpus, out)
 
 
+@pytest.mark.golden
 def test_four_step_loss_trace_is_pinned(full_run):
     out, result = full_run
     rows = [json.loads(line) for line in (out / "metrics" / "train.jsonl").read_text().splitlines()]
@@ -92,7 +90,7 @@ def test_four_step_loss_trace_is_pinned(full_run):
     trace = [r["Loss"] for r in rows]
     print("loss trace", trace)
     assert all(np.isfinite(trace))
-    assert trace == pytest.approx(GOLDEN, rel=1e-5)
+    assert trace == pytest.approx(GOLDEN, rel=RTOL)
     # the CQT term is logged under its display name, and the loss decomposes into CE + CQT (+ tiny penalty)
     for r in rows:
         assert 0 < r["CQT MSE"] < 10 and r["Masked CE"] > 6.0  # ~ln(1024) = 6.93 at the start

@@ -5,6 +5,9 @@
 * Inputs and codes are l2-normalised; the nearest code is found with ``‖x‖² + ‖c‖² − 2 x·c``, one
   matmul per chunk (:func:`audiossl.tokenizers.kmeans.assign`), never a ``[N, K, D]`` broadcast.
 * The first training batch initialises the codebook with spherical k-means on its vectors.
+* No two codes are ever identical (:func:`distinct_seeds`, jittered restarts): with two equal codes
+  the nearest one is decided by the matmul kernel's rounding, so the trained codebook, and every
+  loss after it, would depend on the CPU/GPU the run used (AVX2 and AVX-512 kernels disagree).
 * EMA update (van den Oord et al. 2017, Laplace-smoothed counts), done in fp32 with autocast off,
   so bf16 training leaves the statistics exact; summed over data-parallel ranks when
   ``torch.distributed`` is initialised.
@@ -69,18 +72,39 @@ def l2norm(x: Tensor) -> Tensor:
     return F.normalize(x, p=2.0, dim=-1, eps=1e-6)
 
 
+JITTER = 0.1
+"""Norm of the random offset that separates a code from its copies (unit vectors: cosine ≈ 0.995)."""
+
+
+def jitter(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """Unit rows ``x [n, dim]`` moved by a random offset of norm ≈ :data:`JITTER`, re-normalised."""
+    noise = torch.randn(x.shape, generator=generator, device="cpu" if generator is not None else x.device).to(x.device)
+    return l2norm(x + JITTER / x.shape[-1] ** 0.5 * noise)
+
+
+def distinct_seeds(x: Tensor, k: int, generator: torch.Generator | None = None) -> Tensor:
+    """``k`` pairwise-distinct seeds ``[k, dim]`` from unit rows ``x [n, dim]``.
+
+    The distinct rows of ``x`` in random order come first; when there are fewer than ``k`` of them
+    (a small first batch, or digital silence repeating one vector), the rest are jittered copies of
+    random distinct rows. Sampling with replacement instead (BEATs' ``sample_vectors``) gives equal
+    seeds, which tie in every nearest-code search.
+    """
+    u = torch.unique(x, dim=0)  # one-off host sync (initialisation only)
+    u = u[torch.randperm(u.shape[0], generator=generator, device="cpu").to(x.device)]
+    if u.shape[0] >= k:
+        return u[:k].clone()
+    extra = torch.randint(0, u.shape[0], (k - u.shape[0],), generator=generator, device="cpu").to(x.device)
+    return torch.cat([u, jitter(u[extra], generator)])
+
+
 def spherical_kmeans(x: Tensor, k: int, iters: int, generator: torch.Generator | None = None, chunk_size: int = 16384) -> Tensor:
     """Cosine k-means on unit vectors ``x [n, dim]`` → unit centroids ``[k, dim]`` (fp32).
 
-    Starts from ``k`` random rows (with replacement when ``n < k``); empty clusters keep their centre.
+    Starts from :func:`distinct_seeds`; empty clusters keep their centre.
     """
     x = l2norm(x.float())
-    n = x.shape[0]
-    if n >= k:
-        idx = torch.randperm(n, generator=generator, device="cpu")[:k].to(x.device)
-    else:
-        idx = torch.randint(0, n, (k,), generator=generator, device="cpu").to(x.device)
-    c = x[idx].clone()
+    c = distinct_seeds(x, k, generator)
     for _ in range(iters):
         labels, _ = assign(x, c, chunk_size)
         sums = torch.zeros_like(c).index_add_(0, labels, x)
@@ -202,7 +226,7 @@ class EMAVectorQuantizer(nn.Module):
         dead = self.ema_count < self.cfg.dead_code_threshold * self.ema_count.mean()
         weights = valid + 1e-12  # multinomial needs a non-zero total even for an all-padding batch
         pick = torch.multinomial(weights, self.cfg.num_codes, replacement=True, generator=None)
-        repl = flat[pick]
+        repl = jitter(flat[pick])  # two dead codes may pick the same vector: keep them apart
         import torch.distributed as dist
 
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
