@@ -98,7 +98,7 @@ def test_dead_code_restart_moves_unused_codes_onto_batch_vectors():
         vq.codebook[5] = -l2norm(x[:1])[0]  # points away from every input: never chosen
     vq(x)
     data = l2norm(x)
-    assert (data @ vq.codebook[5]).max() > 0.95, "the dead code was not moved onto a batch vector (up to its jitter)"
+    assert (data @ vq.codebook[5]).max() > 0.999, "the dead code was not moved onto a batch vector"
     assert float(vq.ema_count[5]) > 0.2 * float(vq.ema_count.mean())
 
 
@@ -169,8 +169,8 @@ def test_codes_are_never_equal_so_no_nearest_code_search_ties():
     silence = torch.cat([x, x[:1].repeat(20, 1)])  # one vector repeated, as digital silence gives
     for data in (x, silence):
         c = distinct_seeds(data, 12, torch.Generator().manual_seed(0))
-        assert c.shape == (12, 16) and _min_gap(c) > 1e-3
-        assert _min_gap(spherical_kmeans(data, 12, 3, torch.Generator().manual_seed(0))) > 1e-3
+        assert c.shape == (12, 16) and _min_gap(c) > 1e-4
+        assert _min_gap(spherical_kmeans(data, 12, 3, torch.Generator().manual_seed(0))) > 1e-4
     first = distinct_seeds(silence, 5, torch.Generator().manual_seed(0))  # enough distinct rows: no jitter
     assert all(bool((torch.cdist(row[None], x) < 1e-6).any()) for row in first)
 
@@ -181,4 +181,4 @@ def test_restarted_codes_are_distinct_even_when_many_die_at_once():
     vq = EMAVectorQuantizer(VQConfig(num_codes=32, dim=8, decay=0.5, dead_code_threshold=0.5, kmeans_iters=2)).train()
     for _ in range(3):
         vq(x)
-        assert _min_gap(vq.codebook) > 1e-3
+        assert _min_gap(vq.codebook) > 1e-4

@@ -13,6 +13,10 @@ Everything in ``forward`` stays on the device (no ``.item()``, no data-dependent
 branches), and it runs in float32 even under bf16/fp16 autocast (distances and EMA sums lose
 too much in half precision). Under ``torch.distributed`` the EMA statistics are all-reduced and
 initialisation/restarts are broadcast from rank 0, so every rank holds the same codebooks.
+
+Seeds and restarted codes drawn from the batch get a small random offset (:func:`spread`): drawn
+with replacement, two codes can land on one vector, and equal codes tie in every nearest-code
+search, which the matmul kernel's rounding then decides (AVX2 and AVX-512 CPUs disagree).
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from audiossl.tokenizers.vq import JITTER
 
 
 @dataclass
@@ -67,14 +73,23 @@ def _distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
+def spread(rows: Tensor, x: Tensor, w: Tensor) -> Tensor:
+    """``rows [k, dim]`` drawn from ``x [N, dim]`` (weights ``w [N]``), each moved by a random offset of
+    :data:`JITTER` × the batch's per-dimension standard deviation, so copies of one vector differ."""
+    n = w.sum().clamp_min(1.0)
+    mean = (x * w[:, None]).sum(0) / n
+    std = (((x - mean) ** 2 * w[:, None]).sum() / (n * x.shape[-1])).sqrt()
+    return rows + JITTER * std * torch.randn_like(rows)
+
+
 def _kmeans(x: Tensor, w: Tensor, k: int, iters: int) -> tuple[Tensor, Tensor]:
     """Weighted k-means of ``x [N, D]`` (weights ``w [N]``, 0 = padding) → ``(centroids [k, D], counts [k])``.
 
-    Seeds are drawn from the valid vectors with replacement (so ``N < k`` works); an empty
-    cluster keeps its seed.
+    Seeds are drawn from the valid vectors with replacement (so ``N < k`` works) and :func:`spread`
+    apart; an empty cluster keeps its seed.
     """
     seeds = torch.multinomial(w + 1e-12 * (w.sum() == 0), k, replacement=True)
-    c = x[seeds].clone()
+    c = spread(x[seeds], x, w)
     counts = torch.zeros(k, device=x.device)
     for _ in range(max(iters, 1)):
         codes = torch.cdist(x, c).argmin(-1)
@@ -144,7 +159,7 @@ class EMAQuantizer(nn.Module):
         dead = self.cluster_size < self.dead_threshold
         usage = 1.0 - dead.float().mean()
         p = w * (err + 1e-6 * err.mean() + 1e-12)
-        fresh = x[torch.multinomial(p, self.codebook_size, replacement=True)]
+        fresh = spread(x[torch.multinomial(p, self.codebook_size, replacement=True)], x, w)
         if _distributed():
             dist.broadcast(fresh, 0)
         self.codebook.copy_(torch.where(dead[:, None], fresh, self.codebook))
