@@ -109,4 +109,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     # Each skipped file was already logged with its reason by the preparer.
     print(result.summary())
-    return 0
+    from audiossl.cli.status import produced_or_fail
+
+    rows = sum(result.counts.values())
+    return produced_or_fail(f"prepare {args.corpus}", rows, rows + len(result.skipped), "audio files")
