@@ -27,7 +27,7 @@ SCHEMES: dict[str, Scheme] = {
                      "an audiossl checkpoint directory of any family (HuBERT, BEATs, MERT)"),
     "hf": Scheme("hf:<dir>", "audiossl.interop.hf:load_hf_upstream",
                  "a local transformers HuBERT / wav2vec 2.0 / WavLM / data2vec-audio directory"),
-    "fairseq": Scheme("fairseq:<file>", "audiossl.interop.fairseq_ckpt:load_fairseq_upstream",
+    "fairseq": Scheme("fairseq:<file>", "audiossl.interop.fairseq_upstream:load_any_fairseq_upstream",
                       "a fairseq .pt: HuBERT, wav2vec 2.0, WavLM (unilm/s3prl layout), data2vec-audio; no code unpickled"),
     "s3prl": Scheme("s3prl:<name>[:<local ckpt>]", "audiossl.interop.s3prl_upstream:load_s3prl_upstream",
                     "any s3prl upstream that runs from local files, e.g. s3prl:hubert_local:/path/to/hubert.pt"),
