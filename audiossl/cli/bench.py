@@ -16,6 +16,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from audiossl.eval.upstream_specs import spec_help
+
 HELP = "SUPERB-style evaluation: frozen upstream, weighted layers, task heads"
 
 
@@ -28,7 +30,7 @@ def _floats(s: str) -> tuple[float, ...]:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("upstreams", nargs="+", metavar="UPSTREAM",
-                   help="checkpoint dir | hf:<dir> | fairseq:<file> | fbank | mfcc (fbank is always added)")
+                   help=f"upstream spec: {spec_help()} (fbank is always added)")
     p.add_argument("--tasks", default=None,
                    help="comma-separated task names (e.g. pr,ks,sid); default: every task whose data is under --data")
     p.add_argument("--data", type=Path, required=True, help="demo corpus dir (`audiossl synth`) or prepared corpora root")
@@ -58,7 +60,10 @@ def run(args: argparse.Namespace) -> int:
     except (BenchError, LabelError, ManifestError) as e:
         print(f"audiossl bench: {e}")
         return 2
-    print((args.out / "results.md").read_text())
+    from audiossl.cli.status import produced_or_fail
+
+    if (args.out / "results.md").is_file():
+        print((args.out / "results.md").read_text())
     skipped = sum(r["skipped_files"] for r in records)
     print(f"{len(records)} (upstream, task) results in {args.out}; {skipped} bad audio files skipped")
-    return 0
+    return produced_or_fail("bench", len(records), len(records), "(upstream, task) results")

@@ -1,19 +1,27 @@
-"""Extract the hidden states of any upstream (audiossl checkpoint, hf:<dir>, fairseq:<file>, fbank,
-mfcc) for a file, directory, Kaldi wav.scp or manifest into OUT as npy / HDF5 / Kaldi ark, with an
+"""Extract the hidden states of any upstream (specs listed below) for a file, directory, Kaldi
+wav.scp or manifest into OUT as npy / HDF5 / Kaldi ark, with an
 index.tsv (id, shape, frame rate). Batches by total duration, longest first; long files go in
 overlapping chunks stitched to the single-pass frame count; a rerun skips finished utterances; bad
-files are reported and skipped, with a final count."""
+files are reported and skipped, with a final count. Exit status: 0 when anything was written (or
+was already there), 1 when every input was skipped or none was found, 2 on bad arguments.
+
+upstream specs:
+{specs}
+"""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+from audiossl.eval.upstream_specs import spec_help, spec_help_long
+
 HELP = "extract hidden states of any upstream to npy / hdf5 / ark"
+__doc__ = __doc__.format(specs=spec_help_long())
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("upstream", help="audiossl checkpoint dir | hf:<dir> | fairseq:<file> | fbank | mfcc")
+    p.add_argument("upstream", help=spec_help())
     p.add_argument("input", help="audio file, directory, Kaldi wav.scp, or manifest .tsv")
     p.add_argument("out", type=Path, help="output directory (index.tsv + arrays)")
     p.add_argument("--layers", default="all", help="all | N | N,M | weighted:<featurizer .json/.safetensors>")
@@ -47,4 +55,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"skipped {path}: {reason}")
     print(f"extract: {report.summary()} → {args.out}")
     print(f"extract: {report.timing()}")
-    return 0
+    from audiossl.cli.status import produced_or_fail
+
+    total = report.written + report.already_done + len(report.skipped or [])
+    return produced_or_fail("extract", report.written + report.already_done, total, "audio files")

@@ -77,4 +77,6 @@ def run(args: argparse.Namespace) -> int:
     for s in summary.skipped:
         print(s)
     print(f"{summary.num_rows} rows: {summary.summary()}")
-    return 0
+    from audiossl.cli.status import produced_or_fail
+
+    return produced_or_fail("features", summary.computed + summary.reused, summary.num_rows, "manifest rows")

@@ -143,7 +143,9 @@ def _label(args: argparse.Namespace) -> int:
         d = write_fairseq_dict(Path(args.labels).parent / f"dict.{ext}.txt", km.k)
         msg += f", {d}"
     print(msg)
-    return 0
+    from audiossl.cli.status import produced_or_fail
+
+    return produced_or_fail("kmeans label", len(labels), len(labels), "utterances")
 
 
 def _quality(args: argparse.Namespace) -> int:

@@ -24,6 +24,7 @@ VERBS: dict[str, tuple[str | None, str]] = {
     "pretrain": ("audiossl.cli.pretrain", "pretrain HuBERT / BEATs / MERT on fairseq2's trainer [issue #3]"),
     "extract": ("audiossl.cli.extract", "extract hidden states of any upstream to npy / hdf5 / ark"),
     "export": ("audiossl.cli.export", "export a checkpoint to HF transformers or fairseq format"),
+    "export-manifest": ("audiossl.cli.export_manifest", "export a manifest to another toolkit's format (lhotse CutSet)"),
     "bench": ("audiossl.cli.bench", "SUPERB-style evaluation: frozen upstream, weighted layers, task heads"),
 }
 

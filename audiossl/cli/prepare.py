@@ -24,6 +24,7 @@ TITLES = {
     "nsynth": "NSynth: train/valid/test with .lbl (family), .pitch, .source",
     "dir": "a directory of audio files (recursive), no labels",
     "wav.scp": "a Kaldi data dir: wav.scp (+ text, utt2spk) → .ids .wrd .spk",
+    "lhotse": "a lhotse CutSet (cuts.jsonl.gz) → .ids .wrd .ltr .spk; partial / channel-subset cuts written out as mono audio",
     "audioset": "AudioSet: segments CSVs + downloaded clips → .tags (display names) .mid (label ids)",
 }
 
@@ -72,6 +73,8 @@ def _per_corpus(name: str, p: argparse.ArgumentParser) -> None:
         p.add_argument("--text", type=Path, default=None, help="Kaldi text (None: 'text' beside the scp if present)")
         p.add_argument("--utt2spk", type=Path, default=None, help="Kaldi utt2spk (None: 'utt2spk' beside the scp if present)")
         p.add_argument("--base-dir", type=Path, default=None, help="directory relative paths are resolved against (None: the current directory)")
+    elif name == "lhotse":
+        p.add_argument("--split", default=None, help="manifest name (None: the file name without .jsonl.gz)")
     elif name == "audioset":
         p.add_argument("--csv", dest="csv_files", nargs="+", default=None, metavar="[NAME=]CSV",
                        help="segments CSV(s), one split each, named after the file (balanced_train_segments.csv → balanced_train) "
@@ -87,7 +90,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for name, (_, func, layout) in PREPARERS.items():
         p = sub.add_parser(name, help=TITLES[name], description=f"{TITLES[name]}; layout: {layout}", formatter_class=parser.formatter_class)
         p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging")
-        p.add_argument("src", type=Path, help="corpus directory" + (" (the wav.scp file)" if name == "wav.scp" else ""))
+        p.add_argument("src", type=Path, help="corpus directory" + {"wav.scp": " (the wav.scp file)", "lhotse": " (the CutSet .jsonl.gz file)"}.get(name, ""))
         p.add_argument("out", type=Path, help="output directory for <split>.tsv and label files")
         _common(p)
         _per_corpus(name, p)
@@ -109,4 +112,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     # Each skipped file was already logged with its reason by the preparer.
     print(result.summary())
-    return 0
+    from audiossl.cli.status import produced_or_fail
+
+    rows = sum(result.counts.values())
+    return produced_or_fail(f"prepare {args.corpus}", rows, rows + len(result.skipped), "audio files")

@@ -24,12 +24,14 @@ from collections import Counter
 from pathlib import Path
 from typing import Callable
 
+from audiossl.eval.upstream_specs import spec_help
+
 log = logging.getLogger("audiossl.tokenizer")
 
 
 def add_train_arguments(p: argparse.ArgumentParser, kind: str) -> None:
     p.add_argument("--config", type=Path, required=True, help="recipe YAML: recipes/beats/tokenizer_tiny.yaml (CPU) or tokenizer_base.yaml")
-    p.add_argument("--teacher", required=True, help="teacher upstream: a BEATs/HuBERT checkpoint dir, beats:<file>, hf:<dir>, ... (its last layer is the target)")
+    p.add_argument("--teacher", required=True, help="teacher upstream spec (its last layer is the target): " + spec_help())
     p.add_argument("--teacher-layout", choices=["auto", "time", "patch"], default=None, help="override the recipe's teacher_layout: 'time' pools teacher frames onto 6.25 Hz steps; 'patch' takes per-patch outputs of a BEATs teacher; 'auto' = patch for BEATs teachers, else time")
     p.add_argument("--manifest-dir", type=Path, required=True, help="directory with <split>.tsv")
     p.add_argument("--train-split", default="train", help="training split name")
@@ -205,4 +207,6 @@ def run_label(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError, ManifestError) as e:
         return _fail(str(e))
     _report(path, n, skipped)
-    return 0
+    from audiossl.cli.status import produced_or_fail
+
+    return produced_or_fail(f"tokenizer label {args.kind}", n - sum(skipped.values()), n, "manifest rows")

@@ -146,7 +146,9 @@ def run_label(args: argparse.Namespace) -> int:
             print(f"  {e.path}: {e.reason}" + (f" ({e.detail})" if e.detail else ""))
     else:
         print("skipped 0 files")
-    return 0
+    from audiossl.cli.status import produced_or_fail
+
+    return produced_or_fail(prog.removeprefix("audiossl "), len(manifest) - len(problems), len(manifest), "manifest rows")
 
 
 class _RVQCoder:

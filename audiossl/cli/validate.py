@@ -1,6 +1,6 @@
 """Check audio files (a manifest, a directory, a wav.scp or single files) and report every bad
-file with its reason. Exit status 0 even when files are bad: the report is the result; use
-``--strict`` to exit 1 when any file would be skipped."""
+file with its reason. Exit status 0 when at least one file is usable (the report is the result),
+1 when no file was found or every file would be skipped; ``--strict``: 1 when any file would be skipped."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--silence-dbfs", type=float, default=-70.0, help="peak level below which a file is reported silent")
     p.add_argument("--workers", type=int, default=2, help="parallel processes")
     p.add_argument("--report", type=Path, default=None, help="write all problems as JSON lines here")
-    p.add_argument("--strict", action="store_true", help="exit 1 when any file would be skipped")
+    p.add_argument("--strict", action="store_true", help="exit 1 when any file would be skipped (without it: only when every file would be)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,4 +46,7 @@ def run(args: argparse.Namespace) -> int:
             "".join(json.dumps({"path": p.path, "reason": p.reason, "detail": p.detail, "fatal": p.fatal}) + "\n" for p in report.problems),
         )
     print(f"checked {len(paths)} files: {report.summary()}")
-    return 1 if args.strict and report.skipped else 0
+    from audiossl.cli.status import NOTHING_PRODUCED, produced_or_fail
+
+    rc = produced_or_fail("validate", len(paths) - len(report.skipped), len(paths), "audio files")
+    return NOTHING_PRODUCED if args.strict and report.skipped else rc

@@ -18,7 +18,11 @@ Specs:
 - ``beats:<file>``: a released BEATs checkpoint (microsoft/unilm layout); :mod:`audiossl.interop.beats_ckpt`.
 - ``mert:<dir>``: a released HF-format MERT checkpoint directory, read without ``trust_remote_code``;
   :mod:`audiossl.interop.mert_hf`.
+- ``s3prl:<name>[:<local ckpt>]``: any s3prl upstream that runs from local files;
+  :mod:`audiossl.interop.s3prl_upstream`.
 - ``fbank`` / ``mfcc``: the classic feature baselines; see :mod:`audiossl.eval.baselines`.
+
+The schemes live in one table, :data:`audiossl.eval.upstream_specs.SCHEMES`, which ``--help`` texts list.
 
 Layer convention (all sources are mapped onto it): ``hidden_states[0]`` is the input of the first
 transformer layer (feature projection + convolutional position embedding, + the encoder LayerNorm
@@ -170,7 +174,7 @@ def _read_meta(ckpt_dir: Path) -> dict:
     if not cfg_path.is_file():
         raise FileNotFoundError(
             f"{ckpt_dir}: not an audiossl checkpoint (no config.json). Pass an audiossl checkpoint "
-            f"directory, 'hf:<dir>', 'fairseq:<file>', 'fbank' or 'mfcc'."
+            f"directory or one of the other upstream specs (see `audiossl extract --help`)."
         )
     try:
         meta = json.loads(cfg_path.read_text())
@@ -181,40 +185,27 @@ def _read_meta(ckpt_dir: Path) -> dict:
     return meta
 
 
+def load_checkpoint_dir(spec: str) -> Upstream:
+    """An audiossl checkpoint directory (``<dir>`` / ``hubert:<dir>``) → its family's upstream."""
+    from audiossl.eval.upstream_specs import spec_help
+
+    path = Path(spec)
+    if not path.exists():
+        raise FileNotFoundError(f"upstream {spec!r}: no such checkpoint directory. Valid specs: {spec_help()}")
+    if path.is_file():
+        raise ValueError(f"upstream {spec!r} is a file; for a fairseq checkpoint use 'fairseq:{spec}'")
+    meta = _read_meta(path)
+    from audiossl.pretrain.families import get_family
+
+    return get_family(str(meta.get("family", "hubert"))).build_upstream(path, meta)
+
+
 def load_upstream(spec: str, device: str | torch.device = "cpu") -> Upstream:
-    """Build a frozen, eval-mode upstream from ``spec`` (see module docstring) on ``device``."""
-    spec = str(spec)
-    if spec.removesuffix("+cmvn") in ("fbank", "mfcc") or spec.startswith(("fbank:", "mfcc:")):
-        from audiossl.eval.baselines import build_baseline
+    """Build a frozen, eval-mode upstream from ``spec`` (see module docstring) on ``device``.
 
-        up: Upstream = build_baseline(spec)
-    elif spec.startswith("hf:"):
-        from audiossl.interop.hf import load_hf_upstream
+    Dispatch goes through the one scheme table, :data:`audiossl.eval.upstream_specs.SCHEMES`."""
+    from audiossl.eval.upstream_specs import resolve
 
-        up = load_hf_upstream(spec[3:])
-    elif spec.startswith("fairseq:"):
-        from audiossl.interop.fairseq_ckpt import load_fairseq_upstream
-
-        up = load_fairseq_upstream(spec[len("fairseq:"):])
-    elif spec.startswith("beats:"):
-        from audiossl.interop.beats_ckpt import load_beats_upstream
-
-        up = load_beats_upstream(spec[len("beats:"):])
-    elif spec.startswith("mert:"):
-        from audiossl.interop.mert_hf import load_mert_upstream
-
-        up = load_mert_upstream(spec[len("mert:"):])
-    else:
-        path = Path(spec[len("hubert:"):] if spec.startswith("hubert:") else spec)
-        if not path.exists():
-            raise FileNotFoundError(
-                f"upstream {spec!r}: no such checkpoint directory. Valid specs: an audiossl checkpoint "
-                f"dir, 'hf:<dir>', 'fairseq:<file>', 'fbank', 'mfcc'."
-            )
-        if path.is_file():
-            raise ValueError(f"upstream {spec!r} is a file; for a fairseq checkpoint use 'fairseq:{spec}'")
-        meta = _read_meta(path)
-        from audiossl.pretrain.families import get_family
-
-        up = get_family(str(meta.get("family", "hubert"))).build_upstream(path, meta)
+    _, loader, arg = resolve(str(spec))
+    up: Upstream = loader(arg)
     return up.to(device).eval()

@@ -169,7 +169,10 @@ def read_fairseq_checkpoint(path: str | Path) -> dict:
     elif "model" in state:
         if state.get("cfg") is not None:
             cfg = _plain(state["cfg"])
-            model_cfg, task_cfg = dict(cfg.get("model") or {}), dict(cfg.get("task") or {})
+            if "model" not in cfg and "encoder_layers" in cfg:  # microsoft/unilm WavLM: a flat model config
+                model_cfg, task_cfg = dict(cfg), {"normalize": bool(cfg.get("normalize", False))}
+            else:
+                model_cfg, task_cfg = dict(cfg.get("model") or {}), dict(cfg.get("task") or {})
         elif state.get("args") is not None:
             model_cfg = task_cfg = _plain(state["args"])
         else:

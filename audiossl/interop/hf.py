@@ -9,7 +9,8 @@ Import (``load_hf_upstream(dir)``, the ``hf:<dir>`` upstream spec):
   stack): the HF module itself runs inside :class:`HFUpstream`, which maps its outputs onto our
   convention. Their HF group-norm front ends are not length-aware, so for those the extractor
   runs one utterance per forward (``padding_invariant = False``); data2vec-audio's 5-layer
-  positional conv also sees padding, so it is always run one utterance at a time.
+  positional conv also sees padding, so it is always run one utterance at a time. A padded batch
+  given to such an upstream directly is run item by item, so it equals the single passes.
 
 Layer convention: HF ``output_hidden_states=True`` returns ``num_hidden_layers + 1`` tensors: [0] =
 after the positional conv (+ encoder LayerNorm for post-LN models), i.e. the input of the first
@@ -67,6 +68,14 @@ class HFUpstream(Upstream):
             empty = wavs.new_zeros(wavs.shape[0], 0, self.hidden_dim)
             return UpstreamOutput([empty] * self.num_layers, frames)
         padded = bool((lengths < wavs.shape[1]).any())
+        if padded and not self.padding_invariant and wavs.shape[0] > 1:
+            # padding would change the valid frames (GroupNorm over the padded length): one item at a
+            # time, so a padded batch equals the single-utterance results
+            t = int(frames.max())
+            outs = [self._forward(w[None, : int(n)], n[None]).hidden_states for w, n in zip(wavs, lengths)]
+            hidden = [torch.cat([torch.nn.functional.pad(o[layer], (0, 0, 0, t - o[layer].shape[1])) for o in outs], 0)
+                      for layer in range(self.num_layers)]
+            return UpstreamOutput(hidden, frames)
         mask = (torch.arange(wavs.shape[1], device=wavs.device)[None] < lengths[:, None]).long() if padded else None
         out = self.model(wavs, attention_mask=mask, output_hidden_states=True)
         return UpstreamOutput(list(out.hidden_states), frames)

@@ -54,6 +54,11 @@ PREPARERS: dict[str, tuple[str, str, str]] = {
         "prepare_wav_scp",
         "Kaldi SRC=wav.scp ('<uttid> <path>', no pipes) + optional text, utt2spk beside it",
     ),
+    "lhotse": (
+        "audiossl.data.prepare.lhotse_cuts",
+        "prepare_lhotse",
+        "SRC = a lhotse CutSet file (cuts_<split>.jsonl.gz: recordings + supervisions)",
+    ),
 }
 
 

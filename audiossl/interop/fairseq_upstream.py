@@ -1,0 +1,23 @@
+"""``fairseq:<file>``: one entry point for every fairseq speech encoder we read.
+
+HuBERT goes onto our own encoder (:mod:`audiossl.interop.fairseq_ckpt`); wav2vec 2.0, WavLM and
+data2vec-audio onto transformers' models (:mod:`audiossl.interop.fairseq_w2v`), wrapped by
+:func:`audiossl.interop.hf.hf_upstream_from_model` (wav2vec 2.0 then runs on our encoder too).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def load_any_fairseq_upstream(path: str | Path):
+    """``fairseq:<file>`` → an :class:`audiossl.eval.upstream.Upstream` for the model the file holds."""
+    from audiossl.interop.fairseq_ckpt import load_fairseq_upstream, read_fairseq_checkpoint
+    from audiossl.interop.fairseq_w2v import _unwrap_finetuned, detect_kind, load_fairseq_hf_model
+    from audiossl.interop.hf import hf_upstream_from_model
+
+    ck = read_fairseq_checkpoint(path)
+    if detect_kind(*_unwrap_finetuned(ck["model_cfg"], ck["model"])) == "hubert":
+        return load_fairseq_upstream(path)
+    model, normalize = load_fairseq_hf_model(path)
+    return hf_upstream_from_model(model, name=f"fairseq:{path}", normalize=normalize)
