@@ -23,6 +23,21 @@ import torch
 from tests.test_pretrain_hubert import _losses, _train, corpus  # noqa: F401  (corpus is a fixture)
 
 REPO = Path(__file__).resolve().parents[1]
+# The resume tests run with LayerDrop: its draws must be restored too, not replayed from step 1.
+LAYERDROP = {"model.encoder_layerdrop": 0.5}
+
+
+def _assert_layers_drop(steps: int) -> None:
+    """The test config really drops layers in these steps (one forward per step, seed 0)."""
+    from audiossl.models.hubert import build_hubert, hubert_tiny
+    from audiossl.models.transformer import layerdrop_keep, seed_layerdrop
+
+    enc = build_hubert(hubert_tiny(encoder_layerdrop=LAYERDROP["model.encoder_layerdrop"])).encoder.encoder
+    keep = []
+    for step in range(2, steps + 1):
+        seed_layerdrop(enc, 0, step)
+        keep.append(tuple(layerdrop_keep(len(enc.layers), enc.layerdrop, enc.layerdrop_generator)))
+    assert len(set(keep)) > 1 and not all(all(k) for k in keep), keep
 
 
 # --- GuardedAdamW ------------------------------------------------------------------------------
@@ -103,8 +118,9 @@ def test_consecutive_nan_steps_stop_the_run_with_a_message(corpus, tmp_path, poi
 def test_sigterm_checkpoints_at_the_step_boundary_and_resumes_identically(corpus, tmp_path, monkeypatch):  # noqa: F811
     from audiossl.pretrain.unit import PretrainTrainUnit
 
+    _assert_layers_drop(4)
     reference = tmp_path / "reference"
-    _train(corpus, reference)
+    _train(corpus, reference, **LAYERDROP)
     orig = PretrainTrainUnit.set_step_nr
 
     def set_step_nr(self, step_nr):
@@ -115,12 +131,12 @@ def test_sigterm_checkpoints_at_the_step_boundary_and_resumes_identically(corpus
     monkeypatch.setattr(PretrainTrainUnit, "set_step_nr", set_step_nr)
     run = tmp_path / "run"
     handler_before = signal.getsignal(signal.SIGTERM)
-    first = _train(corpus, run)  # checkpoint_every=2: step 3 is saved only because of the signal
+    first = _train(corpus, run, **LAYERDROP)  # checkpoint_every=2: step 3 is saved only because of the signal
     assert first.stopped_by == "SIGTERM" and first.step_nr == 3 and first.checkpoint_dir is None
     assert (run / "checkpoints" / "step_3").is_dir()
     assert signal.getsignal(signal.SIGTERM) is handler_before  # the run's handler is uninstalled
     monkeypatch.setattr(PretrainTrainUnit, "set_step_nr", orig)
-    second = _train(corpus, run)
+    second = _train(corpus, run, **LAYERDROP)
     assert second.stopped_by is None and second.step_nr == 4 and second.checkpoint_dir is not None
     want, got = _losses(reference), _losses(run)
     assert sorted(got) == [1, 2, 3, 4]
@@ -136,14 +152,15 @@ def _cli_args(corpus: Path, out: Path, steps: int) -> list[str]:  # noqa: F811
         "--out", str(out), "model.size=tiny", "model.num_classes=20", "data.max_tokens=14000",
         "data.max_sample_size=6400", "data.min_sample_size=3200", "data.num_workers=0", f"max_steps={steps}",
         "optim.warmup_steps=2", "optim.lr=1e-3", "checkpoint_every=1", "log_every=1", "tensorboard=false", "seed=0",
-        "amp=fp32", "keep_last_checkpoints=null",
+        "amp=fp32", "keep_last_checkpoints=null", *(f"{k}={v}" for k, v in LAYERDROP.items()),
     ]
 
 
 def test_kill_9_at_a_random_step_then_resume_gives_the_same_trace(corpus, tmp_path):  # noqa: F811
     steps = 7
+    _assert_layers_drop(steps)
     reference = tmp_path / "reference"
-    _train(corpus, reference, max_steps=steps, checkpoint_every=1, keep_last_checkpoints="null")
+    _train(corpus, reference, max_steps=steps, checkpoint_every=1, keep_last_checkpoints="null", **LAYERDROP)
     kill_after = random.Random(time.time_ns()).randint(2, steps - 2)
     run = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
@@ -158,7 +175,7 @@ def test_kill_9_at_a_random_step_then_resume_gives_the_same_trace(corpus, tmp_pa
         proc.send_signal(signal.SIGKILL)
         proc.wait()
     print(f"killed -9 after the step {kill_after} checkpoint appeared")
-    resumed = _train(corpus, run, max_steps=steps, checkpoint_every=1, keep_last_checkpoints="null")
+    resumed = _train(corpus, run, max_steps=steps, checkpoint_every=1, keep_last_checkpoints="null", **LAYERDROP)
     assert resumed.step_nr == steps and resumed.checkpoint_dir is not None
     want, got = _losses(reference), _losses(run)
     assert sorted(got) == list(range(1, steps + 1))

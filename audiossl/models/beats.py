@@ -23,7 +23,6 @@ predictor sees the whole sequence with a learned mask token at the masked positi
 from __future__ import annotations
 
 import math
-import random
 from dataclasses import asdict, dataclass, fields, replace
 from typing import ClassVar
 
@@ -33,7 +32,7 @@ from torch.nn import functional as F
 
 from audiossl.models.hubert import _GradMultiply  # fairseq GradMultiply: identity forward, grad × scale
 from audiossl.models.patch_frontend import NUM_MEL_BINS, SAMPLE_RATE, SHIFT, beats_fbank, num_patch_frames, patch_frame_lengths
-from audiossl.models.transformer import ConvPositionalEmbedding
+from audiossl.models.transformer import ConvPositionalEmbedding, layerdrop_keep
 
 
 @dataclass
@@ -265,7 +264,7 @@ class BeatsTransformer(nn.Module):
         self.layer_norm = nn.LayerNorm(d)
         self.dropout = nn.Dropout(cfg.dropout)
         _init_layers(self.layers, cfg.deep_norm)
-        self.layerdrop_rng = random.Random(0)  # host RNG: no device sync, same drops on every DP rank
+        self.layerdrop_generator: torch.Generator | None = None  # see models.transformer.seed_layerdrop
 
     def forward(self, x: Tensor, padding_mask: Tensor | None = None, num_layers: int | None = None) -> list[Tensor]:
         """``x [B, T, D]`` (padding zeroed), ``padding_mask [B, T]`` (True = pad) → ``num_layers + 1`` × ``[B, T, D]``."""
@@ -280,10 +279,11 @@ class BeatsTransformer(nn.Module):
         x = self.dropout(x)
         hidden = [x]
         ratio = self.cfg.layer_wise_gradient_decay_ratio
-        for layer in self.layers[:n]:
+        keep = layerdrop_keep(len(self.layers), self.cfg.encoder_layerdrop if self.training else 0.0, self.layerdrop_generator)
+        for layer, kept in zip(self.layers[:n], keep):
             if ratio != 1.0 and torch.is_grad_enabled():
                 x = _GradMultiply.apply(x, ratio)
-            if not (self.training and self.cfg.encoder_layerdrop > 0 and self.layerdrop_rng.random() < self.cfg.encoder_layerdrop):
+            if kept:
                 x = layer(x, key_mask, pos_bias)
             hidden.append(x)
         if self.cfg.layer_norm_first and n == len(self.layers):

@@ -14,8 +14,9 @@ broadcast as ``[batch, 1, 1, key]`` (True = attend), or no mask at all for unpad
 from __future__ import annotations
 
 import math
-import random
 
+import numpy as np
+import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
@@ -115,6 +116,34 @@ class EncoderLayer(nn.Module):
         return self.final_layer_norm(x + self.dropout(self.ffn(x)))
 
 
+def layerdrop_keep(num_layers: int, p: float, generator: torch.Generator | None = None) -> list[bool]:
+    """Which of ``num_layers`` layers run under LayerDrop probability ``p`` (all of them when ``p`` is 0).
+
+    One draw for the whole stack on the host (a CPU tensor and ``tolist()``, never a device sync),
+    from ``generator``, or from torch's global CPU generator when it is None.
+    """
+    if p <= 0:
+        return [True] * num_layers
+    return (torch.rand(num_layers, generator=generator, device="cpu") >= p).tolist()
+
+
+def seed_layerdrop(model: nn.Module, seed: int, step: int) -> None:
+    """Make every LayerDrop stack in ``model`` draw from a CPU generator seeded with ``(seed, step)``.
+
+    The pretraining unit calls this before each step. The drops are then a function of the run's
+    seed and the step number only: a resumed run draws what the uninterrupted one drew, and every
+    data-parallel rank skips the same layers without communicating (fairseq2 seeds the global
+    generators with ``seed + rank``, so those would differ between ranks; DDP and FSDP need the
+    same layers on every rank). Stacks never seeded draw from torch's global CPU generator.
+    """
+    state = int(np.random.SeedSequence([seed, step]).generate_state(1)[0])
+    for m in model.modules():
+        if hasattr(m, "layerdrop_generator"):
+            if m.layerdrop_generator is None:
+                m.layerdrop_generator = torch.Generator()
+            m.layerdrop_generator.manual_seed(state)
+
+
 class TransformerEncoder(nn.Module):
     """Positional conv + stack of :class:`EncoderLayer` returning all hidden states."""
 
@@ -143,9 +172,7 @@ class TransformerEncoder(nn.Module):
         )
         self.layer_norm_first = layer_norm_first
         self.layerdrop = layerdrop
-        # Host-side RNG for LayerDrop: deciding on the host avoids a device sync per layer, and a
-        # fixed seed makes every data-parallel rank drop the same layers (same autograd graph).
-        self.layerdrop_rng = random.Random(0)
+        self.layerdrop_generator: torch.Generator | None = None  # see seed_layerdrop
 
     def forward(
         self, x: Tensor, padding_mask: Tensor | None = None, num_layers: int | None = None
@@ -176,8 +203,9 @@ class TransformerEncoder(nn.Module):
             x = self.layer_norm(x)
         x = self.dropout(x)
         hidden = [x]
-        for layer in self.layers[:n]:
-            if not (self.training and self.layerdrop > 0 and self.layerdrop_rng.random() < self.layerdrop):
+        keep = layerdrop_keep(len(self.layers), self.layerdrop if self.training else 0.0, self.layerdrop_generator)
+        for layer, kept in zip(self.layers[:n], keep):
+            if kept:
                 x = layer(x, attn_mask)
             hidden.append(x)
         if self.layer_norm_first and n == len(self.layers):

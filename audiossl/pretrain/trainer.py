@@ -377,7 +377,7 @@ def run_pretraining(cfg: PretrainConfig, paths: RunPaths, gangs: Gangs | None = 
     unit = PretrainTrainUnit(
         dp_model, sample_rate=model_cfg.sample_rate, dp_size=gangs.dp.size, before_step=before_step,
         flops_per_audio_second=family.train_flops_per_second(model_cfg, cfg.data.max_sample_size), peak_flops=_peak_flops(cfg, gangs.device),
-        metrics=metrics, extra_metrics=extra_metrics, on_metrics=on_metrics,
+        metrics=metrics, extra_metrics=extra_metrics, on_metrics=on_metrics, seed=cfg.seed,
     )
     recorder = _recorder(out, cfg, gangs)
     wall_watch = Stopwatch()

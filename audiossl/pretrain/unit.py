@@ -22,6 +22,7 @@ from fairseq2.metrics.formatters import format_as_float, format_as_int, format_a
 from fairseq2.metrics.recorders import MetricDescriptor, MetricDescriptorRegistry
 from fairseq2.trainer import TrainUnit
 
+from audiossl.models.transformer import seed_layerdrop
 from audiossl.pretrain.data import PretrainBatch
 
 _SUMS = ("real_samples", "padded_samples", "num_examples")
@@ -116,14 +117,17 @@ class PretrainTrainUnit(TrainUnit[PretrainBatch]):
     ``flops_per_audio_second``: training FLOPs per second of audio (``audiossl.models.flops``);
     ``peak_flops``: dense peak FLOP/s of one device, or None when unknown (MFU then prints n/a).
     ``before_step``: called with the step number before each step (may raise to end the run).
+    ``seed``: the run's seed; LayerDrop decisions are drawn from ``(seed, step)`` (see
+    :func:`~audiossl.models.transformer.seed_layerdrop`).
     """
 
     def __init__(
         self, model: nn.Module, *, sample_rate: int, dp_size: int, flops_per_audio_second: float, peak_flops: float | None,
         before_step: Callable[[int], None] | None = None, metrics: tuple[str, ...] = DEFAULT_METRICS,
-        extra_metrics: tuple[str, ...] = (), on_metrics: Callable[[dict], None] | None = None,
+        extra_metrics: tuple[str, ...] = (), on_metrics: Callable[[dict], None] | None = None, seed: int = 0,
     ) -> None:
         self._on_metrics = on_metrics
+        self._seed = seed
         self._model = model
         self._metrics = _Metrics(metrics, extra_metrics)
         self._before_step = before_step
@@ -138,6 +142,7 @@ class PretrainTrainUnit(TrainUnit[PretrainBatch]):
     def set_step_nr(self, step_nr: int) -> None:
         if self._before_step is not None:
             self._before_step(step_nr)
+        seed_layerdrop(self._model, self._seed, step_nr)
         if self._t0 is None:
             self._t0 = time.perf_counter()
 

@@ -1,0 +1,101 @@
+"""Exit codes of the real ``audiossl pretrain`` process (README): SIGTERM → 143 and Ctrl-C → 130,
+each after a checkpoint at the step boundary that the same command resumes; a second Ctrl-C
+stops at once, without finishing the step.
+
+The test waits on what the run writes (the metrics of step 1, the handler's log line), never on
+sleeps alone. A step here is a whole epoch of one-utterance batches through an 8-layer encoder,
+long next to the moment the test takes to answer a log line with the next signal.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.test_pretrain_hubert import corpus  # noqa: F401  (a fixture)
+from tests.test_training_health import REPO, _cli_args
+
+MAX_STEPS = 4
+SLOW_STEPS = ["data.max_tokens=6400", "data.num_accumulate=8", "model.num_layers=8", "checkpoint_every=1000"]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+
+
+def _args(corpus: Path, out: Path) -> list[str]:  # noqa: F811
+    return _cli_args(corpus, out, MAX_STEPS) + SLOW_STEPS  # later overrides win
+
+
+def _start(args: list[str]) -> tuple[subprocess.Popen, list[str]]:
+    """The CLI process and its stderr lines, collected as they come."""
+    proc = subprocess.Popen(args, cwd=REPO, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    log: list[str] = []
+
+    def read() -> None:
+        for line in proc.stderr:  # type: ignore[union-attr]
+            log.append(line)
+
+    threading.Thread(target=read, daemon=True).start()
+    return proc, log
+
+
+def _wait_until(proc: subprocess.Popen, log: list[str], ready) -> None:
+    deadline = time.monotonic() + 300  # a guard against a hang, not a measurement
+    while not ready():
+        assert proc.poll() is None, f"the run exited early:\n{''.join(log)[-3000:]}"
+        assert time.monotonic() < deadline, "nothing within 300 s"
+        time.sleep(0.01)
+
+
+def _steps(out: Path) -> list[int]:
+    path = out / "metrics" / "train.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line)["Step"] for line in path.read_text().splitlines() if line.endswith("}")]
+
+
+def _checkpoints(out: Path) -> list[str]:
+    return sorted(p.name for p in (out / "checkpoints").glob("step_*"))
+
+
+def _exit_code(proc: subprocess.Popen, log: list[str]) -> int:
+    rc = proc.wait(timeout=300)
+    print("".join(log)[-1500:])
+    return rc
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_checkpoints_at_the_step_boundary_and_exits_with_its_code(corpus, tmp_path, sig, code):  # noqa: F811
+    out = tmp_path / "run"
+    proc, log = _start(_args(corpus, out))
+    _wait_until(proc, log, lambda: _steps(out))  # step 1 is done: the signal lands in a later step
+    proc.send_signal(sig)
+    assert _exit_code(proc, log) == code
+    step = max(_steps(out))
+    assert step < MAX_STEPS and _checkpoints(out) == [f"step_{step}"]  # checkpoint_every=1000: saved for the signal
+    assert f"stopped by {sig.name} after step {step} with a checkpoint" in "".join(log)
+
+    if sig != signal.SIGTERM:
+        return  # the same checkpoint either way: resuming once is enough
+    resumed = subprocess.run(_args(corpus, out), cwd=REPO, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert _steps(out) == list(range(1, MAX_STEPS + 1))  # continued after `step`, did not start over
+
+
+def test_a_second_ctrl_c_stops_at_once(corpus, tmp_path):  # noqa: F811
+    out = tmp_path / "run"
+    proc, log = _start(_args(corpus, out))
+    _wait_until(proc, log, lambda: _steps(out))
+    proc.send_signal(signal.SIGINT)
+    _wait_until(proc, log, lambda: any("SIGINT received" in line for line in log))
+    proc.send_signal(signal.SIGINT)
+    assert _exit_code(proc, log) == 130
+    assert _steps(out) == [1]  # the step in progress was abandoned, not finished
+    assert _checkpoints(out) == []
+    text = "".join(log)
+    assert "interrupted" in text and "with a checkpoint" not in text
