@@ -125,24 +125,25 @@ def _assert_rerun_is_noop(args: list[str], stages: int, watched: list[Path]) -> 
 
 @pytest.fixture(scope="module")
 def librispeech(tmp_path_factory) -> Path:
-    """LibriSpeech's layout (train-clean-100, dev-clean, test-clean) from eSpeak-synthesised speech."""
+    """LibriSpeech's layout from eSpeak-synthesised speech: two training splits (24 + 6 utterances) and dev-clean (6)."""
     from tests.fake_corpora import librispeech_from_synth, synth_speech
 
     tmp = tmp_path_factory.mktemp("librispeech")
-    return librispeech_from_synth(synth_speech(tmp / "synth"), tmp)
+    splits = {"train": "train-clean-100", "test": "train-other-500", "valid": "dev-clean"}
+    return librispeech_from_synth(synth_speech(tmp / "synth"), tmp, splits)
 
 
 @pytest.mark.slow
 def test_librispeech_hubert_tiny_end_to_end_and_rerun_is_noop(librispeech, tmp_path):
     exp = tmp_path / "exp"
     args = ["egs/librispeech/hubert/run.sh", "--librispeech", str(librispeech), "--size", "tiny", "--exp", str(exp),
-            "--train_splits", "train-clean-100", "--nj", "1", "--k1", "8", "--k2", "6", "--percent", "1.0",
+            "--train_splits", "train-clean-100 train-other-500", "--nj", "1", "--k1", "8", "--k2", "6", "--percent", "1.0",
             "--steps1", "4", "--steps2", "4", "log_every=2", "checkpoint_every=4"]
     r = _bash(*args)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
     assert _stage_markers(exp) == {f".done.stage{n}" for n in range(7)}
     n_rows = [len((exp / "data" / f"{s}.tsv").read_text().splitlines()) - 1 for s in ("train", "valid")]
-    assert n_rows == [24, 6] and (exp / "data/train.wrd").read_text().split("\n")[0].isupper()
+    assert n_rows == [24 + 6, 6] and (exp / "data/train.wrd").read_text().split("\n")[0].isupper()
     # The label rate and class count travel with the labels: MFCC units at 100 Hz, layer units at 50 Hz.
     for it, rate, k in (("it1", 100.0, 8), ("it2", 50.0, 6)):
         meta = json.loads((exp / it / "data/train.km.json").read_text())
