@@ -198,3 +198,40 @@ def make_nsynth(root: Path) -> dict:
         (root / f"nsynth-{split}" / "examples.json").write_text(json.dumps(examples))
         info["notes"][split] = examples
     return info
+
+
+def synth_speech(out: Path, seed: int = 0) -> Path:
+    """The demo synthesiser's tiny speech set (eSpeak; 6 speakers, 24/6/6 utterances of 1-3 s) in
+    ``out/speech``; returns that directory."""
+    from audiossl.data.synth.corpus import synthesize
+
+    synthesize(out, size="tiny", seed=seed, workers=1, tasks=["speech"], progress=False)
+    return out / "speech"
+
+
+LIBRISPEECH_SPLITS = {"train": "train-clean-100", "valid": "dev-clean", "test": "test-clean"}
+
+
+def librispeech_from_synth(speech: Path, root: Path, splits: dict[str, str] = LIBRISPEECH_SPLITS) -> Path:
+    """Lay synthesised speech (:func:`synth_speech`) out as LibriSpeech does:
+    ``root/LibriSpeech/<split>/<spk>/<chap>/<spk>-<chap>-NNNN.flac`` + ``<spk>-<chap>.trans.txt``
+    (numeric speaker ids, one chapter per speaker and split). Returns ``root/LibriSpeech``."""
+    from audiossl.data.manifest import read_manifest
+
+    base = root / "LibriSpeech"
+    for split, name in splits.items():
+        m = read_manifest(speech / f"{split}.tsv", labels=["wrd", "spk"])
+        chapters: dict[Path, list[str]] = {}
+        for row, text, spk in zip(m.rows, m.labels["wrd"], m.labels["spk"]):
+            sid = str(100 + int(spk.removeprefix("spk")))
+            chap = str(1000 + list(splits).index(split))
+            d = base / name / sid / chap
+            lines = chapters.setdefault(d, [])
+            uid = f"{sid}-{chap}-{len(lines):04d}"
+            d.mkdir(parents=True, exist_ok=True)
+            audio, sr = sf.read(str(m.root / row.relpath), dtype="float32")
+            sf.write(str(d / f"{uid}.flac"), audio, sr)
+            lines.append(f"{uid} {text}")
+        for d, lines in chapters.items():
+            (d / f"{d.parent.name}-{d.name}.trans.txt").write_text("\n".join(lines) + "\n")
+    return base

@@ -88,3 +88,30 @@ def test_unreadable_rows_are_not_counted(tmp_path):
     c = ctx(tmp_path, counts=[98, 3, 48])
     c.lengths = np.array([16000, -1, 8000])
     run_label_checks(c)
+
+
+def _sidecar_labels(tmp_path, rate=100.0, classes=100):
+    from audiossl.data.frame_labels import write_frame_labels
+
+    return write_frame_labels(tmp_path / "train.km", [np.zeros(98, dtype=np.int64)], LabelInfo(rate, classes))
+
+
+def test_settle_from_labels_fills_rate_and_classes_the_config_leaves_open(tmp_path):
+    from audiossl.pretrain.config import load_config
+    from audiossl.pretrain.label_checks import settle_from_labels
+
+    path = _sidecar_labels(tmp_path)
+    cfg = load_config(None, ["model.size=base"])
+    settle_from_labels(cfg, path)
+    assert cfg.data.label_rate == 100.0 and cfg.model.overrides["num_classes"] == 100
+    # Pinned values stay (the checks then judge them); MERT-like families keep label_rate unset.
+    cfg = load_config(None, ["data.label_rate=50", "model.num_classes=500"])
+    settle_from_labels(cfg, path)
+    assert cfg.data.label_rate == 50 and cfg.model.overrides["num_classes"] == 500
+    cfg = load_config(None)
+    settle_from_labels(cfg, path, labels_at_frame_rate=True)
+    assert cfg.data.label_rate is None and cfg.model.overrides["num_classes"] == 100
+    settle_from_labels(cfg, None)  # models trained on audio alone: nothing to settle
+    with pytest.raises(LabelError, match=r"no train\.km\.json beside it"):
+        (tmp_path / "train.km.json").unlink()
+        settle_from_labels(load_config(None), path)

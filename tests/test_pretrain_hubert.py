@@ -196,6 +196,29 @@ def test_validation_scores_rank_checkpoints_for_best_export(corpus, tmp_path):
     load_model(exported)
 
 
+def test_base_recipe_takes_rate_and_classes_from_the_labels_and_refuses_a_pinned_other_rate(corpus, tmp_path):
+    """recipes/hubert/base.yaml once pinned label_rate 50 and 500 classes, so iteration 1 of
+    egs/librispeech/hubert (100 MFCC units at 100 Hz) was refused; the sidecar now decides."""
+    from fairseq2.device import Device
+    from fairseq2.gang import create_fake_gangs
+
+    from audiossl.data.frame_labels import LabelError
+    from audiossl.models.checkpoint import load_model
+    from audiossl.pretrain.config import load_config
+    from audiossl.pretrain.trainer import RunPaths, run_pretraining
+
+    base = Path(__file__).resolve().parents[1] / "recipes/hubert/base.yaml"
+    small = ["model.size=tiny", "data.max_tokens=14000", "data.max_sample_size=6400", "data.min_sample_size=3200",
+             "data.num_workers=0", "max_steps=2", "checkpoint_every=2", "log_every=1", "validate_every=null", "tensorboard=false"]
+    gangs = create_fake_gangs(Device("cpu"))
+    cfg = load_config(base, small)
+    result = run_pretraining(cfg, RunPaths(corpus, "train", "km", tmp_path / "ok"), gangs=gangs)
+    assert result.step_nr == 2 and cfg.data.label_rate == 100.0
+    assert load_model(tmp_path / "ok/checkpoint").cfg.num_classes == NUM_CLASSES  # base.yaml names no class count
+    with pytest.raises(LabelError, match=r"train\.km\.json: labels are at 100 Hz but the run config expects label_rate=50 Hz"):
+        run_pretraining(load_config(base, small + ["data.label_rate=50"]), RunPaths(corpus, "train", "km", tmp_path / "no"), gangs=gangs)
+
+
 @pytest.mark.parametrize("name", ["tiny", "base", "large"])
 def test_recipes_load_and_show_their_command(name):
     from audiossl.pretrain.config import load_config

@@ -1,6 +1,8 @@
-"""The corpus recipes (egs/audioset/beats, egs/esc50/beats, egs/music/mert): syntax, --help, option
-checks, and tiny end-to-end runs (4 steps per training stage) whose reruns are no-ops."""
+"""The corpus recipes (egs/librispeech/hubert, egs/audioset/beats, egs/esc50/beats, egs/music/mert):
+syntax, --help, option checks, and tiny end-to-end runs (4 steps per training stage) on trees in
+each corpus's real layout, whose reruns are no-ops."""
 
+import json
 import os
 import subprocess
 import sys
@@ -11,7 +13,7 @@ import pytest
 import soundfile as sf
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPTS = ["egs/audioset/beats/run.sh", "egs/esc50/beats/run.sh", "egs/music/mert/run.sh"]
+SCRIPTS = ["egs/librispeech/hubert/run.sh", "egs/audioset/beats/run.sh", "egs/esc50/beats/run.sh", "egs/music/mert/run.sh"]
 ENV = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
 
 
@@ -29,6 +31,7 @@ def test_syntax_and_help(script):
 
 
 @pytest.mark.parametrize("script, needs", [
+    ("egs/librispeech/hubert/run.sh", "--librispeech /path/to/LibriSpeech is required"),
     ("egs/audioset/beats/run.sh", "--clips DIR --train_csv CSV --valid_csv CSV are required"),
     ("egs/esc50/beats/run.sh", "--esc50 DIR (with audio/ and meta/esc50.csv) is required"),
     ("egs/music/mert/run.sh", "--music DIR is required"),
@@ -41,11 +44,15 @@ def test_required_options_and_unknown_option(script, needs, tmp_path):
 
 
 def test_bad_recipe_and_size_refused(tmp_path):
-    r = _bash("egs/audioset/beats/run.sh", "--clips", ".", "--train_csv", "a", "--valid_csv", "b", "--recipe", "huge",
+    r = _bash("egs/audioset/beats/run.sh", "--clips", ".", "--train_csv", "a", "--valid_csv", "b", "--size", "huge",
               "--exp", str(tmp_path / "a"))
-    assert r.returncode != 0 and "--recipe huge" in r.stderr
+    assert r.returncode != 0 and "--size huge" in r.stderr
     r = _bash("egs/music/mert/run.sh", "--size", "1b", "--exp", str(tmp_path / "m"))
     assert r.returncode != 0 and "recipes/mert/1b.yaml not found" in r.stderr
+    r = _bash("egs/librispeech/hubert/run.sh", "--size", "xl", "--exp", str(tmp_path / "l"))
+    assert r.returncode != 0 and "--size xl / --config" in r.stderr and "recipe not found" in r.stderr
+    r = _bash("egs/librispeech/hubert/run.sh", "--size", "tiny", "positional")
+    assert r.returncode != 0 and "unexpected argument 'positional'" in r.stderr
 
 
 def test_split_by_hash_is_deterministic_and_never_empty(tmp_path):
@@ -107,14 +114,61 @@ def _fake_audioset(root: Path) -> dict[str, Path]:
     return {"clips": clips, **csvs}
 
 
+def _assert_rerun_is_noop(args: list[str], stages: int, watched: list[Path]) -> None:
+    """Running the same command again skips every stage and rewrites nothing."""
+    before = [p.stat().st_mtime_ns for p in watched]
+    again = _bash(*args)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stderr.count("already done") == stages
+    assert [p.stat().st_mtime_ns for p in watched] == before
+
+
+@pytest.fixture(scope="module")
+def librispeech(tmp_path_factory) -> Path:
+    """LibriSpeech's layout from eSpeak-synthesised speech: two training splits (24 + 6 utterances) and dev-clean (6)."""
+    from tests.fake_corpora import librispeech_from_synth, synth_speech
+
+    tmp = tmp_path_factory.mktemp("librispeech")
+    splits = {"train": "train-clean-100", "test": "train-other-500", "valid": "dev-clean"}
+    return librispeech_from_synth(synth_speech(tmp / "synth"), tmp, splits)
+
+
 @pytest.mark.slow
-def test_audioset_beats_tiny_end_to_end_and_rerun_is_noop(tmp_path):
+def test_librispeech_hubert_tiny_end_to_end_and_rerun_is_noop(librispeech, tmp_path):
+    exp = tmp_path / "exp"
+    args = ["egs/librispeech/hubert/run.sh", "--librispeech", str(librispeech), "--size", "tiny", "--exp", str(exp),
+            "--train_splits", "train-clean-100 train-other-500", "--nj", "1", "--k1", "8", "--k2", "6", "--percent", "1.0",
+            "--steps1", "4", "--steps2", "4", "log_every=2", "checkpoint_every=4"]
+    r = _bash(*args)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
+    assert _stage_markers(exp) == {f".done.stage{n}" for n in range(7)}
+    n_rows = [len((exp / "data" / f"{s}.tsv").read_text().splitlines()) - 1 for s in ("train", "valid")]
+    assert n_rows == [24 + 6, 6] and (exp / "data/train.wrd").read_text().split("\n")[0].isupper()
+    # The label rate and class count travel with the labels: MFCC units at 100 Hz, layer units at 50 Hz.
+    for it, rate, k in (("it1", 100.0, 8), ("it2", 50.0, 6)):
+        meta = json.loads((exp / it / "data/train.km.json").read_text())
+        assert (meta["frame_rate"], meta["num_classes"]) == (rate, k)
+        run = json.loads((exp / it / "exp/run_config.json").read_text())
+        assert run["model"]["num_classes"] == k and run["run"]["data"]["label_rate"] == rate
+        assert run["run"]["log_every"] == 2  # key=value words reach the trainer
+        _assert_checkpoint(exp / it / "exp/checkpoint")
+    _assert_rerun_is_noop(args, 7, [exp / "it2/exp/checkpoint/model.safetensors", exp / "it2/data/train.km", exp / "data/train.tsv"])
+
+
+@pytest.fixture(scope="module")
+def audioset_run(tmp_path_factory) -> tuple[list[str], Path, subprocess.CompletedProcess]:
+    tmp_path = tmp_path_factory.mktemp("audioset")
     tree = _fake_audioset(tmp_path / "audioset")
     exp = tmp_path / "exp"
     args = ["egs/audioset/beats/run.sh", "--clips", str(tree["clips"]), "--train_csv", str(tree["train"]),
-            "--valid_csv", str(tree["valid"]), "--recipe", "tiny", "--exp", str(exp), "--nj", "1",
+            "--valid_csv", str(tree["valid"]), "--size", "tiny", "--exp", str(exp), "--nj", "1",
             "--steps1", "4", "--steps2", "4", "--steps3", "4", "--tok_steps", "4"]
-    r = _bash(*args)
+    return args, exp, _bash(*args)
+
+
+@pytest.mark.slow
+def test_audioset_beats_tiny_end_to_end_and_rerun_is_noop(audioset_run):
+    args, exp, r = audioset_run
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
     assert _stage_markers(exp) == {f".done.stage{n}" for n in range(9)}
     data = exp / "data"
@@ -125,25 +179,28 @@ def test_audioset_beats_tiny_end_to_end_and_rerun_is_noop(tmp_path):
         assert (data / f"train.{ext}").is_file() and (data / f"valid.{ext}.json").is_file()
     for ckpt in ("it1/exp/checkpoint", "it2/exp/checkpoint", "it3/exp/checkpoint", "tok1/checkpoint", "tok2/checkpoint"):
         _assert_checkpoint(exp / ckpt)
-    watched = [exp / "it3/exp/checkpoint/model.safetensors", data / "train.tok2", data / "train.tsv"]
-    before = [p.stat().st_mtime_ns for p in watched]
-    again = _bash(*args)
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert again.stderr.count("already done") == 9
-    assert [p.stat().st_mtime_ns for p in watched] == before
+    _assert_rerun_is_noop(args, 9, [exp / "it3/exp/checkpoint/model.safetensors", data / "train.tok2", data / "train.tsv"])
 
-    # ESC-50 5-fold bench of the iteration-3 checkpoint (a fake ESC-50 tree, 1 head epoch).
+
+@pytest.mark.slow
+def test_esc50_beats_end_to_end_and_rerun_is_noop(audioset_run, tmp_path):
+    """ESC-50 5-fold bench of the AudioSet recipe's iteration-3 checkpoint (real ESC-50 layout, 1 head epoch)."""
     from tests.fake_corpora import make_esc50
 
+    ckpt = audioset_run[1] / "it3/exp/checkpoint"
+    if not (ckpt / "model.safetensors").is_file():
+        pytest.fail("the AudioSet recipe did not produce its iteration-3 checkpoint (see the AudioSet test)")
     esc = make_esc50(tmp_path / "esc50")["root"]
-    esc_exp = tmp_path / "esc_exp"
-    r = _bash("egs/esc50/beats/run.sh", "--esc50", str(esc), "--upstream", str(exp / "it3/exp/checkpoint"),
-              "--exp", str(esc_exp), "--epochs", "1", "--nj", "1")
+    exp = tmp_path / "esc_exp"
+    args = ["egs/esc50/beats/run.sh", "--esc50", str(esc), "--upstream", str(ckpt), "--exp", str(exp), "--epochs", "1", "--nj", "1"]
+    r = _bash(*args)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
-    assert _stage_markers(esc_exp) == {".done.stage0", ".done.stage1"}
-    assert all((esc_exp / "data/esc50" / f"fold{k}.lbl").is_file() for k in range(1, 6))
-    table = (esc_exp / "bench/results.md").read_text()
-    assert "esc50" in table and "fbank" in table and str(exp / "it3/exp/checkpoint") in table
+    assert _stage_markers(exp) == {".done.stage0", ".done.stage1"}
+    assert all((exp / "data/esc50" / f"fold{k}.lbl").is_file() for k in range(1, 6))
+    assert "1-900-A-0.wav" in (exp / "data/esc50/skipped.txt").read_text()
+    table = (exp / "bench/results.md").read_text()
+    assert "esc50" in table and "fbank" in table and str(ckpt) in table
+    _assert_rerun_is_noop(args, 2, [exp / "bench/results.md", exp / "data/esc50/fold1.tsv"])
 
 
 @pytest.mark.slow
@@ -165,12 +222,7 @@ def test_music_mert_tiny_end_to_end_and_rerun_is_noop(tmp_path):
     assert (data / "train.codes").is_file() and (data / "valid.codes.json").is_file()
     _assert_checkpoint(exp / "rvq/checkpoint")
     _assert_checkpoint(exp / "mert/exp/checkpoint")
-    watched = [exp / "mert/exp/checkpoint/model.safetensors", data / "train.codes", data / "train.tsv"]
-    before = [p.stat().st_mtime_ns for p in watched]
-    again = _bash(*args)
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert again.stderr.count("already done") == 4
-    assert [p.stat().st_mtime_ns for p in watched] == before
+    _assert_rerun_is_noop(args, 4, [exp / "mert/exp/checkpoint/model.safetensors", data / "train.codes", data / "train.tsv"])
     # The probe stage needs its data and says so.
     r = _bash(*args[:-2], "--stage", "4")
     assert r.returncode != 0 and "--probe_data DIR" in r.stderr

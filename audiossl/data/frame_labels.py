@@ -59,23 +59,41 @@ def write_frame_labels(path: str | os.PathLike, labels: list[np.ndarray], info: 
     return path
 
 
-def read_frame_labels(path: str | os.PathLike) -> tuple[list[np.ndarray], LabelInfo]:
-    """Read labels and their sidecar; checks row count, range and that the sidecar exists."""
-    path = Path(path)
-    if not path.is_file():
-        raise LabelError(f"{path}: label file not found")
+def _read_sidecar(path: Path) -> dict:
     meta_path = sidecar(path)
     if not meta_path.is_file():
         raise LabelError(
             f"{path}: no {meta_path.name} beside it, so the frame rate and tokenizer are unknown; "
             f"write labels with `audiossl kmeans label` (or add the sidecar by hand)."
         )
-    meta = json.loads(meta_path.read_text())
+    return json.loads(meta_path.read_text())
+
+
+def _info(meta: dict, meta_path: Path) -> LabelInfo:
     info = LabelInfo(float(meta["frame_rate"]), int(meta["num_classes"]), meta.get("tokenizer", {}), int(meta.get("num_codebooks", 1)))
     if info.num_classes <= 0:
         raise LabelError(f"{meta_path}: num_classes is {info.num_classes}; the label dictionary is empty")
     if info.num_codebooks <= 0:
         raise LabelError(f"{meta_path}: num_codebooks is {info.num_codebooks}; it must be >= 1")
+    return info
+
+
+def read_label_info(path: str | os.PathLike) -> LabelInfo:
+    """The sidecar of ``path`` alone (frame rate, classes, codebooks, tokenizer), without reading the labels."""
+    path = Path(path)
+    if not path.is_file():
+        raise LabelError(f"{path}: label file not found")
+    return _info(_read_sidecar(path), sidecar(path))
+
+
+def read_frame_labels(path: str | os.PathLike) -> tuple[list[np.ndarray], LabelInfo]:
+    """Read labels and their sidecar; checks row count, range and that the sidecar exists."""
+    path = Path(path)
+    if not path.is_file():
+        raise LabelError(f"{path}: label file not found")
+    meta_path = sidecar(path)
+    meta = _read_sidecar(path)
+    info = _info(meta, meta_path)
     c = info.num_codebooks
     labels = []
     for lineno, line in enumerate(path.read_text().splitlines(), start=1):

@@ -20,7 +20,7 @@ from typing import Callable
 
 import numpy as np
 
-from audiossl.data.frame_labels import LabelError, LabelInfo
+from audiossl.data.frame_labels import LabelError, LabelInfo, read_label_info
 from audiossl.data.manifest import Manifest
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ def check_label_rate(ctx: LabelCheckContext) -> None:
         raise LabelError(
             f"{ctx.label_path}.json: labels are at {ctx.info.frame_rate:g} Hz but the run config expects "
             f"label_rate={ctx.expected_label_rate:g} Hz; use labels made at {ctx.expected_label_rate:g} Hz "
-            f"or set label_rate={ctx.info.frame_rate:g} if these are the labels you mean."
+            f"or set data.label_rate={ctx.info.frame_rate:g} (or leave it unset: the sidecar decides) if these are the labels you mean."
         )
 
 
@@ -140,6 +140,22 @@ def check_counts(ctx: LabelCheckContext) -> None:
             + "\nThe labels were made with another frame shift, from other audio, or for another manifest; "
             "re-label with the features of this manifest."
         )
+
+
+def settle_from_labels(cfg, label_path: Path | None, labels_at_frame_rate: bool = False) -> None:
+    """Fill what the run config leaves open from the training labels' sidecar (``<labels>.json``), so
+    the label rate and class count travel with the labels and no recipe has to repeat them:
+    ``data.label_rate`` (unless the family wants labels at its own frame rate, e.g. MERT) and
+    ``model.num_classes``. Values the config pins are kept; the checks then refuse a mismatch."""
+    if label_path is None:
+        return
+    info = read_label_info(label_path)
+    if cfg.data.label_rate is None and not labels_at_frame_rate:
+        cfg.data.label_rate = info.frame_rate
+        log.info("data.label_rate=%g from %s.json", info.frame_rate, label_path)
+    if "num_classes" not in cfg.model.overrides:
+        cfg.model.overrides["num_classes"] = info.num_classes
+        log.info("model.num_classes=%d from %s.json", info.num_classes, label_path)
 
 
 def run_label_checks(ctx: LabelCheckContext) -> None:

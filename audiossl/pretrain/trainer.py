@@ -65,7 +65,7 @@ from audiossl.pretrain.data import BucketBatchSampler, PretrainDataReader, Pretr
 from audiossl.pretrain.families import FamilyError, get_family, num_codebooks
 from audiossl.pretrain.health import GuardedAdamW, StopSignal, TrainingDiverged
 from audiossl.pretrain.unit import DEFAULT_METRICS, PretrainEvalUnit, PretrainTrainUnit, metric_descriptors
-from audiossl.pretrain.label_checks import LabelCheckContext, run_label_checks
+from audiossl.pretrain.label_checks import LabelCheckContext, run_label_checks, settle_from_labels
 from audiossl.utils.fileio import atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -322,8 +322,9 @@ def run_pretraining(cfg: PretrainConfig, paths: RunPaths, gangs: Gangs | None = 
     out = paths.out
     is_main = gangs.root.rank == 0
     family = family_of(cfg)
-    model, model_cfg = build_model(cfg)
     train_labels = paths.manifest_dir / f"{paths.train_split}.{paths.labels}" if paths.labels else None
+    settle_from_labels(cfg, train_labels, getattr(family, "LABELS_AT_FRAME_RATE", False))
+    model, model_cfg = build_model(cfg)
     _check_run_dir(out, cfg, model_cfg, train_labels, is_main)
     train_reader, label_path = build_reader(paths, paths.train_split, model, cfg, gangs, train=True)
     valid_reader = build_reader(paths, paths.valid_split, model, cfg, gangs, train=False)[0] if paths.valid_split else None

@@ -4,14 +4,18 @@
 log() { echo -e "$(date '+%Y-%m-%d %H:%M:%S') (${0##*/}:${BASH_LINENO[0]}) $*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
-# parse_options "$@": every --key value pair must name a variable already defined by the script.
+# parse_options "$@": every --key value pair must name a variable already defined by the script;
+# bare key=value words (e.g. optim.lr=1e-4 data.max_tokens=2800000) are collected in $overrides for
+# the trainer (expand with ${overrides[@]+"${overrides[@]}"}).
+overrides=()
 parse_options() {
   while [ $# -gt 0 ]; do
     case "$1" in
       --help|-h) usage_and_exit ;;
       --*=*) key=${1%%=*}; val=${1#*=}; shift ;;
       --*) [ $# -ge 2 ] || die "option $1 needs a value"; key=$1; val=$2; shift 2 ;;
-      *) die "unexpected argument '$1' (options are --name value)" ;;
+      [a-z]*=*) overrides+=("$1"); shift; continue ;;
+      *) die "unexpected argument '$1' (options are --name value; trainer overrides are key=value)" ;;
     esac
     name=${key#--}; name=${name//-/_}
     [ -n "${!name+x}" ] || die "unknown option --${key#--} (see --help)"

@@ -1,42 +1,54 @@
 #!/usr/bin/env bash
 # HuBERT on LibriSpeech, the fairseq recipe's two iterations, for a user with LibriSpeech on disk.
 #
-#   egs/librispeech/hubert/run.sh --librispeech /data/LibriSpeech [--exp DIR] [--stage N] [--stop_stage M]
+#   egs/librispeech/hubert/run.sh --librispeech /data/LibriSpeech [--size tiny|base|large | --config YAML]
+#       [--exp DIR] [--stage N] [--stop_stage M] [--steps1 N --steps2 N] [--k1 N --k2 N] [key=value ...]
 #
-# stage 0  prepare           reads $librispeech/<split>/...          writes $exp/data/{train,valid}.tsv (+ .wrd .ltr .spk)
+# stage 0  prepare           reads $librispeech/<split>/<spk>/<chap>/*.flac + *.trans.txt
+#                            writes $exp/data/{train,valid}.tsv (+ .wrd .ltr .spk; train = $train_splits merged)
 # stage 1  MFCC              writes $exp/feats/mfcc/{train,valid}     (39-dim, 100 Hz)
-# stage 2  km100 on MFCC     writes $exp/km/mfcc, labels $exp/it1/data/{train,valid}.km (100 Hz)
-# stage 3  iteration 1       HuBERT Base, 250k steps (recipes/hubert/base.yaml) → $exp/it1/exp/checkpoint
-# stage 4  layer-6 features  writes $exp/feats/it1_L6/{train,valid}
-# stage 5  km500 on layer 6  writes $exp/km/it1, labels $exp/it2/data/{train,valid}.km (50 Hz)
-# stage 6  iteration 2       HuBERT Base, 400k steps → $exp/it2/exp/checkpoint
+# stage 2  k-means on MFCC   writes $exp/km/mfcc, labels $exp/it1/data/{train,valid}.km (k1 units, 100 Hz)
+# stage 3  iteration 1       HuBERT (recipes/hubert/$size.yaml) on it1 labels → $exp/it1/exp/checkpoint
+# stage 4  layer features    writes $exp/feats/it1_L$layer/{train,valid} (layer 6 of Base; 1 of tiny)
+# stage 5  k-means on layer  writes $exp/km/it1, labels $exp/it2/data/{train,valid}.km (k2 units, 50 Hz)
+# stage 6  iteration 2       HuBERT on it2 labels → $exp/it2/exp/checkpoint
 #
-# Multi-GPU: set launcher="torchrun --nproc_per_node=8" (or a srun line); the trainer reads the
-# rank/world size from the environment. Every stage writes $exp/.done.stageN; reruns skip done stages.
+# The label rate (100 Hz, then 50 Hz) and the number of classes travel with the labels (their .json
+# sidecar), so both iterations use the same recipe. key=value words go to the trainer unchanged
+# (e.g. data.num_accumulate=4 optim.lr=2e-4). Empty --steps1/--steps2 keep the recipe's max_steps
+# (Base: fairseq's 250k for iteration 1, 400k for iteration 2). Multi-GPU: --launcher
+# "torchrun --nproc_per_node=8 -m" (the trainer reads rank and world size from the environment).
+# Every stage writes $exp/.done.stageN; reruns skip finished stages.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/../../utils/lib.sh"
 root=$(cd "$here/../../.." && pwd)
 
-librispeech=
+librispeech=     # the LibriSpeech directory (holding train-clean-100/, dev-clean/, ...)
 exp=exp/librispeech_hubert
+size=base        # recipes/hubert/<size>.yaml: tiny (CPU) | base | large
+config=          # a recipe YAML of your own (overrides --size)
 stage=0
 stop_stage=6
 train_splits="train-clean-100 train-clean-360 train-other-500"
 valid_split=dev-clean
-nj=16
-k1=100
-k2=500
-layer=6
-percent=0.1
-steps1=250000
-steps2=400000
+nj=16            # processes for preparation and MFCC
+k1=100           # clusters on MFCC (iteration-1 targets)
+k2=500           # clusters on layer features (iteration-2 targets)
+layer=           # hidden layer clustered for iteration 2 (empty: 6, or 1 for tiny)
+percent=0.1      # share of the frames used to fit k-means
+steps1=          # steps of iteration 1 (empty: 250000 for base, else the recipe's max_steps)
+steps2=          # steps of iteration 2 (empty: the recipe's max_steps)
 launcher="python -m"
 parse_options "$@"
-[ -n "$librispeech" ] || die "--librispeech /path/to/LibriSpeech is required"
+[ -n "$config" ] || config=$root/recipes/hubert/$size.yaml
+[ -f "$config" ] || die "--size $size / --config $config: recipe not found (recipes/hubert/{tiny,base,large}.yaml)"
+[ -n "$layer" ] || { if [ "$size" = tiny ]; then layer=1; else layer=6; fi; }
+[ -n "$steps1" ] || [ "$size" != base ] || steps1=250000
 
-if run_stage 0 "prepare LibriSpeech manifests"; then
-  audiossl prepare librispeech "$librispeech" "$exp/data/raw" --workers "$nj"
+if run_stage 0 "prepare LibriSpeech manifests ($train_splits + $valid_split)"; then
+  [ -n "$librispeech" ] || die "--librispeech /path/to/LibriSpeech is required"
+  audiossl prepare librispeech "$librispeech" "$exp/data/raw" --workers "$nj" --splits $train_splits "$valid_split"
   python - "$exp/data" $train_splits -- "$valid_split" <<'PY'
 import sys
 from audiossl.data.manifest import Manifest, read_manifest, write_manifest
@@ -82,12 +94,13 @@ if run_stage 2 "k-means (k=$k1) on MFCC, label"; then
   stage_done 2
 fi
 
-pretrain() {
-  $launcher audiossl.cli.main pretrain --config "$root/recipes/hubert/base.yaml" --manifest-dir "$exp/$1/data" \
-    --train-split train --valid-split valid --labels km --out "$exp/$1/exp" --max-steps "$2" "model.num_classes=$3"
+pretrain() {  # $1 = iteration dir, $2 = steps (empty: the recipe's); rate and classes come from the labels
+  $launcher audiossl.cli.main pretrain --config "$config" --manifest-dir "$exp/$1/data" \
+    --train-split train --valid-split valid --labels km --out "$exp/$1/exp" ${2:+--max-steps "$2"} \
+    ${overrides[@]+"${overrides[@]}"}
 }
 
-if run_stage 3 "HuBERT Base iteration 1"; then pretrain it1 "$steps1" "$k1"; stage_done 3; fi
+if run_stage 3 "HuBERT ($size) iteration 1 on MFCC k-means labels"; then pretrain it1 "$steps1"; stage_done 3; fi
 
 if run_stage 4 "layer-$layer features of iteration 1"; then
   for s in train valid; do
@@ -101,5 +114,5 @@ if run_stage 5 "k-means (k=$k2) on layer $layer, label"; then
   stage_done 5
 fi
 
-if run_stage 6 "HuBERT Base iteration 2"; then pretrain it2 "$steps2" "$k2"; stage_done 6; fi
+if run_stage 6 "HuBERT ($size) iteration 2 on layer-$layer k-means labels"; then pretrain it2 "$steps2"; stage_done 6; fi
 log "finished stages $stage..$stop_stage in $exp"

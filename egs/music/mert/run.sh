@@ -16,8 +16,9 @@
 #                        `audiossl prepare nsynth`)  writes $exp/bench/results.{md,json,csv}: MERT vs FBANK on the
 #                        $probe_tasks found there (genre, instrument, pitch)
 #
-# Empty --steps/--rvq_steps keep the recipes' max_steps. Multi-GPU: --launcher "torchrun --nproc_per_node=8 -m"
-# and --device cuda (labelling, probes). Every stage writes $exp/.done.stageN; reruns skip finished stages.
+# Empty --steps/--rvq_steps keep the recipes' max_steps; key=value words go to the MERT trainer.
+# Multi-GPU: --launcher "torchrun --nproc_per_node=8 -m" and --device cuda (labelling, probes).
+# Every stage writes $exp/.done.stageN; reruns skip finished stages.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/../../utils/lib.sh"
@@ -82,7 +83,7 @@ if run_stage 3 "MERT-$size (code heads + CQT + noise mixing)"; then
   classes=$(python -c "import json, sys; print(json.load(open(sys.argv[1]))['num_classes'])" "$data/train.codes.json")
   $launcher audiossl.cli.main pretrain --config "$root/recipes/mert/$size.yaml" --manifest-dir "$data" \
     --train-split train --valid-split valid --labels codes --out "$exp/mert/exp" ${steps:+--max-steps "$steps"} \
-    "model.num_classes=$classes"
+    "model.num_classes=$classes" ${overrides[@]+"${overrides[@]}"}
   stage_done 3
 fi
 
