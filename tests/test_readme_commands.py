@@ -31,6 +31,8 @@ BLOCKS: dict[str, str | None] = {
     "audiossl tokenizer label random-projection": None,
     "audiossl tokenizer train rvq": None,
     "audiossl bench runs/it1/checkpoint": None,
+    "audiossl extract s3prl:hubert_local:/path/to/hubert.pt": "tests/test_readme_bridges.py runs it verbatim on the "
+    "s3prl/fairseq checkpoints and the lhotse CutSet it builds",
 }
 
 # README text → what runs here, applied to every block in this order.
