@@ -1,4 +1,4 @@
-"""On-device CQT target: librosa agreement, alignment to the student's frames, shape, normalisation."""
+"""On-device CQT target: parity with nnAudio's CQT1992v2 (MERT's teacher), frame centres, padding, model target."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 from audiossl.audio.cqt_torch import TorchCQT, log_cqt_target
 from audiossl.models.mert import build_cqt, build_mert, mert_tiny
 
-SR, HOP, FMIN = 24000, 320, 32.70319566257483
+SR, HOP = 24000, 320
 
 
 def _signal(seconds: float = 1.5, seed: int = 0) -> np.ndarray:
@@ -21,42 +21,42 @@ def _signal(seconds: float = 1.5, seed: int = 0) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def cqt():
-    return TorchCQT(SR, HOP, 336, 48, FMIN, center_offset=200)
+    return TorchCQT(SR, HOP, 336, 48, 32.7)
 
 
-def test_matches_librosa_on_the_student_frames(cqt):
-    import librosa
-
-    y = _signal()
-    num_frames = (len(y) - 400) // HOP + 1  # student frames (receptive field 400, hop 320)
-    ours = cqt(torch.from_numpy(y)[None], num_frames)[0].numpy()
-    assert ours.shape == (num_frames, 336)
-    # librosa frame i is centred on sample i * hop of its input: feed it y[200:] so that frame i is
-    # centred on 320 i + 200, the centre of the student's frame i
-    ref = np.abs(librosa.cqt(y[200:], sr=SR, hop_length=HOP, fmin=FMIN, n_bins=336, bins_per_octave=48, scale=False)).T[:num_frames]
-    lengths, _ = librosa.filters.wavelet_lengths(freqs=FMIN * 2.0 ** (np.arange(336) / 48), sr=SR, window="hann", filter_scale=1)
-    ours_scaled = ours * lengths[None, :]  # librosa scale=False weights each bin by its filter length
-    inner = slice(3, -3)  # the first/last frames see the signal edge differently (zero padding vs resampler)
-    err = np.abs(ours_scaled - ref)[inner].max() / ref.max()
-    assert err < 0.01, err
-    corr = np.corrcoef(np.log(ours_scaled[inner] + 1e-3).ravel(), np.log(ref[inner] + 1e-3).ravel())[0, 1]
-    assert corr > 0.99, corr
-    # peaks where the tones are: 440 Hz is bin 48 * log2(440 / fmin) = 180
-    assert abs(int(ours[num_frames // 2].argmax()) - 180) <= 1
+def test_matches_nnaudio_cqt1992v2(cqt):
+    """MERT's teacher (mert_model.py, model_cqt_pred): nnAudio CQT with these exact settings, padded batch."""
+    features = pytest.importorskip("nnAudio.features", reason="nnAudio not installed (pip install '.[parity]')")
+    ref = features.cqt.CQT(
+        sr=SR, hop_length=SR // 75, fmin=32.7, fmax=None, n_bins=336, bins_per_octave=336 // 7, filter_scale=1, norm=1,
+        window="hann", center=True, pad_mode="constant", trainable=False, output_format="Magnitude", verbose=False,
+    )
+    wavs = torch.from_numpy(np.stack([_signal(1.5, 0), _signal(1.5, 1)]))
+    wavs[1, 26000:] = 0  # a padded item
+    want = ref(wavs).transpose(1, 2)  # [B, frames, bins]
+    got = cqt(wavs, want.shape[1])
+    assert got.shape == want.shape == (2, 36000 // HOP + 1, 336)
+    err = float((got - want).abs().max() / want.abs().max())
+    assert err < 1e-5, err
+    # the padded item alone gives the same frames (zero padding is nnAudio's constant padding)
+    alone = cqt(wavs[1:, :26000], 26000 // HOP + 1)[0]
+    torch.testing.assert_close(alone, got[1, : 26000 // HOP + 1], atol=1e-5 * float(want.max()), rtol=1e-5)
 
 
-def test_alignment_an_onset_lands_in_the_student_frame(cqt):
-    """A click at sample s peaks in the frame whose centre (320 i + 200) is closest to s."""
-    for s in (6400 + 200, 9600 + 200 + 160):
+def test_frame_i_is_centred_on_sample_hop_times_i(cqt):
+    """nnAudio center=True: a click at sample s peaks in frame round(s / hop)."""
+    for s in (6400, 9600 + 160):
         y = np.zeros(24000, np.float32)
         y[s] = 1.0
-        mag = cqt(torch.from_numpy(y)[None], (24000 - 400) // HOP + 1)[0]
+        mag = cqt(torch.from_numpy(y)[None], 24000 // HOP + 1)[0]
         top = mag[:, 250:].sum(-1)  # short high-frequency filters localise the click
-        want = round((s - 200) / HOP)
-        assert abs(int(top.argmax()) - want) <= (0 if (s - 200) % HOP == 0 else 1)
+        want = round(s / HOP)
+        assert abs(int(top.argmax()) - want) <= (0 if s % HOP == 0 else 1)
+    y = _signal()
+    assert abs(int(cqt(torch.from_numpy(y)[None])[0, 50].argmax()) - 180) <= 1  # 440 Hz: bin 48·log2(440/32.7)
 
 
-def test_model_target_shape_padding_and_normalisation():
+def test_model_target_is_the_raw_magnitude_on_masked_frames():
     torch.manual_seed(0)
     model = build_mert(mert_tiny(num_classes=16)).eval()
     wavs = torch.from_numpy(np.stack([_signal(1.0, 0), _signal(1.0, 1)]))
@@ -64,19 +64,24 @@ def test_model_target_shape_padding_and_normalisation():
     lengths = torch.tensor([24000, 16000])
     t = model.encoder.num_frames(24000)
     targets = torch.randint(0, 16, (2, t, 8))
-    out = model(wavs, lengths, targets)
+    mask = torch.zeros(2, t, dtype=torch.bool)
+    mask[:, 5:30] = True
+    out = model(wavs, lengths, targets, mask_indices=mask)
     assert out.cqt_target.shape == (2, t, 336) == out.cqt_pred.shape
-    n1 = model.encoder.num_frames(16000)
-    assert torch.all(out.cqt_target[1, n1:] == 0)  # padding frames carry no target
-    valid = out.cqt_target[0]
-    assert abs(float(valid.mean())) < 1e-4 and abs(float(valid.std()) - 1) < 1e-2
-    # the padded item's target equals the target of the item alone (no leak from padding)
-    alone = model(wavs[1:, :16000], None, targets[1:, :n1]).cqt_target
-    assert float((out.cqt_target[1, :n1] - alone[0]).abs().max()) < 1e-3
-    # the model's teacher is the 336-bin, 48/octave, 32.7 Hz, hop-320 CQT centred on the student frames
     c = build_cqt(model.cfg)
-    assert (c.n_bins, c.bins_per_octave, c.hop_length, c.center_offset) == (336, 48, 320, 200)
+    assert (c.n_bins, c.bins_per_octave, c.hop_length, c.center_offset, c.fmin) == (336, 48, 320, 0, 32.7)
+    torch.testing.assert_close(out.cqt_target, c(wavs, t))  # MERT: first T frames of the CQT, no log, no scaling
+    # plain MSE (nn.MSELoss) over the masked, non-padded frames and all bins
+    n1 = model.encoder.num_frames(16000)
+    sel = mask & (torch.arange(t)[None] < torch.tensor([t, n1])[:, None])
+    torch.testing.assert_close(out.loss_cqt, torch.nn.functional.mse_loss(out.cqt_pred[sel], out.cqt_target[sel]))
     assert "cqt.kernel_0" not in model.state_dict()  # rebuilt from the config, not stored
+    # the non-MERT option: log-magnitude standardised per utterance, centred on the student's frames
+    model.cfg.cqt_target = "log_norm"
+    model.cqt = build_cqt(model.cfg)
+    assert model.cqt.center_offset == 200
+    norm = model(wavs, lengths, targets, mask_indices=mask).cqt_target
+    assert torch.all(norm[1, n1:] == 0) and abs(float(norm[0].mean())) < 1e-4
 
 
 def test_log_target_gain_invariant():
@@ -87,4 +92,4 @@ def test_log_target_gain_invariant():
 
 def test_refuses_bins_above_nyquist():
     with pytest.raises(ValueError, match="Nyquist"):
-        TorchCQT(8000, 80, 336, 48, FMIN)
+        TorchCQT(8000, 80, 336, 48, 32.7)

@@ -131,3 +131,33 @@ def test_refusals_name_the_field(tmp_path):
     (out / "pytorch_model.bin").write_bytes(b"\x80\x04\x95\x10\x00\x00\x00\x00\x00\x00\x00\x8c\x02os\x8c\x06system\x93.")
     with pytest.raises(MertFormatError, match="weights_only"):
         load_mert_model(out)
+
+
+_RELEASED_COMMON = dict(
+    model_type="mert_model", sample_rate=24000, conv_dim=[512] * 7, conv_kernel=[10, 3, 3, 3, 3, 2, 2],
+    conv_stride=[5, 2, 2, 2, 2, 2, 2], conv_bias=False, feat_extract_norm="group", feat_extract_activation="gelu",
+    hidden_act="gelu", num_conv_pos_embeddings=128, num_conv_pos_embedding_groups=16, feat_proj_layer_norm=True,
+)
+# the architecture fields of m-a-p/MERT-v1-95M and -330M config.json (and yizhilll/MERT scripts/hf_config)
+RELEASED = {
+    "95m": dict(_RELEASED_COMMON, hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
+                do_stable_layer_norm=False, attention_relax=-1.0),
+    "330m": dict(_RELEASED_COMMON, hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096,
+                 do_stable_layer_norm=True, attention_relax=32.0),
+}
+ARCH = ("sample_rate", "conv_layers", "extractor_mode", "conv_bias", "embed_dim", "num_layers", "num_heads", "ffn_dim",
+        "layer_norm_first", "pos_conv_kernel", "pos_conv_groups", "attention_relax")
+
+
+@pytest.mark.parametrize("size", ["95m", "330m"])
+def test_released_config_builds_our_builder_architecture(size):
+    """A released config.json (group-norm front end, no conv bias, for both sizes) = mert_95m() / mert_330m()."""
+    from audiossl.interop.mert_hf import hf_config_to_mert
+    from audiossl.models.mert import CONFIGS, MertModel
+
+    ours, released = CONFIGS[size](), hf_config_to_mert(RELEASED[size])
+    assert {k: getattr(released, k) for k in ARCH} == {k: getattr(ours, k) for k in ARCH}
+    with torch.device("meta"):
+        a, b = MertModel(ours), MertModel(released)
+    assert {k: v.shape for k, v in a.state_dict().items()} == {k: v.shape for k, v in b.state_dict().items()}
+    assert not any(k.startswith("frontend.") and k.endswith("conv.bias") for k in a.state_dict())

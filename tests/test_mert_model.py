@@ -53,6 +53,19 @@ def test_builders_sizes_and_frame_rate():
     assert MertModel(tiny()).frame_rate == 75.0
 
 
+def test_builders_follow_the_reference_configs():
+    """MERT_RVQ-VAE_CQT_{95M,330M}.yaml + the released config.json: group-norm front end without conv
+    bias for both, final_dim 64 / 128, noise segments 12000-24000 / 12000-36000 samples, CQT 336 x 48 from 32.7 Hz."""
+    for build, final_dim, seg, grad_mult in ((mert_95m, 64, (0.5, 1.0), 0.1), (mert_330m, 128, (0.5, 1.5), 1.0)):
+        cfg = build()
+        assert (cfg.extractor_mode, cfg.conv_bias, cfg.normalize) == ("group_norm", False, False)
+        assert (cfg.final_dim, cfg.logit_temp, cfg.ce_reduction, cfg.noise_mix_seconds) == (final_dim, 0.1, "sum", seg)
+        assert (cfg.noise_mix_prob, cfg.noise_mix_max_segments, cfg.noise_mix_volume, cfg.noise_mix_snr_db) == (0.5, 3, 1.0, None)
+        assert (cfg.cqt_bins, cfg.cqt_bins_per_octave, cfg.cqt_fmin, cfg.cqt_target) == (336, 48, 32.7, "magnitude")
+        assert (cfg.feature_pen_weight, cfg.cqt_weight, cfg.ce_weight, cfg.feature_grad_mult) == (10.0, 1.0, 1.0, grad_mult)
+        assert (cfg.mask_prob, cfg.mask_length, cfg.min_masks) == (0.8, 5, 2)
+
+
 def test_hidden_states_padding_and_short_input():
     torch.manual_seed(0)
     enc = MertModel(tiny(**NO_DROP)).eval()
@@ -104,7 +117,8 @@ def test_loss_terms_by_hand():
     sel = mask[..., None] & (targets >= 0)
     assert int(out.num_masked) == 2 * 10 * 8 - 1  # all heads together
     ce = F.cross_entropy(out.logits.permute(0, 3, 1, 2), targets.clamp(min=0), reduction="none")
-    assert torch.allclose(out.loss_masked, ce[sel].mean(), atol=1e-5)
+    per_book = torch.stack([ce[..., c][sel[..., c]].mean() for c in range(8)])
+    assert torch.allclose(out.loss_masked, per_book.sum(), atol=1e-5)  # MERT: codebook CE terms summed
     assert int(out.correct_masked) == int(((out.logits.argmax(-1) == targets) & sel).sum())
     mse = (out.cqt_pred - out.cqt_target).pow(2).mean(-1)[mask].mean()
     assert torch.allclose(out.loss_cqt, mse, atol=1e-5) and out.extra_losses == {"loss_cqt": out.loss_cqt}
@@ -118,8 +132,45 @@ def test_loss_terms_by_hand():
     model.cfg.cqt_weight, model.cfg.ce_weight = 0.0, 2.0
     w = _step(model, wavs, targets, mask)
     assert torch.allclose(w.loss, 2 * out.loss_masked + 10 * out.feature_pen, atol=1e-5)
+    model.cfg.ce_reduction = "mean"  # the non-MERT option: averaged over codebooks
+    assert torch.allclose(_step(model, wavs, targets, mask).loss_masked, per_book.mean(), atol=1e-6)
     with pytest.raises(ValueError, match=r"targets must be \[batch=2, frames, num_codebooks=8\]"):
         model(wavs, None, targets[..., :4])
+
+
+def _reference_logits(proj_x, label_embs, target, temp=0.1):
+    """MERT's compute_nce, restated: candidates = [positive; every label embedding], cosine / temp,
+    the candidates equal to the positive set to -inf; the target is candidate 0."""
+    pos = label_embs[target]  # [S, F]
+    cands = torch.cat([pos[None], label_embs[:, None].expand(-1, len(target), -1)])  # [1 + K, S, F]
+    logits = torch.cosine_similarity(proj_x[None].float(), cands.float(), dim=-1) / temp
+    logits[1:][(pos[None] == cands[1:]).all(-1)] = float("-inf")
+    return logits.T  # [S, 1 + K], target 0
+
+
+def test_cosine_heads_match_mert_compute_nce():
+    torch.manual_seed(0)
+    model = build_mert(tiny(**NO_DROP)).eval()
+    with torch.no_grad():
+        model.final_proj.bias.normal_()
+    wavs = torch.randn(2, 12000)
+    t = model.encoder.num_frames(12000)
+    targets = torch.randint(0, 32, (2, t, 8))
+    mask = torch.zeros(2, t, dtype=torch.bool)
+    mask[:, 3:15] = True
+    out = _step(model, wavs, targets, mask)
+    hidden = model.encoder(wavs, None, mask_indices=mask).hidden_states[-1]
+    proj = model.final_proj(hidden[mask]).chunk(8, dim=-1)  # untie_final_proj: chunk c is codebook c
+    embs = model.label_embs.split([32] * 8, 0)
+    total = 0.0
+    for c in range(8):
+        ref = _reference_logits(proj[c], embs[c], targets[..., c][mask])
+        ce = F.cross_entropy(ref, torch.zeros(len(ref), dtype=torch.long), reduction="sum")
+        total = total + ce
+        torch.testing.assert_close(torch.log_softmax(ref, -1)[:, 0], torch.log_softmax(out.logits[:, :, c][mask], -1).gather(1, targets[..., c][mask][:, None])[:, 0], atol=1e-5, rtol=1e-5)
+    # hubert criterion: sum of the codebooks' summed CE / number of masked frames (sample_size)
+    torch.testing.assert_close(out.loss_masked, total / int(mask.sum()), atol=1e-5, rtol=1e-5)
+    assert model.label_embs.shape == (8 * 32, 16) and float(model.label_embs.detach().min()) >= 0  # U(0, 1) init
 
 
 def test_heads_are_untied():
@@ -132,8 +183,10 @@ def test_heads_are_untied():
     mask = torch.ones(2, t, dtype=torch.bool)
     model.cfg.cqt_weight = model.cfg.feature_pen_weight = 0.0
     _step(model, wavs, targets, mask).loss.backward()
-    g = model.heads.weight.grad.view(8, 32, -1).abs().sum((1, 2))
+    g = model.final_proj.weight.grad.view(8, 16, -1).abs().sum((1, 2))
     assert float(g[3]) > 0 and float(g.sum() - g[3]) == 0.0
+    e = model.label_embs.grad.view(8, 32, -1).abs().sum((1, 2))
+    assert float(e[3]) > 0 and float(e.sum() - e[3]) == 0.0
 
 
 def test_targets_shorter_or_longer_are_aligned():

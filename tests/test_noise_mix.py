@@ -31,9 +31,11 @@ def test_mixture_adds_other_clips_inside_valid_samples_only():
     changed = diff.sum(1)
     assert torch.all(changed >= int(0.5 * SR) - 1)  # every item got >= one 0.5 s segment
     assert torch.all(changed <= 3 * SR)  # at most three 1 s segments
-    # energy scaling: segments are at 0..10 dB below the clean item
+    # MERT: raw segments at volume 1, so the added part has the other clips' level (0.3-amplitude tones)
     ratio = ((mixed - wavs)[diff].pow(2).mean() / wavs[valid].pow(2).mean())
-    assert 0.05 < float(ratio) < 1.5
+    assert 0.7 < float(ratio) < 3.5
+    half = mix_in_batch_noise(wavs, lengths, SR, NoiseMixConfig(prob=1.0, volume=0.5), generator=torch.Generator().manual_seed(1))
+    assert torch.allclose(half - wavs, 0.5 * (mixed - wavs), atol=1e-6)
     # the input tensor is untouched
     assert torch.equal(wavs, _batch()[0])
 
@@ -50,13 +52,26 @@ def test_probability_and_determinism():
     assert 0.38 < float(hit.float().mean()) < 0.62  # p = 0.5 per item (±3.4 sigma)
 
 
-def test_segments_come_from_other_clips_energy_scaled():
+def test_segments_come_from_the_pool_of_other_clips_added_raw():
+    """MERT: segments are cut from the other clips concatenated (one may run across two) and added as is."""
     b, s = 3, 30000
-    wavs = torch.arange(1, b + 1, dtype=torch.float32)[:, None].expand(b, s).contiguous()  # item i is constant i+1
+    wavs = (10.0 ** torch.arange(b, dtype=torch.float32))[:, None].expand(b, s).contiguous()  # item i is constant 10^i
+    for seed in range(4):
+        mixed = mix_in_batch_noise(wavs, None, SR, NoiseMixConfig(prob=1.0), generator=torch.Generator().manual_seed(seed))
+        for i in range(b):
+            added = (mixed[i] - wavs[i]).round().long()  # sum of 10^k over segments' samples; ≤ 3 overlap: no carry
+            assert torch.allclose(mixed[i] - wavs[i], added.float(), atol=1e-3) and int(added.max()) >= 1
+            assert int(((added // 10**i) % 10).max()) == 0  # never the item itself
+            assert int(((added // 1) % 10 + (added // 10) % 10 + (added // 100) % 10).max()) <= 3
+
+
+def test_snr_option_scales_segments_to_the_item_energy():
+    s = 30000
+    wavs = torch.tensor([[2.0], [5.0]]).expand(2, s).contiguous()
     mixed = mix_in_batch_noise(wavs, None, SR, NoiseMixConfig(prob=1.0, snr_db=(0.0, 0.0)), generator=torch.Generator().manual_seed(0))
-    for i in range(b):
-        # at 0 dB every segment is rescaled to the item's own energy: it adds exactly i+1 (×2, ×3 where segments overlap)
-        added = (mixed[i] - wavs[i]) / (i + 1)
+    for i in range(2):
+        # at 0 dB every segment is rescaled to the item's own energy: it adds exactly the item's value (×2, ×3 overlapping)
+        added = (mixed[i] - wavs[i]) / wavs[i, 0]
         assert torch.allclose(added, added.round(), atol=1e-4) and float(added.max()) >= 1 - 1e-4
     # two clips: whatever item 0 gets comes from item 1 (a 700 Hz tone), never from itself (300 Hz)
     t = torch.arange(s) / SR

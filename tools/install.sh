@@ -20,7 +20,7 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 log "installing audiossl and its pinned stack (first time: ~6 min, ~7 GB with CUDA torch)"
 "$VENV/bin/python" -m pip install -q --upgrade pip
-"$VENV/bin/python" -m pip install -q -e ".[test,bench]"
+"$VENV/bin/python" -m pip install -q -e ".[test,bench,parity]"
 # tinysoundfont renders the demo corpus' music; its declared pyaudio dependency does not build
 # without PortAudio headers and is not needed for offline rendering.
 "$VENV/bin/python" -m pip install -q --no-deps tinysoundfont

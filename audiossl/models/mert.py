@@ -2,16 +2,21 @@
 
 Data flow::
 
-    clean wavs [B, S] ──TorchCQT──▶ log-CQT target [B, T, 336]            (musical teacher)
+    clean wavs [B, S] ──TorchCQT (= nnAudio CQT1992v2)──▶ |CQT| target [B, T, 336]  (musical teacher)
         │ in-batch noise mixture (training only; targets already taken from the clean audio)
         ▼
     conv frontend (×320 → 75 Hz at 24 kHz) ─LN─▶ Linear ─▶ mask_emb at masked frames ─▶ pos conv
-        ─▶ transformer ─▶ hidden [B, T, D] ─┬─ 8 untied linear heads ─▶ logits [B, T, 8, 1024]
-                                             │      CE vs RVQ codes [B, T, 8] on masked frames
+        ─▶ transformer ─▶ hidden [B, T, D] ─┬─ final_proj D → 8 × final_dim, chunk c ─▶ cosine with
+                                             │  label_embs[c] [1024, final_dim] / logit_temp ─▶ logits
+                                             │  [B, T, 8, 1024]; CE vs RVQ codes [B, T, 8], masked frames
                                              └─ CQT head ─▶ [B, T, 336], MSE on masked frames
 
-``loss = ce_weight * loss_masked + cqt_weight * loss_cqt + feature_pen_weight * feature_pen``, with
-``loss_masked`` the mean CE over heads and masked frames (MERT: CE heads + CQT MSE, weight 1).
+Reference (MERT fairseq fork, ``mert_model.py`` + fairseq's ``hubert`` criterion with
+``loss_weights [10, 1]``): the step's loss is ``Σ_codebooks Σ_masked-frames CE / N_masked +
+10 · feature_pen + 1 · cqt_mse``, i.e. the 8 CE terms are **summed**, not averaged. Here
+``loss = ce_weight * loss_masked + cqt_weight * loss_cqt + feature_pen_weight * feature_pen`` with
+``loss_masked`` = that sum over codebooks of the masked-frame mean CE (``ce_reduction: mean``
+divides it by the number of codebooks, our earlier choice, kept as an option).
 
 The encoder is :class:`audiossl.models.hubert.HubertModel` with a 24 kHz config (same module and
 parameter names, so the HF HuBERT key mapping of :mod:`audiossl.interop.hf` serves MERT too).
@@ -83,6 +88,13 @@ class MertConfig:
     """PB-relax attention-logit relaxation factor (MERT HF ``attention_relax``; 32 for 330M); <= 0: off."""
     normalize: bool = False
     """Zero-mean / unit-variance waveform per utterance before the model (HF ``do_normalize``)."""
+    final_dim: int = 64
+    """Per-codebook projection width of the cosine heads (MERT ``final_dim``: 64 for 95M, 128 for 330M)."""
+    logit_temp: float = 0.1
+    """Cosine similarities are divided by this (MERT ``logit_temp``)."""
+    ce_reduction: str = "sum"
+    """``sum`` (MERT: the codebooks' masked CE terms add up) or ``mean`` (divided by ``num_codebooks``;
+    not MERT: it makes the CQT and feature-penalty terms ``num_codebooks``× heavier relative to CE)."""
     mask_prob: float = 0.8
     """Span-start probability × span length (MERT: 0.8)."""
     mask_length: int = 5
@@ -94,27 +106,44 @@ class MertConfig:
     num_classes: int = 1024
     """Codebook size of each level."""
     ce_weight: float = 1.0
-    """Weight of the mean masked CE over heads."""
+    """Weight of the masked CE (MERT ``pred_masked_weight``: 1)."""
     cqt_weight: float = 1.0
     """Weight of the masked-frame CQT MSE (MERT: 1)."""
     feature_pen_weight: float = 10.0
-    """Weight of the conv-feature L2 penalty (HuBERT's 10)."""
+    """Weight of the conv-feature L2 penalty (MERT ``loss_weights[0]``: 10)."""
     cqt_bins: int = 336
     """CQT target bins (7 octaves × 48)."""
     cqt_bins_per_octave: int = 48
     """CQT bins per octave."""
-    cqt_fmin: float = 32.70319566257483
-    """Lowest CQT bin in Hz (C1)."""
+    cqt_fmin: float = 32.7
+    """Lowest CQT bin in Hz (MERT: 32.7)."""
+    cqt_target: str = "magnitude"
+    """``magnitude``: MERT's target, nnAudio's CQT magnitude, frame ``i`` centred on sample ``320 i``.
+    ``log_norm`` (not MERT): log-magnitude standardised per utterance, frames centred on the student's
+    frames (``320 i + 200``); bounded targets whatever the recording gain."""
     noise_mix_prob: float = 0.5
     """Probability per item of the in-batch noise mixture in training (0: off)."""
     noise_mix_max_segments: int = 3
     """Most segments mixed into one item."""
     noise_mix_seconds: tuple[float, float] = (0.5, 1.0)
-    """Segment duration range in seconds."""
+    """Segment duration range in seconds (MERT 95M: 12000–24000 samples; 330M: 12000–36000)."""
+    noise_mix_volume: float = 1.0
+    """Gain on the added segments (MERT ``inbatch_noise_augment_volume``: 1.0)."""
+    noise_mix_snr_db: tuple[float, float] | None = None
+    """None (MERT): add raw segments at ``noise_mix_volume``. A ``(lo, hi)`` range (not MERT): scale
+    each segment to a random SNR in dB against the item's own energy."""
 
     def __post_init__(self) -> None:
         self.conv_layers = tuple(tuple(int(v) for v in layer) for layer in self.conv_layers)
         self.noise_mix_seconds = tuple(float(v) for v in self.noise_mix_seconds)
+        if self.noise_mix_snr_db is not None:
+            self.noise_mix_snr_db = tuple(float(v) for v in self.noise_mix_snr_db)
+        if self.ce_reduction not in ("sum", "mean"):
+            raise ValueError(f"ce_reduction must be 'sum' or 'mean', got {self.ce_reduction!r}")
+        if self.cqt_target not in ("magnitude", "log_norm"):
+            raise ValueError(f"cqt_target must be 'magnitude' or 'log_norm', got {self.cqt_target!r}")
+        if self.final_dim < 1 or self.logit_temp <= 0:
+            raise ValueError(f"need final_dim >= 1 and logit_temp > 0, got {self.final_dim}, {self.logit_temp}")
         if any(len(layer) != 3 for layer in self.conv_layers):
             raise ValueError(f"conv_layers must be (channels, kernel, stride) triples, got {self.conv_layers}")
         if self.extractor_mode not in ("group_norm", "layer_norm"):
@@ -137,6 +166,8 @@ class MertConfig:
         d = asdict(self)
         d["conv_layers"] = [list(layer) for layer in self.conv_layers]
         d["noise_mix_seconds"] = list(self.noise_mix_seconds)
+        if self.noise_mix_snr_db is not None:
+            d["noise_mix_snr_db"] = list(self.noise_mix_snr_db)
         return d
 
     @classmethod
@@ -203,7 +234,8 @@ class MertPretrainOutput:
     loss: Tensor
     """Scalar to backpropagate (see module docstring)."""
     loss_masked: Tensor
-    """Mean CE over heads and masked, labelled frames."""
+    """Masked CE: per codebook the mean over masked, labelled frames, summed over codebooks (MERT)
+    or averaged (``ce_reduction: mean``)."""
     loss_cqt: Tensor
     """Mean squared error of the CQT head over masked frames and bins."""
     feature_pen: Tensor
@@ -217,9 +249,9 @@ class MertPretrainOutput:
     logits: Tensor
     """``[B, T, num_codebooks, num_classes]`` (float32)."""
     cqt_pred: Tensor
-    """``[B, T, cqt_bins]`` predicted log-CQT."""
+    """``[B, T, cqt_bins]`` predicted CQT target."""
     cqt_target: Tensor
-    """``[B, T, cqt_bins]`` normalised log-CQT of the clean input."""
+    """``[B, T, cqt_bins]`` CQT magnitude of the clean input (or its normalised log, ``log_norm``)."""
     mask_indices: Tensor
     """``[B, T]`` bool, frames replaced by the mask embedding."""
     mixed_wavs: Tensor
@@ -231,9 +263,15 @@ class MertPretrainOutput:
 
 
 class MertPretrainModel(nn.Module):
-    """Encoder + ``heads`` (``num_codebooks`` untied ``D → num_classes`` classifiers, stored as one
-    ``Linear(D, num_codebooks * num_classes)``: rows ``[c*K, (c+1)*K)`` are head ``c``) + ``cqt_head``
-    + the on-device CQT teacher (non-persistent buffers, rebuilt from the config)."""
+    """Encoder + MERT's HuBERT-style heads + ``cqt_head`` + the on-device CQT teacher (non-persistent
+    buffers, rebuilt from the config).
+
+    Heads (MERT ``untie_final_proj: true``): ``final_proj = Linear(D, num_codebooks * final_dim)``,
+    whose output columns ``[c*F, (c+1)*F)`` are codebook ``c``'s projection; ``label_embs``
+    ``[num_codebooks * num_classes, final_dim]`` (rows ``[c*K, (c+1)*K)`` = codebook ``c``, initialised
+    U(0, 1)); logit of class ``k`` = cosine(projection, embedding ``k``) / ``logit_temp``. MERT forms
+    the positive and all classes as candidates and masks the duplicate positive, which is this
+    softmax over the classes."""
 
     family: ClassVar[str] = "mert"
 
@@ -241,13 +279,23 @@ class MertPretrainModel(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.encoder = MertModel(cfg)
-        self.heads = nn.Linear(cfg.embed_dim, cfg.num_codebooks * cfg.num_classes)
+        self.final_proj = nn.Linear(cfg.embed_dim, cfg.num_codebooks * cfg.final_dim)
+        self.label_embs = nn.Parameter(torch.empty(cfg.num_codebooks * cfg.num_classes, cfg.final_dim).uniform_())
         self.cqt_head = nn.Linear(cfg.embed_dim, cfg.cqt_bins)
         self.cqt = build_cqt(cfg)
 
     @property
     def frame_rate(self) -> float:
         return self.encoder.frame_rate
+
+    def logits(self, hidden: Tensor) -> Tensor:
+        """``hidden [B, T, D]`` → fp32 logits ``[B, T, num_codebooks, num_classes]`` (cosine / logit_temp)."""
+        cfg = self.cfg
+        b, t, _ = hidden.shape
+        proj = self.final_proj(hidden).float().view(b, t, cfg.num_codebooks, cfg.final_dim)
+        emb = self.label_embs.float().view(cfg.num_codebooks, cfg.num_classes, cfg.final_dim)
+        cos = torch.einsum("btcf,ckf->btck", F.normalize(proj, dim=-1, eps=1e-8), F.normalize(emb, dim=-1, eps=1e-8))
+        return cos / cfg.logit_temp
 
     def align_targets(self, targets: Tensor, num_frames: int) -> Tensor:
         """Truncate or right-pad (with -100) ``targets [B, T', C]`` to ``[B, num_frames, C]``."""
@@ -295,12 +343,15 @@ class MertPretrainModel(nn.Module):
             full = torch.full((batch,), num_samples, device=wavs.device, dtype=torch.long)
             wavs = normalize_waveform(wavs, full if lengths is None else lengths.to(wavs.device))
         # teacher first, from the clean audio: the mixture below can never leak into the target
-        cqt_target = log_cqt_target(self.cqt(wavs, num_frames), frame_lengths)
+        cqt_target = self.cqt(wavs, num_frames)
+        if cfg.cqt_target == "log_norm":
+            cqt_target = log_cqt_target(cqt_target, frame_lengths)
         heard = wavs
         if self.training and cfg.noise_mix_prob > 0:
             mix = NoiseMixConfig(
                 prob=cfg.noise_mix_prob, max_segments=cfg.noise_mix_max_segments,
                 min_seconds=cfg.noise_mix_seconds[0], max_seconds=cfg.noise_mix_seconds[1],
+                volume=cfg.noise_mix_volume, snr_db=cfg.noise_mix_snr_db,
             )
             heard = mix_in_batch_noise(wavs, lengths, cfg.sample_rate, mix, generator=generator)
         if mask_indices is None:
@@ -313,13 +364,15 @@ class MertPretrainModel(nn.Module):
         feature_pen = (out.features.float().pow(2).mean(-1) * valid).sum() / num_frames_t.clamp(min=1)
 
         hidden = out.hidden_states[-1]
-        logits = self.heads(hidden).float().view(batch, num_frames, cfg.num_codebooks, cfg.num_classes)
+        logits = self.logits(hidden)
         targets = self.align_targets(targets.to(wavs.device).long(), num_frames)
         ce = F.cross_entropy(logits.permute(0, 3, 1, 2), targets.clamp(min=0), reduction="none")  # [B, T, C]
         masked = valid & mask_indices  # [B, T]
         sel = masked[..., None] & (targets >= 0)
         num_m = sel.sum()
-        loss_masked = (ce * sel).sum() / num_m.clamp(min=1)
+        # per codebook: mean over its masked, labelled frames; then summed over codebooks (MERT)
+        per_book = (ce * sel).sum((0, 1)) / sel.sum((0, 1)).clamp(min=1)  # [C]
+        loss_masked = per_book.sum() if cfg.ce_reduction == "sum" else per_book.mean()
         correct = ((logits.argmax(-1) == targets) & sel).sum()
 
         cqt_pred = self.cqt_head(hidden).float()
@@ -335,16 +388,14 @@ class MertPretrainModel(nn.Module):
 
 
 def build_cqt(cfg: MertConfig) -> TorchCQT:
-    """The CQT teacher of ``cfg``: hop = the student's frame shift, frames centred on the student's frames."""
-    return TorchCQT(
-        cfg.sample_rate, cfg.hop_length, cfg.cqt_bins, cfg.cqt_bins_per_octave, cfg.cqt_fmin,
-        center_offset=receptive_field(cfg.conv_layers) // 2,
-    )
+    """The CQT teacher of ``cfg``: hop = the student's frame shift; frame ``i`` centred on sample
+    ``hop·i`` (MERT, nnAudio ``center=True``), or on the student's frame centre for ``log_norm``."""
+    offset = receptive_field(cfg.conv_layers) // 2 if cfg.cqt_target == "log_norm" else 0
+    return TorchCQT(cfg.sample_rate, cfg.hop_length, cfg.cqt_bins, cfg.cqt_bins_per_octave, cfg.cqt_fmin, center_offset=offset)
 
 
 def mert_tiny(**overrides) -> MertConfig:
-    """CPU-sized MERT for tests and demo runs (~1.6 M params, two thirds in the 8 × 1024-way heads): 64-channel
-    conv, 2 × 128-dim layers."""
+    """CPU-sized MERT for tests and demo runs: 64-channel conv, 2 × 128-dim layers, ``final_dim`` 16."""
     cfg = MertConfig(
         conv_layers=((64, 10, 5),) + ((64, 3, 2),) * 4 + ((64, 2, 2),) * 2,
         embed_dim=128,
@@ -355,6 +406,7 @@ def mert_tiny(**overrides) -> MertConfig:
         pos_conv_groups=8,
         encoder_layerdrop=0.0,
         feature_grad_mult=1.0,
+        final_dim=16,
     )
     return replace(cfg, **overrides)
 
@@ -365,10 +417,10 @@ def mert_95m(**overrides) -> MertConfig:
 
 
 def mert_330m(**overrides) -> MertConfig:
-    """MERT-v1-330M: 24 × 1024 pre-LN, layer-norm conv front end, attention relax 32."""
+    """MERT-v1-330M (``MERT_RVQ-VAE_CQT_330M.yaml``, released ``config.json``): 24 × 1024 pre-LN,
+    group-norm conv front end without conv bias (``feat_extract_norm: group``, ``conv_bias: false``),
+    attention relax 32, ``final_dim`` 128, noise segments 0.5–1.5 s."""
     cfg = MertConfig(
-        extractor_mode="layer_norm",
-        conv_bias=True,
         embed_dim=1024,
         num_layers=24,
         num_heads=16,
@@ -380,6 +432,8 @@ def mert_330m(**overrides) -> MertConfig:
         dropout_input=0.0,
         feature_grad_mult=1.0,
         attention_relax=32.0,
+        final_dim=128,
+        noise_mix_seconds=(0.5, 1.5),
     )
     return replace(cfg, **overrides)
 

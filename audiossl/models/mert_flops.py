@@ -2,8 +2,8 @@
 convolutions; a step is 3 × forward for the trained parts).
 
 The encoder is HuBERT's (:func:`audiossl.models.flops.forward_flops` without its head); MERT adds the
-8 untied classification heads, the CQT regression head, and the CQT teacher (forward only, no
-gradient: decimation FIRs + one conv per octave, :class:`audiossl.audio.cqt_torch.TorchCQT`).
+cosine heads (``final_proj`` + label-embedding similarities), the CQT regression head, and the CQT
+teacher (forward only, no gradient: one conv per bin group, :class:`audiossl.audio.cqt_torch.TorchCQT`).
 """
 
 from __future__ import annotations
@@ -16,23 +16,17 @@ DEFAULT_CROP_SAMPLES = 120_000  # 5 s at 24 kHz, MERT's crop
 
 
 def cqt_flops(cfg: MertConfig, num_samples: int, num_frames: int) -> int:
-    """FLOPs of the CQT teacher on one utterance (``num_frames`` output frames)."""
+    """FLOPs of the CQT teacher on one utterance (``num_frames`` output frames): one strided conv per
+    bin group (:class:`audiossl.audio.cqt_torch.TorchCQT`)."""
     cqt = build_cqt(cfg)
-    taps = cqt.lowpass.shape[-1]
-    max_d = max(d for _, d, _, _, _ in cqt.octaves)
-    flops, length, level = 0, num_samples - cqt.center_offset + taps * 2**max_d, 0  # input + tail padding
-    for _, d, _, nb, n in cqt.octaves:
-        while level < d:
-            length = (length + 2 * (taps // 2) - taps) // 2 + 1
-            flops += 2 * length * taps
-            level += 1
-        flops += 2 * num_frames * 2 * nb * n
-    return flops
+    return sum(2 * num_frames * 2 * nb * taps for _, nb, _, taps in cqt.groups)
 
 
 def head_flops(cfg: MertConfig, num_frames: int) -> int:
-    """FLOPs of the classification heads and the CQT head."""
-    return 2 * num_frames * cfg.embed_dim * (cfg.num_codebooks * cfg.num_classes + cfg.cqt_bins)
+    """FLOPs of the cosine heads (``final_proj`` + similarities with every label embedding) and the CQT head."""
+    proj = cfg.embed_dim * cfg.num_codebooks * cfg.final_dim
+    sims = cfg.num_codebooks * cfg.num_classes * cfg.final_dim
+    return 2 * num_frames * (proj + sims + cfg.embed_dim * cfg.cqt_bins)
 
 
 def forward_flops(cfg: MertConfig, num_samples: int) -> int:

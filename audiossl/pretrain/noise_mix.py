@@ -1,17 +1,23 @@
 """MERT's in-batch noise mixture: add short segments of *other* clips of the batch to the input.
 
-With probability ``prob`` per item, ``1..max_segments`` segments of ``min_seconds..max_seconds``
-are cut from random other clips of the batch and added at random positions inside the item's
-valid samples, each scaled to a random signal-to-noise ratio (``snr_db``) against the item's
-own energy. The teachers never see the mixture: :class:`audiossl.models.mert.MertPretrainModel`
-computes the CQT target from the clean crop before calling :func:`mix_in_batch_noise`, and the
-RVQ codes come from the label files (made from clean audio), so the targets are clean by
-construction.
+Reference (MERT fairseq fork, ``MERTModel.inbatch_noise_augment``): each item is mixed with
+probability ``prob`` (MERT: ``rand > mixture_prob`` with 0.5); it gets ``1..3`` segments of
+``12000..24000`` samples (0.5–1 s at 24 kHz; the 330M config: ``12000..36000``, 0.5–1.5 s), each cut at
+a random start from the *pool* = the batch's other clips concatenated (so a segment may run across
+two clips), and **added as is** (``inbatch_noise_augment_volume`` 1.0) at a random position of the
+item. This is the default here (``snr_db=None``). Differences kept on purpose: segments are
+clipped to the item's valid length and land inside it (MERT crops equal-length clips with no
+padding; where a segment does not fit MERT silently skips the item), and padding stays zero.
 
-Fully vectorised on the batch's device (``[batch, segment, sample]`` index arithmetic, one
-gather), no ``.item()`` / host sync; every random draw comes from ``generator`` when given.
-The SNR range is our choice (MERT's paper gives no value); 0–10 dB keeps the original clip
-dominant.
+``snr_db=(lo, hi)`` (not MERT, our earlier default) scales each segment to a random SNR against the
+item's own energy, so a quiet clip is never drowned by a loud neighbour; there is no evidence yet
+that it trains better, so it is an option only.
+
+The teachers never see the mixture: :class:`audiossl.models.mert.MertPretrainModel` computes the
+CQT target from the clean crop before calling :func:`mix_in_batch_noise`, and the RVQ codes come
+from the label files (made from clean audio). Fully vectorised on the batch's device
+(``[batch, segment, sample]`` index arithmetic, one gather), no ``.item()`` / host sync; every
+random draw comes from ``generator`` when given.
 """
 
 from __future__ import annotations
@@ -27,15 +33,17 @@ class NoiseMixConfig:
     prob: float = 0.5
     """Probability that an item gets mixed (MERT: 0.5)."""
     min_segments: int = 1
-    """Fewest segments added to a mixed item."""
+    """Fewest segments added to a mixed item (MERT: 1)."""
     max_segments: int = 3
-    """Most segments added to a mixed item (MERT: 1–3)."""
+    """Most segments added to a mixed item (MERT: 3)."""
     min_seconds: float = 0.5
-    """Shortest segment (MERT: 0.5 s); clipped to the shorter of the two clips."""
+    """Shortest segment (MERT: 12000 samples at 24 kHz); clipped to the item's length."""
     max_seconds: float = 1.0
-    """Longest segment (MERT: 1 s)."""
-    snr_db: tuple[float, float] = (0.0, 10.0)
-    """Range of the clean-to-segment energy ratio in dB, drawn uniformly per segment."""
+    """Longest segment (MERT 95M: 24000 samples = 1 s; 330M: 1.5 s)."""
+    volume: float = 1.0
+    """Gain on the raw segments when ``snr_db`` is None (MERT ``inbatch_noise_augment_volume``: 1.0)."""
+    snr_db: tuple[float, float] | None = None
+    """None (MERT): add segments at ``volume``. ``(lo, hi)``: scale each to an SNR drawn in that range (dB)."""
 
 
 def mix_in_batch_noise(
@@ -72,21 +80,27 @@ def mix_in_batch_noise(
     mixed_item = rand(b) < cfg.prob
     n_seg = cfg.min_segments + (rand(b) * (cfg.max_segments - cfg.min_segments + 1)).long().clamp(max=j - cfg.min_segments)
     active = mixed_item[:, None] & (torch.arange(j, device=dev)[None, :] < n_seg[:, None])  # [b, j]
-    # another clip of the batch: shift by 1..b-1 so it is never the item itself
-    src = (torch.arange(b, device=dev)[:, None] + 1 + (rand(b, j) * (b - 1)).long().clamp(max=b - 2)) % b
-    src_len = lengths[src]
-    lo, hi = cfg.min_seconds * sample_rate, cfg.max_seconds * sample_rate
-    seg = (lo + rand(b, j) * (hi - lo)).long()
-    seg = torch.minimum(seg, torch.minimum(src_len, lengths[:, None])).clamp(min=0)
+    lo, hi = round(cfg.min_seconds * sample_rate), round(cfg.max_seconds * sample_rate)
+    seg = lo + (rand(b, j) * (hi - lo + 1)).long().clamp(max=hi - lo)  # whole samples in [lo, hi], as randint
+    seg = torch.minimum(seg, lengths[:, None]).clamp(min=0)
     dst_start = (rand(b, j) * (lengths[:, None] - seg + 1).float()).long()
-    src_start = (rand(b, j) * (src_len - seg + 1).float()).long()
+    # the pool: the other b - 1 rows concatenated; a start leaves room for the longest segment (MERT)
+    pool_len = (b - 1) * s
+    src_start = (rand(b, j) * max(pool_len - hi + 1, 1)).long()
 
     pos = torch.arange(s, device=dev)[None, None, :]
     inside = (pos >= dst_start[..., None]) & (pos < (dst_start + seg)[..., None]) & active[..., None]  # [b, j, s]
-    src_pos = (pos - dst_start[..., None] + src_start[..., None]).clamp(0, s - 1)
-    noise = torch.gather(wavs[src], 2, src_pos) * inside  # [b, j, s]
+    q = pos - dst_start[..., None] + src_start[..., None]  # position in item i's pool
+    inside = inside & (q < pool_len)
+    q = q.clamp(0, pool_len - 1)
+    row = q // s
+    row = row + (row >= torch.arange(b, device=dev)[:, None, None]).long()  # skip the item itself
+    flat = (row * s + q % s).view(b, -1)
+    noise = torch.gather(wavs.reshape(1, -1).expand(b, -1), 1, flat).view(b, j, s) * inside  # [b, j, s]
 
     x = wavs.float()
+    if cfg.snr_db is None:
+        return (x + cfg.volume * noise.float().sum(1)).to(wavs.dtype)
     valid = torch.arange(s, device=dev)[None, :] < lengths[:, None]
     clean_energy = (x.pow(2) * valid).sum(1) / lengths.clamp(min=1)  # [b]
     seg_energy = noise.float().pow(2).sum(2) / seg.clamp(min=1)  # [b, j]
