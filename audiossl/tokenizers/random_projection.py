@@ -4,8 +4,9 @@ Each normalised 16 × 16 fbank patch (:mod:`audiossl.models.patch_frontend`, 256
 projected by a frozen Xavier-normal matrix (no bias) and replaced by the index of its nearest code
 in a frozen random codebook (1,024 standard-normal codes), both sides l2-normalised as in the BEATs
 paper (§3.2, ``argmin_i ‖l2(v_i) − l2(W x)‖²``) and BEST-RQ: the nearest code by cosine.
-``normalize="layernorm"`` is what audiossl did before (an affine-free LayerNorm on the projection,
-raw codes, Euclidean distance); it is kept only so labels of tokenizers saved then are reproduced
+``normalize="layernorm"`` is what audiossl did before and what ESPnet's ``RandomProjectionQuantizer``
+(espnet2/beats/random_tokenizer.py) does: an affine-free LayerNorm on the projection, raw codes,
+Euclidean distance; it is kept to reproduce labels of tokenizers saved then and ESPnet's labels
 (a saved ``random_projection.json`` without the field loads as ``layernorm``). Nothing is trained: the seed alone fixes the labels, and the tensors are also stored
 (``random_projection.safetensors`` + ``random_projection.json``) so labels can be checked or
 reproduced on another machine.
