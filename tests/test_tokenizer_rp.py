@@ -37,14 +37,35 @@ def test_same_seed_same_codes_different_seed_different_codes():
     assert int(a.max()) < 1024 and int(a.min()) >= 0
 
 
-def test_projection_is_xavier_normal_and_layernorm_has_no_affine():
+def test_projection_is_xavier_normal_and_both_sides_are_l2_normalised():
     tok = RandomProjectionTokenizer(RandomProjectionConfig(dim=256))
+    assert tok.cfg.normalize == "l2"  # BEATs §3.2 / BEST-RQ: argmin_i ||l2(v_i) - l2(W x)||
     std = float(tok.projection.std())
     assert abs(std - (2.0 / (256 + 256)) ** 0.5) < 0.003
     assert not list(tok.parameters())  # frozen: buffers only, nothing an optimiser could touch
-    x = tok.project(torch.randn(5, 256) * 7 + 3)
+    patches = torch.randn(5, 256) * 7 + 3
+    x = tok.project(patches)
+    torch.testing.assert_close(x.norm(dim=-1), torch.ones(5))
+    torch.testing.assert_close(tok.codes().norm(dim=-1), torch.ones(1024))
+    # nearest by cosine: the code with the largest cos(v_i, W x), whatever the codes' norms
+    cos = torch.nn.functional.cosine_similarity((patches @ tok.projection.T)[:, None], tok.codebook[None], dim=-1)
+    assert torch.equal(tok.encode_patches(patches[None, None])[0, 0], cos.argmax(-1))
+
+
+def test_layernorm_option_and_old_saved_tokenizers_keep_their_labels(tmp_path):
+    """``normalize="layernorm"`` is audiossl's earlier tokenizer; a directory saved before the option loads as it."""
+    old = RandomProjectionTokenizer(RandomProjectionConfig(normalize="layernorm"))
+    x = old.project(torch.randn(5, 256) * 7 + 3)
     assert torch.allclose(x.mean(-1), torch.zeros(5), atol=1e-5)
     assert torch.allclose(x.var(-1, unbiased=False), torch.ones(5), atol=1e-3)
+    assert torch.equal(old.codes(), old.codebook)
+    save_random_projection(old, tmp_path)
+    meta = json.loads((tmp_path / "random_projection.json").read_text())
+    del meta["config"]["normalize"]
+    (tmp_path / "random_projection.json").write_text(json.dumps(meta))
+    assert load_random_projection(tmp_path).cfg.normalize == "layernorm"
+    with pytest.raises(ValueError, match="normalize"):
+        RandomProjectionConfig(normalize="cosine")
 
 
 def test_codes_are_nearest_by_brute_force_broadcast():
@@ -52,7 +73,7 @@ def test_codes_are_nearest_by_brute_force_broadcast():
     patches = torch.randn(2, 3, 8, 256)
     codes = tok.encode_patches(patches)
     x = tok.project(patches)
-    brute = ((x[..., None, :] - tok.codebook) ** 2).sum(-1).argmin(-1)  # the [B, L, K, D] broadcast, small here
+    brute = ((x[..., None, :] - tok.codes()) ** 2).sum(-1).argmin(-1)  # the [B, L, K, D] broadcast, small here
     assert torch.equal(codes, brute)
 
 

@@ -94,7 +94,8 @@ class BeatsConfig:
     num_codebooks: int = 8
     """Codes per time step = frequency patches = ``128 / input_patch_size``."""
     predictor_layers: int = 3
-    """Layers of the label predictor (a transformer over kept + mask-token patches)."""
+    """Layers of the label predictor (a transformer over kept + mask-token patches); 3 as ESPnet's
+    ``decoder_layers`` default (espnet2/beats/encoder.py); the paper does not give the depth."""
     predictor_embed_dim: int = 768
     """Predictor width."""
     predictor_ffn_embed_dim: int = 3072
@@ -404,6 +405,9 @@ class BeatsPredictor(nn.Module):
         _init_layers(self.layers, cfg.deep_norm)
         self.layer_norm = nn.LayerNorm(d)
         self.head = nn.Linear(d, cfg.num_classes)
+        for lin in (self.embed, self.head):  # BERT init (init_bert_params), as ESPnet's predictor; not PyTorch's default
+            nn.init.normal_(lin.weight, mean=0.0, std=0.02)
+            nn.init.zeros_(lin.bias)
 
     def forward(self, encoded: Tensor, order: Tensor, kept_pad: Tensor, padding_mask: Tensor) -> Tensor:
         """``encoded [B, K, D]`` of patches ``order [B, K]`` (``kept_pad [B, K]`` True = filler) → logits ``[B, P, C]``."""

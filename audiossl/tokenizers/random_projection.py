@@ -1,9 +1,13 @@
 """BEATs iteration-1 tokenizer: frozen random projection + frozen random codebook (BEST-RQ style).
 
 Each normalised 16 × 16 fbank patch (:mod:`audiossl.models.patch_frontend`, 256 values) is
-projected by a frozen Xavier-normal matrix (no bias), passed through an affine-free LayerNorm, and
-replaced by the index of its nearest code in a frozen random codebook (1,024 standard-normal
-codes). Nothing is trained: the seed alone fixes the labels, and the tensors are also stored
+projected by a frozen Xavier-normal matrix (no bias) and replaced by the index of its nearest code
+in a frozen random codebook (1,024 standard-normal codes), both sides l2-normalised as in the BEATs
+paper (§3.2, ``argmin_i ‖l2(v_i) − l2(W x)‖²``) and BEST-RQ: the nearest code by cosine.
+``normalize="layernorm"`` is what audiossl did before and what ESPnet's ``RandomProjectionQuantizer``
+(espnet2/beats/random_tokenizer.py) does: an affine-free LayerNorm on the projection, raw codes,
+Euclidean distance; it is kept to reproduce labels of tokenizers saved then and ESPnet's labels
+(a saved ``random_projection.json`` without the field loads as ``layernorm``). Nothing is trained: the seed alone fixes the labels, and the tensors are also stored
 (``random_projection.safetensors`` + ``random_projection.json``) so labels can be checked or
 reproduced on another machine.
 
@@ -11,7 +15,7 @@ Distances are ``‖x‖² + ‖c‖² − 2 x·c`` with one matmul per chunk of 
 (:func:`audiossl.tokenizers.kmeans.assign`), never the ``[B, L, K, D]`` broadcast.
 
     wavs [B, S] ─beats_fbank─▶ [B, T_f, 128] ─patchify─▶ [B, T, 8, 256] ─proj─▶ [B, T, 8, D]
-        ─LayerNorm (no affine)─▶ nearest code ─▶ codes [B, T, 8] at 6.25 Hz
+        ─l2norm─▶ nearest l2-normalised code ─▶ codes [B, T, 8] at 6.25 Hz
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from torch.nn import functional as F
 from audiossl.models.patch_frontend import NUM_MEL_BINS, PATCH, PATCH_RATE, beats_fbank, patch_frame_lengths, patchify
 from audiossl.tokenizers.kmeans import assign
 
+NORMALIZE = ("l2", "layernorm")
 WEIGHTS_NAME = "random_projection.safetensors"
 META_NAME = "random_projection.json"
 
@@ -47,6 +52,13 @@ class RandomProjectionConfig:
     """Mel bins of the fbank (``num_mel_bins / patch`` codes per time step)."""
     chunk_size: int = 16384
     """Patches per distance matmul."""
+    normalize: str = "l2"
+    """``l2``: projections and codes l2-normalised (BEATs, BEST-RQ); ``layernorm``: audiossl's earlier
+    affine-free LayerNorm on the projection and raw codes (only to reproduce labels of saved tokenizers)."""
+
+    def __post_init__(self) -> None:
+        if self.normalize not in NORMALIZE:
+            raise ValueError(f"normalize must be one of {NORMALIZE}, got {self.normalize!r}")
 
     @property
     def input_dim(self) -> int:
@@ -65,7 +77,7 @@ class RandomProjectionConfig:
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"unknown RandomProjectionConfig fields {unknown}; known fields: {sorted(known)}")
-        return cls(**d)
+        return cls(**{"normalize": "layernorm", **d})  # saved before the field existed: LayerNorm'd projections
 
 
 class RandomProjectionTokenizer(nn.Module):
@@ -85,15 +97,21 @@ class RandomProjectionTokenizer(nn.Module):
         return PATCH_RATE * PATCH / self.cfg.patch
 
     def project(self, patches: Tensor) -> Tensor:
-        """``patches [..., 256]`` → LayerNorm'd projections ``[..., dim]`` (fp32)."""
+        """``patches [..., 256]`` → normalised projections ``[..., dim]`` (fp32; unit rows for ``l2``)."""
         x = patches.float() @ self.projection.T
+        if self.cfg.normalize == "l2":
+            return F.normalize(x, dim=-1, eps=1e-6)
         return F.layer_norm(x, (self.cfg.dim,))
+
+    def codes(self) -> Tensor:
+        """The codebook as searched ``[K, dim]``: unit rows for ``l2``, raw for ``layernorm``."""
+        return F.normalize(self.codebook, dim=-1, eps=1e-6) if self.cfg.normalize == "l2" else self.codebook
 
     @torch.no_grad()
     def encode_patches(self, patches: Tensor) -> Tensor:
         """``patches [B, T, F, 256]`` → codes ``[B, T, F]`` int64."""
         x = self.project(patches)
-        codes, _ = assign(x.reshape(-1, self.cfg.dim), self.codebook, self.cfg.chunk_size)
+        codes, _ = assign(x.reshape(-1, self.cfg.dim), self.codes(), self.cfg.chunk_size)
         return codes.view(x.shape[:-1])
 
     @torch.no_grad()
