@@ -129,6 +129,58 @@ def test_sigterm_on_one_rank_checkpoints_every_rank_at_the_same_step(corpus, tmp
     assert sorted(_losses(run)) == [1, 2, 3, 4]
 
 
+# --- ranks stay in lock-step with no collective ---------------------------------------------------------
+def test_ranks_read_equal_steps_when_a_rank_meets_unreadable_batches_without_a_collective(corpus, monkeypatch):  # noqa: F811
+    """Rank 1's first batch fails to load (files broken after the header probe): it becomes a
+    zero-weight stand-in, so both ranks still take 2 steps per epoch, and reading never calls the
+    data-parallel gang (no per-step ``all_sum`` to find a rank that ran dry)."""
+    from types import SimpleNamespace
+
+    from audiossl.audio.io import AudioError
+    from audiossl.pretrain.data import PretrainDataset
+    from audiossl.pretrain.trainer import RunPaths, build_model, build_reader
+    from audiossl.pretrain.unit import PretrainTrainUnit
+    from tests.test_pretrain_hubert import _cfg
+    from tests.test_step_host_reads import _TwoRankGang
+
+    cfg = _cfg()
+    model, _ = build_model(cfg)
+    readers, gangs = [], []
+    for rank in (0, 1):
+        dp = _TwoRankGang()
+        dp.rank = rank
+        gangs.append(dp)
+        fake = SimpleNamespace(dp=dp, root=dp, device=torch.device("cpu"))
+        readers.append(build_reader(RunPaths(corpus, "train", "km", corpus), "train", model, cfg, fake, train=True)[0])
+    broken = set(readers[1].sampler.batches(0)[0])
+    orig = PretrainDataset._read_crop
+
+    def read_crop(self, path, index, epoch):
+        if index in broken and epoch == 0:
+            raise AudioError(path, "unreadable", "broken after the probe")
+        return orig(self, path, index, epoch)
+
+    monkeypatch.setattr(PretrainDataset, "_read_crop", read_crop)
+    steps = [list(r) for r in readers]  # one epoch: [step][batch]
+    assert [len(s) for s in steps] == [2, 2], "ranks must take the same number of steps"
+    assert all(len(step) == 1 for s in steps for step in s)
+    stand_in = steps[1][0][0]
+    assert stand_in.stand_in and stand_in.real_samples == 0 and stand_in.wavs.abs().sum() == 0
+    assert stand_in.targets.shape == (1, model.encoder.num_frames(stand_in.wavs.shape[1])) and (stand_in.targets == -100).all()
+    assert not any(b.stand_in for s in (steps[0], steps[1][1:]) for step in s for b in step)
+    assert readers[1].num_skipped == len(broken)
+    assert gangs[0].calls == [] and gangs[1].calls == [], "the data reader must not sync the ranks"
+    # the stand-in runs forward/backward (DDP/FSDP collectives happen) but moves nothing
+    unit = PretrainTrainUnit(model, sample_rate=16000, dp_size=2, flops_per_audio_second=1.0, peak_flops=None)
+    from fairseq2.metrics import MetricBag
+
+    bag = MetricBag(torch.device("cpu"))
+    unit.prepare_metric_bag(bag)
+    loss, _ = unit.process_batch(stand_in, bag)
+    loss.backward()
+    assert loss == 0 and all(p.grad is None or not p.grad.any() for p in model.parameters())
+
+
 # --- a tokenizer family: the RVQ-VAE (audio only, EMA codebooks all-reduced over ranks) --------------
 def _rvq_argv(demo: Path, out: Path) -> list[str]:  # noqa: F811
     return [
