@@ -211,3 +211,12 @@ def test_rvq_tokenizer_resumes_after_kill_9_of_rank_0(rvq_straight, demo, tmp_pa
     _ok(_torchrun(_rvq_argv(demo, run)))
     _check_complete(run)
     assert _trace(run) == _trace(rvq_straight)
+
+
+def test_stop_check_every_is_validated_and_defaults_to_log_every():
+    from audiossl.pretrain.config import ConfigError, load_config
+
+    assert load_config(None, ["log_every=5", "checkpoint_every=10"]).stop_check_every is None  # = log_every in the trainer
+    assert load_config(None, ["stop_check_every=3"]).stop_check_every == 3
+    with pytest.raises(ConfigError, match="stop_check_every=0 must be >= 1"):
+        load_config(None, ["stop_check_every=0"])

@@ -12,6 +12,11 @@ torchrun environment; DDP by default, FSDP with ``data_parallelism=fsdp``). A ru
 
 Running the same command again resumes from the last checkpoint and continues the identical
 loss trace (model, optimizer, scheduler, data position and RNG are all restored).
+
+With N processes nothing in a step waits for the host beyond what fairseq2 itself does: SIGTERM /
+SIGINT is agreed over the ranks every ``stop_check_every`` steps (default ``log_every``, where the
+metrics sync anyway), so a signal stops every rank at the same step, at most K steps later; and
+ranks end each data epoch together by construction (:mod:`audiossl.pretrain.data`).
 """
 
 from __future__ import annotations
