@@ -90,3 +90,41 @@ def test_beats_tokenizer_step_with_its_teacher_reads_nothing_back(monkeypatch):
         out.loss.backward()
         opt.step()
     assert out.loss.shape == ()
+
+
+class _TwoRankGang:
+    """A data-parallel gang of size 2 seen from rank 0: ``all_reduce`` records the step and leaves
+    the tensor as is (a real reduction is not needed to see *whether* the step syncs)."""
+
+    size, rank, device = 2, 0, torch.device("cpu")
+
+    def __init__(self) -> None:
+        self.step: int | None = None
+        self.calls: list[int | None] = []
+
+    def all_reduce(self, tensor, op) -> None:
+        self.calls.append(self.step)
+
+
+def test_two_rank_stop_check_reads_the_host_only_every_k_steps():
+    """With 2 ranks the stop agreement (a collective and a host read) runs at multiples of
+    ``stop_check_every`` only. A per-step ``int(all_sum(...))`` fails here: it raises under
+    ``FakeTensorMode`` between agreement points, and it shows up in the gang's calls."""
+    from types import SimpleNamespace
+
+    from torch._subclasses.fake_tensor import DataDependentOutputException
+
+    from audiossl.pretrain.health import StopSignal
+    from audiossl.pretrain.trainer import _Trainer
+
+    gang, k = _TwoRankGang(), 4
+    trainer = SimpleNamespace(_stop_signal=StopSignal(), _dp_gang=gang, _stop_check_every=k, _stop_name=None, _step_nr=0)
+    for step in range(1, 3 * k + 1):
+        trainer._step_nr = gang.step = step
+        with FakeTensorMode():
+            if step % k:
+                assert _Trainer._stop_now(trainer) is False, step
+            else:  # the agreement point: here, and only here, the host waits for the collective
+                with pytest.raises(DataDependentOutputException):
+                    _Trainer._stop_now(trainer)
+    assert gang.calls == [k, 2 * k, 3 * k]

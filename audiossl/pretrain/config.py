@@ -86,6 +86,10 @@ class PretrainConfig:
     """Validation loss on the valid split every N steps (None: only at the end)."""
     log_every: int = 100
     """Log and record metrics every N steps (checkpoint/validate intervals must be multiples)."""
+    stop_check_every: int | None = None
+    """With more than one process: agree on a SIGTERM/SIGINT stop every N steps (None = ``log_every``,
+    where the metrics already sync the host). A signal takes effect within N steps, on every rank at
+    the same step; smaller N stops sooner but adds a collective + host read every N steps."""
     seed: int = 1
     """Seed for model init, masks, crops and batch order."""
     amp: str = "auto"
@@ -188,6 +192,8 @@ def validate(cfg: PretrainConfig) -> None:
         raise ConfigError(f"data.min_sample_size={d.min_sample_size} > data.max_sample_size={d.max_sample_size}")
     if cfg.max_steps <= 0 or cfg.log_every <= 0 or cfg.checkpoint_every <= 0:
         raise ConfigError("max_steps, log_every and checkpoint_every must be >= 1")
+    if cfg.stop_check_every is not None and cfg.stop_check_every < 1:
+        raise ConfigError(f"stop_check_every={cfg.stop_check_every} must be >= 1 (or null = log_every)")
     if cfg.checkpoint_every % cfg.log_every:
         raise ConfigError(f"checkpoint_every={cfg.checkpoint_every} must be a multiple of log_every={cfg.log_every}")
     if cfg.validate_every is not None and cfg.validate_every % cfg.log_every:

@@ -11,6 +11,11 @@
   *including padding*: utterances are sorted by length (ties broken by a seeded shuffle), cut
   greedily into batches, the batch order is shuffled per epoch, and batches are dealt to
   data-parallel ranks (every rank gets the same number, so DDP steps stay in lock-step).
+* **Lock-step without a per-step check.** Every step takes exactly ``num_accumulate`` batches
+  from the sampler on every rank (fewer only at the end of the epoch, equally on all ranks). A
+  batch whose rows all fail to load becomes a zero-weight stand-in (one clip of silence whose
+  loss is multiplied by 0) instead of being dropped, so no rank runs dry before the others and
+  no collective is needed to find out.
 """
 
 from __future__ import annotations
@@ -98,6 +103,9 @@ class PretrainBatch:
     num_skipped: int = 0
     skipped_rows: tuple[int, ...] = ()
     """Manifest rows of this batch whose audio could not be loaded (dropped from the batch)."""
+    stand_in: bool = False
+    """A zero-weight batch of silence standing in for a batch whose rows were all unreadable (its
+    loss is multiplied by 0 and it is left out of the metrics); keeps the ranks in lock-step."""
 
     @property
     def padding_efficiency(self) -> float:
@@ -265,6 +273,11 @@ class BucketBatchSampler:
     def __len__(self) -> int:
         return len(self.batches(self.epoch))
 
+    def shortest_length(self) -> int:
+        """Length of the shortest row the sampler keeps (a length every model accepts)."""
+        kept = self.lengths[self.lengths >= self.min_length]
+        return int(kept.min()) if kept.size else self.min_length
+
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         epoch = self.epoch
         for b in self.batches(epoch)[self.position :]:
@@ -286,12 +299,15 @@ class PretrainDataReader(DataReader[PretrainBatch]):
     State is ``(epoch, position)``: batches are a pure function of (seed, epoch, rank), so a
     resumed run rebuilds the epoch and skips the ``position`` batches already trained on.
     ``reset()`` (called by the trainer at the end of an epoch) moves to the next epoch
-    (``advance_epoch=False``: back to the start of the same one, for validation). With a
-    data-parallel ``gang`` all ranks end an epoch together.
+    (``advance_epoch=False``: back to the start of the same one, for validation).
+
+    Data-parallel ranks end an epoch at the same step by construction, with no collective: each
+    ``next()`` consumes exactly ``num_accumulate`` sampler batches (the sampler gives every rank
+    the same count) and an all-unreadable batch is replaced by a zero-weight stand-in.
     """
 
-    def __init__(self, dataset: PretrainDataset, sampler: BucketBatchSampler, *, num_workers: int = 0, pin_memory: bool = False, num_accumulate: int = 1, advance_epoch: bool = True, gang=None) -> None:
-        self.dataset, self.sampler, self.advance_epoch, self.gang = dataset, sampler, advance_epoch, gang
+    def __init__(self, dataset: PretrainDataset, sampler: BucketBatchSampler, *, num_workers: int = 0, pin_memory: bool = False, num_accumulate: int = 1, advance_epoch: bool = True) -> None:
+        self.dataset, self.sampler, self.advance_epoch = dataset, sampler, advance_epoch
         self.num_workers, self.pin_memory, self._num_accumulate = num_workers, pin_memory, num_accumulate
         self.collater = Collater(dataset.num_frames, dataset.sample_rate)
         self._it: Iterator[PretrainBatch] | None = None
@@ -308,25 +324,34 @@ class PretrainDataReader(DataReader[PretrainBatch]):
         if self._it is None:
             self._it = iter(self._loader())
         out: list[PretrainBatch] = []
-        while len(out) < self._num_accumulate:
+        for _ in range(self._num_accumulate):
             try:
                 batch = next(self._it)
             except StopIteration:
                 break
             self.sampler.position += 1
             self.skipped_rows.update(batch.skipped_rows)
-            if batch.wavs.shape[0] > 0:
-                out.append(batch)
-        if self.gang is not None and self.gang.size > 1:
-            # A rank whose batches were all unreadable runs dry first; every rank must end the
-            # epoch at the same step or the next collective hangs.
-            from fairseq2.gang import all_sum
-
-            if int(all_sum(self.gang, 1 if out else 0)) < self.gang.size:
-                out = []
+            if batch.wavs.shape[0] == 0:
+                log.warning("every row of a batch was unreadable (rows %s); a zero-weight stand-in keeps the ranks in step", list(batch.skipped_rows))
+                batch = self.stand_in()
+            out.append(batch)
         if not out:
             raise StopIteration
         return out
+
+    def stand_in(self) -> PretrainBatch:
+        """One clip of silence (the sampler's shortest length) with ignored targets, ``stand_in=True``."""
+        n = self.sampler.shortest_length()
+        ds = self.dataset
+        if ds.labels is None:
+            targets = torch.zeros(0, dtype=torch.long)
+        else:
+            extra = np.asarray(ds.labels[0]).shape[1:]  # (codebooks,) for multi-codebook codes
+            targets = torch.full((ds.num_frames(n), *extra), IGNORE_INDEX, dtype=torch.long)
+        batch = self.collater([(torch.zeros(n), targets)])
+        batch.real_samples = batch.padded_samples = 0
+        batch.stand_in = True
+        return batch
 
     def reset(self) -> None:
         self._it = None

@@ -25,6 +25,13 @@ class TrainingDiverged(RuntimeError):
     """K consecutive steps had non-finite loss or gradients; the message names the step and the fix."""
 
 
+def _local(t: torch.Tensor) -> torch.Tensor:
+    """The local shard of a ``DTensor`` (FSDP2 gradient), or ``t`` itself."""
+    from torch.distributed.tensor import DTensor
+
+    return t.to_local() if isinstance(t, DTensor) else t
+
+
 class GuardedAdamW(torch.optim.AdamW):
     """``torch.optim.AdamW(fused=True)`` that skips steps whose gradients are not finite.
 
@@ -41,7 +48,8 @@ class GuardedAdamW(torch.optim.AdamW):
         self._longest: torch.Tensor | None = None
 
     def _nonfinite(self) -> torch.Tensor | None:
-        grads = [p.grad for g in self.param_groups for p in g["params"] if p.grad is not None]
+        # FSDP2 gradients are DTensor shards: look at the local shard (the MAX below covers the rest).
+        grads = [_local(p.grad) for g in self.param_groups for p in g["params"] if p.grad is not None]
         if not grads:
             return None
         norms = torch._foreach_norm(grads)

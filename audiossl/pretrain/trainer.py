@@ -12,6 +12,11 @@ torchrun environment; DDP by default, FSDP with ``data_parallelism=fsdp``). A ru
 
 Running the same command again resumes from the last checkpoint and continues the identical
 loss trace (model, optimizer, scheduler, data position and RNG are all restored).
+
+With N processes nothing in a step waits for the host beyond what fairseq2 itself does: SIGTERM /
+SIGINT is agreed over the ranks every ``stop_check_every`` steps (default ``log_every``, where the
+metrics sync anyway), so a signal stops every rank at the same step, at most K steps later; and
+ranks end each data epoch together by construction (:mod:`audiossl.pretrain.data`).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +36,7 @@ from fairseq2.checkpoint import NOOP_HG_EXPORTER, StandardCheckpointManager
 from fairseq2.device import Device
 from fairseq2.early_stopper import NOOP_EARLY_STOPPER
 from fairseq2.file_system import LocalFileSystem
-from fairseq2.gang import FakeGang, Gangs, ProcessGroupGang, create_fsdp_gangs, create_parallel_gangs
+from fairseq2.gang import FakeGang, Gangs, ProcessGroupGang, ReduceOperation, create_fsdp_gangs, create_parallel_gangs
 from fairseq2.io import (
     TensorFileDumper,
     TensorFileDumpOptions,
@@ -92,24 +98,44 @@ class RunResult:
 
 
 class _Trainer(Trainer):
-    """fairseq2's Trainer plus a stop request honoured at the next step boundary with a checkpoint.
+    """fairseq2's Trainer plus a stop request honoured at a step boundary with a checkpoint.
 
     fairseq2 0.8.1's own ``request_stop`` is ignored when ``max_num_steps`` is set, and saves only on
     the configured interval; a preempted job needs a checkpoint of *this* step. Relies on the
     trainer's private step hooks (pinned fairseq2 version).
+
+    With more than one data-parallel rank the ranks must agree on the stop step (Slurm may signal
+    one rank first, or only one), which takes a collective and a host read. That runs only at steps
+    that are multiples of ``stop_check_every`` (K), never per step: a signal takes effect at the
+    next multiple of K on every rank, so the same step is checkpointed everywhere. One process
+    checks its own flag after every step (no collective).
     """
 
-    def __init__(self, *args, stop_signal: StopSignal, dp_gang, **kwargs) -> None:
+    def __init__(self, *args, stop_signal: StopSignal, dp_gang, stop_check_every: int = 1, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self._stop_signal, self._dp_gang = stop_signal, dp_gang
+        self._stop_signal, self._dp_gang, self._stop_check_every = stop_signal, dp_gang, stop_check_every
+        self._stop_name: str | None = None
 
     def _stop_now(self) -> bool:
-        flag = self._stop_signal.is_set()
-        if self._dp_gang.size > 1:  # every rank must stop at the same step (one rank may miss the signal)
-            from fairseq2.gang import all_sum
-
-            flag = int(all_sum(self._dp_gang, 1 if flag else 0)) > 0
-        return flag
+        """Whether to stop after this step; sets ``_stop_name`` (``SIGTERM`` / ``SIGINT`` / ``signal``)."""
+        stop = self._stop_signal
+        if self._dp_gang.size == 1:
+            if stop.is_set():
+                self._stop_name = _signal_name(stop.signum)
+            return stop.is_set()
+        if self._step_nr % self._stop_check_every:
+            return False  # between agreement points: no collective, no host read
+        # [SIGTERM seen, SIGINT seen, other] summed over ranks: every rank stops, and reports the
+        # signal that any rank received (SIGTERM wins, so all ranks exit 143 under Slurm).
+        mine = torch.zeros(3, dtype=torch.int64, device=self._dp_gang.device)
+        if stop.is_set():
+            mine[{signal.SIGTERM: 0, signal.SIGINT: 1}.get(stop.signum, 2)] = 1  # type: ignore[arg-type]
+        self._dp_gang.all_reduce(mine, ReduceOperation.SUM)
+        seen = mine.tolist()  # the one host read, every stop_check_every steps
+        if not any(seen):
+            return False
+        self._stop_name = "SIGTERM" if seen[0] else "SIGINT" if seen[1] else "signal"
+        return True
 
     def _run_post_step(self):
         will_save = self._should_save_checkpoint()
@@ -120,14 +146,12 @@ class _Trainer(Trainer):
             if not will_save:
                 self._save_checkpoint(blocking=True)
             self._checkpoint_manager.maybe_complete_save_operation(blocking=True)
-            raise _StopRun(self._step_nr, signal_name=_signal_name(self._stop_signal))
+            raise _StopRun(self._step_nr, signal_name=self._stop_name)
         return state
 
 
-def _signal_name(stop: StopSignal) -> str:
-    import signal
-
-    return signal.Signals(stop.signum).name if stop.signum is not None else "signal"
+def _signal_name(signum: int | None) -> str:
+    return signal.Signals(signum).name if signum is not None else "signal"
 
 
 class _SafeTensorFileLoader(TensorFileLoader):
@@ -239,7 +263,7 @@ def build_reader(paths: RunPaths, split: str, model, cfg: PretrainConfig, gangs:
         )
     reader = PretrainDataReader(
         dataset, sampler, num_workers=d.num_workers, pin_memory=gangs.device.type == "cuda",
-        num_accumulate=d.num_accumulate if train else 1, advance_epoch=train, gang=gangs.dp,
+        num_accumulate=d.num_accumulate if train else 1, advance_epoch=train,
     )
     reader.num_unreadable = len(problems)
     return reader, label_path
@@ -394,7 +418,7 @@ def run_pretraining(cfg: PretrainConfig, paths: RunPaths, gangs: Gangs | None = 
         )
     stop_signal = StopSignal()
     trainer = _Trainer(
-        stop_signal=stop_signal, dp_gang=gangs.dp,
+        stop_signal=stop_signal, dp_gang=gangs.dp, stop_check_every=cfg.stop_check_every or cfg.log_every,
         model=dp_model, unit=unit, data_reader=train_reader, gangs=gangs, amp=amp_dtype != torch.float32,
         amp_dtype=amp_dtype, optimizer=optimizer, lr_scheduler=scheduler, fp16_loss_scaler=scaler, validator=validator,
         early_stopper=NOOP_EARLY_STOPPER, checkpoint_manager=ckpt, hg_exporter=NOOP_HG_EXPORTER, metric_recorder=recorder,

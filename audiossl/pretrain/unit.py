@@ -80,14 +80,14 @@ class _Metrics:
             bag.add(name, Sum())
 
     def update(self, bag: MetricBag, out, batch: PretrainBatch) -> None:
-        n = batch.wavs.shape[0]
+        n = 0 if batch.stand_in else batch.wavs.shape[0]  # a stand-in (unreadable batch) weighs nothing
         extra = getattr(out, "extra_losses", None) or {}
         for name in self.means:
             value = (extra[name] if name in self.extra else getattr(out, name)).detach().float()
             # A skipped non-finite step must not turn the window's mean into NaN (no host sync here).
             finite = torch.isfinite(value)
             bag.get(name, Mean).update(torch.where(finite, value, 0.0), weight=finite.float() * n)
-        if self.accuracy:
+        if self.accuracy and not batch.stand_in:
             bag.get("correct_masked", Sum).update(out.correct_masked.detach())
             bag.get("num_masked", Sum).update(out.num_masked.detach())
         bag.get("real_samples", Sum).update(batch.real_samples)
@@ -150,7 +150,8 @@ class PretrainTrainUnit(TrainUnit[PretrainBatch]):
         out = self._model(batch.wavs, batch.lengths, batch.targets)
         self._metrics.update(metric_bag, out, batch)
         # out.loss is already a per-frame mean; the trainer divides by the accumulation count.
-        return out.loss, None
+        # A stand-in for an unreadable batch runs forward/backward (DDP/FSDP collectives) with no weight.
+        return (out.loss * 0.0 if batch.stand_in else out.loss), None
 
     def process_metric_values(self, values: MutableMapping[str, object]) -> None:
         self._metrics.derive(values)
