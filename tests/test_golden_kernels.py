@@ -41,9 +41,11 @@ SETTINGS = [(k, t) for k in KERNELS for t in (1, 2) if (k, t) != ("machine", 1)]
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kernels, threads", SETTINGS)
-def test_golden_traces_hold_under(kernels, threads):
+def test_golden_traces_hold_under(kernels, threads, tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in KNOBS} | KERNELS[kernels] | {THREADS_ENV: str(threads)}
-    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "golden", "-p", "no:cacheprovider", *GOLDEN_FILES],
+    # A private --basetemp: the child's pytest must not prune the numbered temp dirs of this session.
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "golden", "-p", "no:cacheprovider",
+                        f"--basetemp={tmp_path / 'pytest'}", *GOLDEN_FILES],
                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, f"golden traces moved under {KERNELS[kernels]} with {threads} threads:\n{r.stdout[-4000:]}"
     assert "4 passed" in r.stdout, r.stdout[-2000:]
