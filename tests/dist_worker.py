@@ -3,7 +3,8 @@
 
 ``AUDIOSSL_TEST_FAULT=RANK:STEP:SIG`` sends ``SIG`` (``KILL`` or ``TERM``) to this process on rank
 ``RANK`` as step ``STEP`` begins, i.e. after step ``STEP - 1`` finished (what the OOM killer or
-Slurm would do, but at a known step, so the test has no race).
+Slurm would do, but at a known step, so the test has no race). With ``AUDIOSSL_TEST_EXIT_DIR`` set,
+each rank writes its exit status to ``DIR/rank<R>`` before exiting.
 
     torchrun --standalone --nproc_per_node=2 tests/dist_worker.py pretrain --manifest-dir ... --out ...
 """
@@ -36,4 +37,10 @@ if __name__ == "__main__":
         _install_fault(os.environ["AUDIOSSL_TEST_FAULT"])
     from audiossl.cli.main import main
 
-    sys.exit(main(sys.argv[1:]))
+    code = main(sys.argv[1:])
+    if os.environ.get("AUDIOSSL_TEST_EXIT_DIR"):  # torchrun reports only the first rank to fail
+        exit_dir = os.environ["AUDIOSSL_TEST_EXIT_DIR"]
+        os.makedirs(exit_dir, exist_ok=True)
+        with open(os.path.join(exit_dir, f"rank{os.environ.get('RANK', '0')}"), "w") as f:
+            f.write(str(code))
+    sys.exit(code)

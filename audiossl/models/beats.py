@@ -267,6 +267,11 @@ class BeatsTransformer(nn.Module):
         _init_layers(self.layers, cfg.deep_norm)
         self.layerdrop_generator: torch.Generator | None = None  # see models.transformer.seed_layerdrop
 
+    @property
+    def layerdrop(self) -> float:
+        """LayerDrop probability in training (``encoder_layerdrop``)."""
+        return self.cfg.encoder_layerdrop
+
     def forward(self, x: Tensor, padding_mask: Tensor | None = None, num_layers: int | None = None) -> list[Tensor]:
         """``x [B, T, D]`` (padding zeroed), ``padding_mask [B, T]`` (True = pad) → ``num_layers + 1`` × ``[B, T, D]``."""
         n = len(self.layers) if num_layers is None else num_layers

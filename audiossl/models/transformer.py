@@ -127,6 +127,11 @@ def layerdrop_keep(num_layers: int, p: float, generator: torch.Generator | None 
     return (torch.rand(num_layers, generator=generator, device="cpu") >= p).tolist()
 
 
+def uses_layerdrop(model: nn.Module) -> bool:
+    """True when a LayerDrop stack in ``model`` may skip layers in training (see :func:`layerdrop_keep`)."""
+    return any(hasattr(m, "layerdrop_generator") and m.layerdrop > 0 for m in model.modules())
+
+
 def seed_layerdrop(model: nn.Module, seed: int, step: int) -> None:
     """Make every LayerDrop stack in ``model`` draw from a CPU generator seeded with ``(seed, step)``.
 

@@ -98,8 +98,9 @@ class PretrainConfig:
     """``ddp`` | ``fsdp`` (used when more than one process is launched)."""
     fsdp_version: str = "v2"
     """FSDP implementation (``v1`` | ``v2``)."""
-    find_unused_parameters: bool = False
-    """DDP ``find_unused_parameters`` (needed only with LayerDrop > 0)."""
+    find_unused_parameters: bool | None = None
+    """DDP ``find_unused_parameters``; None = on exactly when the model uses LayerDrop (a dropped
+    layer's parameters get no gradient in that step, which plain DDP refuses)."""
     max_consecutive_nonfinite: int = 20
     """Steps with NaN/inf loss or gradients are skipped (weights and optimizer state untouched) and
     counted; after this many in a row the run stops with a message (the last checkpoint is intact)."""

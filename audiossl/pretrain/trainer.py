@@ -66,6 +66,7 @@ from fairseq2.validator import NOOP_VALIDATOR, StandardValidator
 
 from audiossl.data.frame_labels import read_frame_labels
 from audiossl.data.manifest import read_manifest
+from audiossl.models.transformer import uses_layerdrop
 from audiossl.pretrain.config import ConfigError, PretrainConfig
 from audiossl.pretrain.data import BucketBatchSampler, PretrainDataReader, PretrainDataset, probe_lengths
 from audiossl.pretrain.families import FamilyError, get_family, num_codebooks
@@ -277,7 +278,8 @@ def wrap_model(model: torch.nn.Module, cfg: PretrainConfig, gangs: Gangs, has_ch
     if cfg.data_parallelism == "ddp":
         from fairseq2.nn.ddp import to_ddp
 
-        return to_ddp(model, gangs, find_unused_parameters=cfg.find_unused_parameters)
+        find = cfg.find_unused_parameters
+        return to_ddp(model, gangs, find_unused_parameters=uses_layerdrop(model) if find is None else find)
     from fairseq2.nn.fsdp import to_fsdp
 
     def apply(module, wrapper):
