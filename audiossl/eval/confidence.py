@@ -177,7 +177,8 @@ class Paired:
     p: float
     """two-sided bootstrap p-value: 2 · min(P(d ≤ 0), P(d ≥ 0)) over resamples"""
     significant: bool
-    n_items: int
+    n_resamples: int
+    """resamples where both values are defined"""
 
 
 def paired_test(samples_a: np.ndarray, samples_b: np.ndarray, point_a: float, point_b: float,

@@ -101,7 +101,7 @@ def run_bench(upstreams: list[str], tasks: list[str] | None, data: str | Path, o
     for u, (up, layer) in models.items():
         for td in tds:
             records.append(_run_pair(u, up, layer, td, out, cfg, lms.get(td.spec.name)))
-    write_reports(records, out)
+    write_reports(records, out, cfg.bootstrap, cfg.seed)
     return records
 
 
