@@ -23,8 +23,6 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
-
 import numpy as np
 
 N_RESAMPLES = 1000
@@ -234,7 +232,3 @@ def paired_bootstrap(a: Items, b: Items, metric: str, n: int = N_RESAMPLES, seed
     a, b = align(a, b)
     return paired_test(bootstrap(a, metric, n, seed), bootstrap(b, metric, n, seed), a.value(metric), b.value(metric))
 
-
-def resampled(fn: Callable[[np.ndarray], float], n_items: int, n: int = N_RESAMPLES, seed: int = SEED) -> np.ndarray:
-    """Any statistic ``fn(idx)`` of the items, on ``n`` resamples (used by the joint overall-score bootstrap)."""
-    return np.concatenate([[fn(row) for row in idx] for idx in resample_indices(n_items, n, seed)])

@@ -94,7 +94,7 @@ def analyse(records: list[dict], out: Path | None, n: int = 1000, seed: int = 0)
     """
     import numpy as np
 
-    from audiossl.eval.confidence import Items, align, bootstrap, paired_test, percentile_ci, task_seed
+    from audiossl.eval.confidence import align, bootstrap, paired_test, percentile_ci, task_seed
 
     ups, tasks, cell = _table(records)
     res = {"overall_ci": {u: None for u in ups}, "significance": []}
