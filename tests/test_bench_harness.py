@@ -81,7 +81,13 @@ def test_every_task_end_to_end(bench):
     by = {(r["upstream"], r["task"]): r for r in records}
     assert set(by["fake", "asv"]["test"]) >= {"eer", "min_dcf"} and set(by["fake", "tagging"]["test"]) == {"auc", "ap"}
     assert by["fake", "audioset"]["metric"] == "ap" and set(by["fake", "audioset"]["test"]) == {"auc", "ap"}
-    assert set(by["fake", "asr"]["test"]) == {"wer", "cer"}
+    # ASR: greedy and lexicon + word-LM beam search (3-gram estimated from the training transcripts)
+    assert set(by["fake", "asr"]["test"]) == {"wer", "cer", "wer_lm", "cer_lm"}
+    assert by["fake", "asr"]["lm"] == "lm/asr_train_3gram.arpa" and (out / "lm/asr_train_3gram.arpa").is_file()
+    for r in records:  # every metric with per-item statistics carries a 95 % CI around its value
+        assert set(r["ci"]) == set(r["test"]) - {"trials"} and (out / r["items"]).is_file()
+        lo, hi = r["ci"][r["metric"]]
+        assert lo <= hi
     assert len(by["fake", "esc50"]["folds"]) == 5
     # the layer weights were trained away from the zero-init uniform 1/3
     assert max(abs(w - 1 / 3) for w in by["fake", "ks"]["layer_weights"]) > 1e-4
@@ -104,6 +110,9 @@ def test_reports_written(bench):
     assert set(res["overall"]) == {"fake"} and len(res["records"]) == len(records)
     csv_lines = (out / "results.csv").read_text().splitlines()
     assert len(csv_lines) == 1 + len(records) and csv_lines[0].startswith("upstream,task,metric,value,score")
+    assert "asr+LM (WER ↓)" in md.splitlines()[0] and "[" in md.splitlines()[2]
+    assert "ci_low" in csv_lines[0] and "overall_ci" in res and "significance" in res
+    assert (out / "results_bars.png").stat().st_size > 1000 and (out / "layer_weights_fake.png").stat().st_size > 1000
     for t in ALL:
         assert (out / "plots" / f"layer_weights_{t}.png").stat().st_size > 1000
         assert (out / "plots" / f"curve_{t}.png").stat().st_size > 1000
@@ -170,6 +179,16 @@ def test_lr_grid_and_fixed_layer(demo, tmp_path):
     meta = json.loads(next((tmp_path / "cache" / "fake").glob("keywords_train_*/meta.json")).read_text())
     assert meta["extra"]["layers"] == [2] and meta["dim"] == 40  # only the picked layer is cached
     assert "lr chosen" not in (tmp_path / "results.md").read_text() and "ks=" in (tmp_path / "results.md").read_text()
+
+
+def test_unloadable_lm_fails_before_training(demo, tmp_path, monkeypatch):
+    import audiossl.eval.runner as runner
+
+    monkeypatch.setattr(runner, "train_and_evaluate", lambda *a, **k: pytest.fail("trained despite a bad LM"))
+    bad = tmp_path / "4gram.arpa"
+    bad.write_text("not an arpa file\n")
+    with pytest.raises(BenchError, match="4gram.arpa"):
+        run_bench(["fake"], ["asr"], demo, tmp_path / "o", BenchConfig(epochs=1, add_fbank=False, lm=str(bad)), loader=loader)
 
 
 def test_frame_rate_mismatch_fails_before_training(demo, tmp_path):

@@ -2,11 +2,12 @@
 learnable weighted sum of its layers and a light head per task are trained (learning rate chosen
 on dev), and one table compares all upstreams (an FBANK baseline row is always added).
 
-Writes OUT/results.json, results.csv, results.md (with the overall score) and plots/*.png.
+Writes OUT/results.json, results.csv, results.md (with the overall score, 95 % bootstrap confidence
+intervals and paired-bootstrap significance against the FBANK row) and PNG plots.
 Re-running with the same OUT skips finished (upstream, task) pairs.
 
 Tasks (resolved under --data; the demo corpus of `audiossl synth` or the preparers' outputs):
-  pr phone CTC (PER) · asr BiLSTM CTC (WER) · pf frame phones (.ali) · ks keywords · ic intents
+  pr phone CTC (PER) · asr BiLSTM CTC (WER greedy, and with a lexicon + word LM beam search) · pf frame phones (.ali) · ks keywords · ic intents
   er emotion · sid speaker id · asv speaker verification (EER) · instrument · pitch · key (MIREX)
   genre · tagging (ROC-AUC) · esc50 (5-fold accuracy)
 """
@@ -44,6 +45,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-fbank", action="store_true", help="do not add the FBANK baseline row")
     p.add_argument("--max-batch-seconds", type=float, default=None,
                    help="padded audio per upstream batch when caching (default: 160 s on a GPU, 10 s on CPU)")
+    p.add_argument("--lm", default=None,
+                   help="ASR word LM for the lexicon beam search: ARPA or KenLM binary (e.g. LibriSpeech's 4-gram); "
+                        "default: a Kneser-Ney 3-gram estimated from the ASR training transcripts; 'none': greedy only")
+    p.add_argument("--lexicon", default=None,
+                   help="extra ASR lexicon, one 'word<TAB>l e t t e r s |' per line (training words and the ARPA's "
+                        "words are always included)")
+    p.add_argument("--lm-weight", type=float, default=2.0, help="LM weight of the ASR beam search")
+    p.add_argument("--word-score", type=float, default=0.0, help="score added per word in the ASR beam search")
+    p.add_argument("--beam-size", type=int, default=50, help="beam size of the ASR beam search")
+    p.add_argument("--bootstrap", type=int, default=1000,
+                   help="bootstrap resamples of the test items for 95%% confidence intervals (0 = none)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -53,7 +65,9 @@ def run(args: argparse.Namespace) -> int:
     from audiossl.eval.tasks import BenchError
 
     cfg = BenchConfig(epochs=args.epochs, lr_grid=args.lr_grid, layer=args.layer, device=args.device,
-                      seed=args.seed, add_fbank=not args.no_fbank, max_batch_seconds=args.max_batch_seconds)
+                      seed=args.seed, add_fbank=not args.no_fbank, max_batch_seconds=args.max_batch_seconds,
+                      lm=args.lm, lexicon=args.lexicon, lm_weight=args.lm_weight, word_score=args.word_score,
+                      beam_size=args.beam_size, bootstrap=args.bootstrap)
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None
     try:
         records = run_bench(args.upstreams, tasks, args.data, args.out, cfg)

@@ -5,6 +5,8 @@ Output directory::
     OUT/cache/<upstream>/<split>_<hash>/     feature caches (FeatureStore), reused across runs
     OUT/runs/<upstream>/<task>/result.json   one finished pair (its presence = done; resume skips it)
     OUT/runs/<upstream>/<task>/head.safetensors   best-dev head + layer weights (per fold: head_<fold>...)
+    OUT/runs/<upstream>/<task>/items.npz     per-test-item statistics (bootstrap CIs, paired tests)
+    OUT/lm/<task>_train_3gram.arpa           ASR word LM estimated from the training transcripts (no --lm)
     OUT/results.json / results.csv / results.md / plots/*.png   (see :mod:`audiossl.eval.report`)
 
 All data checks (labels present, splits non-empty, trial lists, frame rates) run for every pair
@@ -42,6 +44,16 @@ class BenchConfig:
     """always add the FBANK baseline row"""
     max_batch_seconds: float | None = None
     """padded audio per upstream batch while caching"""
+    lm: str | None = None
+    """ASR word LM (ARPA or KenLM binary) for the lexicon beam search; None = a Kneser-Ney 3-gram estimated
+    from the training transcripts; "none" = greedy decoding only"""
+    lexicon: str | None = None
+    """extra ASR lexicon (``word<TAB>letters |``) added to the training words (and the LM's ARPA unigrams)"""
+    lm_weight: float = 2.0
+    word_score: float = 0.0
+    beam_size: int = 50
+    bootstrap: int = 1000
+    """bootstrap resamples of the test items for the 95 % confidence intervals (0 = none)"""
 
 
 def slug(name: str) -> str:
@@ -74,6 +86,7 @@ def run_bench(upstreams: list[str], tasks: list[str] | None, data: str | Path, o
                 log.warning("leaving out task %s: %s", n, e)
     if not tds:
         raise BenchError(f"no bench task data found under {data}; run `audiossl synth OUT` or a corpus preparer.")
+    lms = _prepare_lms(tds, out, cfg)
     models = {}
     for u in ups:  # load all upstreams and check rates up front
         up = loader(u, device=cfg.device)
@@ -87,15 +100,54 @@ def run_bench(upstreams: list[str], tasks: list[str] | None, data: str | Path, o
     records = []
     for u, (up, layer) in models.items():
         for td in tds:
-            records.append(_run_pair(u, up, layer, td, out, cfg))
-    write_reports(records, out)
+            records.append(_run_pair(u, up, layer, td, out, cfg, lms.get(td.spec.name)))
+    write_reports(records, out, cfg.bootstrap, cfg.seed)
     return records
 
 
-def _run_pair(u: str, up, layer: int | None, td: TaskData, out: Path, cfg: BenchConfig) -> dict:
+def _rel(path: str | None, out: Path) -> str | None:
+    """``path`` relative to the output dir when inside it (records stay equal across output dirs)."""
+    if path is None:
+        return None
+    try:
+        return str(Path(path).resolve().relative_to(out.resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _word_ctc(td: TaskData) -> bool:
+    return td.spec.objective == "ctc" and td.spec.metric == "wer"
+
+
+def _prepare_lms(tds: list[TaskData], out: Path, cfg: BenchConfig) -> dict[str, str]:
+    """Task → word LM path for the word-level CTC tasks (asr); the user's LM is loaded once here, before
+    any training, so a file KenLM cannot read fails in seconds with its name."""
+    from audiossl.eval.lm import LMError, check_lm, transcript_lm
+
+    lms = {}
+    for td in tds:
+        if not _word_ctc(td) or (cfg.lm or "").lower() == "none":
+            continue
+        try:
+            if cfg.lm:
+                lms[td.spec.name] = str(check_lm(cfg.lm))
+            else:
+                ltr = td.splits["train"].with_suffix(f".{td.spec.label}")
+                lm = transcript_lm(ltr, out / "lm" / f"{td.spec.name}_train_3gram.arpa", order=3)
+                lms[td.spec.name] = str(check_lm(lm))
+            if cfg.lexicon and not Path(cfg.lexicon).is_file():
+                raise LMError(f"lexicon {cfg.lexicon}: no such file")
+        except LMError as e:
+            raise BenchError(f"task {td.spec.name}: {e}") from None
+    return lms
+
+
+def _run_pair(u: str, up, layer: int | None, td: TaskData, out: Path, cfg: BenchConfig, lm: str | None = None) -> dict:
     from safetensors.torch import save
 
     from audiossl.eval.cache import CacheConfig, build_cache
+    from audiossl.eval.confidence import Items, confidence_intervals, task_seed
+    from audiossl.eval.ctc_decode import DecodeConfig
     from audiossl.eval.runner import RunConfig, concat_splits, load_split, train_and_evaluate
 
     spec = td.spec
@@ -125,7 +177,9 @@ def _run_pair(u: str, up, layer: int | None, td: TaskData, out: Path, cfg: Bench
         per_lr = {}
         for lr in grid:
             rcfg = RunConfig(lr=lr, epochs=spec.epochs, batch_frames=spec.batch_frames, device=cfg.device,
-                             seed=cfg.seed, label_subsample=sub)
+                             seed=cfg.seed, label_subsample=sub, lm=lm, workdir=str(run_dir),
+                             decode=DecodeConfig(lm=lm, lexicon=cfg.lexicon, lm_weight=cfg.lm_weight,
+                                                 word_score=cfg.word_score, beam_size=cfg.beam_size))
             log.info("%s / %s%s: lr %g, %d epochs", u, spec.name, "" if fold == "all" else f" ({fold})", lr, spec.epochs)
             per_lr[lr] = train_and_evaluate(spec, train, splits[dev_role], splits[test_role], rcfg,
                                             int(up.num_layers), layer, td.trials)
@@ -138,8 +192,18 @@ def _run_pair(u: str, up, layer: int | None, td: TaskData, out: Path, cfg: Bench
                          metadata={"task": spec.name, "upstream": u, "lr": str(lr_best)}))
         folds.append({"fold": fold, "lr": lr_best, "dev": best.dev, "test": best.test, "best_epoch": best.best_epoch,
                       "lr_grid": {str(k): v.dev for k, v in per_lr.items()}, "curve": best.curve,
-                      "layer_weights": best.layer_weights})
+                      "layer_weights": best.layer_weights, "items": best.items})
+    items = [f.pop("items") for f in folds]
     test = {k: float(np.mean([f["test"][k] for f in folds])) for k in folds[0]["test"]}
+    ci, items_file = {}, None
+    if all(i is not None for i in items):
+        items = Items.concat(items)
+        items_file = run_dir / "items.npz"
+        items.save(items_file)
+        items_file = str(items_file.relative_to(out))
+        if cfg.bootstrap > 0:
+            ci = confidence_intervals(items, [k for k in test if k in items.metrics], n=cfg.bootstrap,
+                                      seed=task_seed(spec.name, cfg.seed))
     rec = {
         "upstream": u, "upstream_name": up.name, "task": spec.name, "metric": spec.metric,
         "value": test[spec.metric], "test": test, "dev": float(np.mean([f["dev"] for f in folds])),
@@ -147,6 +211,7 @@ def _run_pair(u: str, up, layer: int | None, td: TaskData, out: Path, cfg: Bench
         "lr_grid": folds[0]["lr_grid"], "layer": layer, "layer_weights": folds[0]["layer_weights"],
         "curve": folds[0]["curve"], "folds": folds if len(folds) > 1 else [], "skipped_files": skipped,
         "head": asdict(spec.head), "epochs": spec.epochs, "frame_rate": float(up.frame_rate),
+        "ci": ci, "items": items_file, "lm": _rel(lm, out),
     }
     atomic_write_json(done, rec)
     if skipped:

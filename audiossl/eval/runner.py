@@ -3,7 +3,10 @@
 Features come from the cache (``[frames, layers, dim]`` per utterance, or pooled ``[1, layers, dim]``);
 the :class:`~audiossl.eval.featurizer.Featurizer` mixes the layers and the task's head predicts. What
 differs between tasks is only the :class:`Objective` (targets, loss, decoding, metric), chosen by the
-spec's ``objective``. CTC decoding is greedy (best path, no language model).
+spec's ``objective``. CTC decoding is greedy (best path) while training and on dev; the ``asr`` task
+(CTC over ``.ltr`` letters, WER) is also decoded on test with a lexicon-constrained beam search and a
+word n-gram LM (:mod:`audiossl.eval.ctc_decode`), reported as ``wer_lm`` / ``cer_lm``. Test evaluation
+also returns per-item statistics (:class:`~audiossl.eval.confidence.Items`) for confidence intervals.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from audiossl.data.feature_store import FeatureStore
 from audiossl.data.frame_labels import LabelError
 from audiossl.eval import metrics as M
 from audiossl.eval.cache import layer_stack
+from audiossl.eval.confidence import Items
+from audiossl.eval.ctc_decode import DecodeConfig
 from audiossl.eval.featurizer import Featurizer
 from audiossl.eval.heads import build_head
 from audiossl.eval.tasks import TaskSpec, read_trials
@@ -83,6 +88,11 @@ class RunConfig:
     grad_clip: float = 1.0
     label_subsample: int = 1
     """frame tasks: keep every k-th label (100 Hz labels, 50 Hz upstream → 2)"""
+    lm: str | None = None
+    """word LM (ARPA / KenLM binary) for the lexicon beam search of word-level CTC tasks (asr); None = greedy only"""
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+    workdir: str | None = None
+    """where the decoder's lexicon file is written"""
 
 
 @dataclass
@@ -93,6 +103,8 @@ class RunResult:
     curve: list[dict] = field(default_factory=list)
     layer_weights: list[float] = field(default_factory=list)
     state: dict[str, torch.Tensor] = field(default_factory=dict)
+    items: Items | None = None
+    """per-test-item statistics of the test metrics (confidence intervals, paired tests)"""
 
 
 # -- objectives -----------------------------------------------------------------------------------
@@ -133,6 +145,15 @@ class Objective:
             return {"key": M.key_weighted_score(refs, preds), "acc": M.accuracy(refs, preds)}
         return {"acc": M.accuracy(refs, preds)}
 
+    def items(self, split: SplitData, preds: list) -> Items:
+        """Per-item statistics of :meth:`score`'s metrics (see :class:`~audiossl.eval.confidence.Items`)."""
+        refs = [l.strip() for l in split.labels]
+        one = np.ones(len(refs))
+        ratio = {"acc": (np.array([r == p for r, p in zip(refs, preds)], dtype=np.float64), one)}
+        if self.spec.metric == "key":
+            ratio["key"] = (np.array([M.key_score(r, p) for r, p in zip(refs, preds)]), one)
+        return Items(list(split.ids), ratio)
+
 
 class CTCObjective(Objective):
     """Token sequences (``.phn`` phones, ``.ltr`` letters); class 0 is the CTC blank."""
@@ -155,20 +176,59 @@ class CTCObjective(Objective):
         flat, tlens = targets
         return F.ctc_loss(logp.transpose(0, 1), flat, lengths, tlens.to(lengths.device), blank=0, zero_infinity=True)
 
+    @property
+    def word_level(self) -> bool:
+        """Letters with word boundaries scored by WER (asr): decoded into words, LM decoding possible."""
+        return self.spec.metric == "wer"
+
+    def enable_lm(self, train: SplitData) -> None:
+        """Decode with the lexicon + LM beam search from now on (test time); no-op without ``cfg.lm``."""
+        from audiossl.eval.ctc_decode import LexiconLMDecoder, build_lexicon, read_lexicon
+        from audiossl.eval.lm import arpa_unigrams
+
+        if not (self.word_level and self.cfg.lm):
+            return
+        words = [w for lab in train.labels for w in M.letters_to_words(self.tokens(lab))]
+        lex = build_lexicon(words + arpa_unigrams(self.cfg.lm), self.vocab)
+        if self.cfg.decode.lexicon:
+            lex = {**read_lexicon(self.cfg.decode.lexicon, self.vocab), **lex}
+        workdir = Path(self.cfg.workdir or ".")
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.lm_decoder = LexiconLMDecoder(self.vocab, lex, self.cfg.lm, workdir, self.cfg.decode)
+
     def predict(self, head, x, lengths, lengths_cpu):
-        best = head(x, lengths_cpu if self.spec.head.kind == "bilstm" else lengths).argmax(-1).cpu()
-        out = []
-        for b, n in enumerate(lengths_cpu.tolist()):
-            seq = torch.unique_consecutive(best[b, :n]).tolist()
-            out.append([self.vocab[k - 1] for k in seq if k != 0])
-        return out
+        from audiossl.eval.ctc_decode import greedy
+
+        logits = head(x, lengths_cpu if self.spec.head.kind == "bilstm" else lengths)
+        best = logits.detach().cpu()
+        out = [[self.vocab[k - 1] for k in greedy(best[b], n)] for b, n in enumerate(lengths_cpu.tolist())]
+        dec = getattr(self, "lm_decoder", None)
+        if dec is None:
+            return out
+        return list(zip(out, dec(best.log_softmax(-1), lengths_cpu)))
 
     def score(self, split, preds):
+        it = self.items(split, preds)
+        return {m: it.value(m) for m in it.ratio}
+
+    def items(self, split, preds):
+        from audiossl.eval.ctc_decode import char_errors, word_errors
+
         refs = [self.tokens(l) for l in split.labels]
-        if self.spec.metric == "wer":
-            return {"wer": M.error_rate([M.letters_to_words(r) for r in refs], [M.letters_to_words(h) for h in preds]),
-                    "cer": M.error_rate([[c for c in r if c != "|"] for r in refs], [[c for c in h if c != "|"] for h in preds])}
-        return {self.spec.metric: M.error_rate(refs, preds)}
+        greedy_preds = [p[0] if isinstance(p, tuple) else p for p in preds]
+        if not self.word_level:
+            n = np.array([len(r) for r in refs], dtype=np.float64)
+            e = np.array([M.edit_distance(r, h) for r, h in zip(refs, greedy_preds)], dtype=np.float64)
+            return Items(list(split.ids), {self.spec.metric: (e, n)})
+        ref_w = [M.letters_to_words(r) for r in refs]
+        hyps = {"": [M.letters_to_words(h) for h in greedy_preds]}
+        if preds and isinstance(preds[0], tuple):
+            hyps["_lm"] = [p[1] for p in preds]
+        ratio = {}
+        for suffix, h in hyps.items():
+            ratio["wer" + suffix] = word_errors(ref_w, h)
+            ratio["cer" + suffix] = char_errors(ref_w, h)
+        return Items(list(split.ids), ratio)
 
 
 class FrameObjective(Objective):
@@ -210,6 +270,14 @@ class FrameObjective(Objective):
             total += len(p)
         return {"acc": 100.0 * correct / max(total, 1)}
 
+    def items(self, split, preds):
+        num, den = np.zeros(len(preds)), np.zeros(len(preds))
+        for i, p in enumerate(preds):
+            ref = self.tokens(split.labels[i])[:: self.cfg.label_subsample]
+            ref = (ref + [ref[-1]] * len(p))[: len(p)]
+            num[i], den[i] = sum(a == b for a, b in zip(ref, p)), len(p)
+        return Items(list(split.ids), {"acc": (num, den)})
+
 
 class MultiLabelObjective(Objective):
     """Comma-separated tags per clip; BCE; macro ROC-AUC and AP."""
@@ -237,6 +305,10 @@ class MultiLabelObjective(Objective):
         y = np.stack([self.target(split, i, 0).numpy() for i in range(len(split.ids))])
         auc, ap = M.multilabel_auc_ap(y, np.stack(preds))
         return {"auc": auc, "ap": ap}
+
+    def items(self, split, preds):
+        y = np.stack([self.target(split, i, 0).numpy() for i in range(len(split.ids))])
+        return Items(list(split.ids), multilabel=(y, np.stack(preds).astype(np.float32)))
 
 
 class ASVObjective(Objective):
@@ -328,8 +400,13 @@ def train_and_evaluate(spec: TaskSpec, train: SplitData, dev: SplitData, test: S
             best, best_epoch = sign * d, epoch
             best_state = copy.deepcopy(model.state_dict())
     model.load_state_dict(best_state)
-    test_metrics = evaluate_trials(obj, fwd, test, trials, cfg) if spec.objective == "asv" else evaluate(obj, fwd, test, spec, cfg)
-    return RunResult(sign * best, test_metrics, best_epoch, curve, feat.layer_weights(), best_state)
+    if spec.objective == "asv":
+        test_metrics, items = evaluate_trials(obj, fwd, test, trials, cfg, with_items=True)
+    else:
+        if isinstance(obj, CTCObjective):
+            obj.enable_lm(train)  # the LM beam search decodes the test set only (dev selection is greedy)
+        test_metrics, items = evaluate(obj, fwd, test, spec, cfg, with_items=True)
+    return RunResult(sign * best, test_metrics, best_epoch, curve, feat.layer_weights(), best_state, items)
 
 
 def train_epoch(fwd, obj: Objective, opt, batches: list[list[int]], features, targets: list, cfg: RunConfig, desc: str = "") -> float:
@@ -377,7 +454,8 @@ def _to(y, device):
 
 
 @torch.no_grad()
-def evaluate(obj: Objective, fwd, split: SplitData, spec: TaskSpec, cfg: RunConfig) -> dict[str, float]:
+def evaluate(obj: Objective, fwd, split: SplitData, spec: TaskSpec, cfg: RunConfig, with_items: bool = False):
+    """Metrics of ``split`` (``{name: value}``); with ``with_items`` also the per-item :class:`Items`."""
     fwd.model.eval()
     if spec.objective == "frame":
         _targets(obj, split)  # checks the label counts of this split too
@@ -386,12 +464,16 @@ def evaluate(obj: Objective, fwd, split: SplitData, spec: TaskSpec, cfg: RunConf
         x, lens, lens_cpu = _collate(split, idx, spec.pooled, cfg.device)
         for i, p in zip(idx, obj.predict(fwd, x, lens, lens_cpu)):
             preds[i] = p
+    if with_items:
+        return obj.score(split, preds), obj.items(split, preds)
     return obj.score(split, preds)
 
 
 @torch.no_grad()
-def evaluate_trials(obj: Objective, fwd, test: SplitData, trials: Path, cfg: RunConfig) -> dict[str, float]:
-    """Cosine scores of x-vector embeddings on the trial list → EER and minDCF (p_target 0.01)."""
+def evaluate_trials(obj: Objective, fwd, test: SplitData, trials: Path, cfg: RunConfig, with_items: bool = False):
+    """Cosine scores of x-vector embeddings on the trial list → EER and minDCF (p_target 0.01).
+
+    With ``with_items`` also the per-trial :class:`Items` (ids ``"utt1 utt2"``)."""
     fwd.model.eval()
     emb: dict[str, torch.Tensor] = {}
     for idx in make_batches(test, obj.spec.batch_frames, False, random.Random(0)):
@@ -399,13 +481,17 @@ def evaluate_trials(obj: Objective, fwd, test: SplitData, trials: Path, cfg: Run
         e = F.normalize(fwd(x, lens), dim=-1).cpu()
         for i, v in zip(idx, e):
             emb[test.ids[i]] = v
-    scores, labels, missing = [], [], 0
+    scores, labels, keys, missing = [], [], [], 0
     for lab, a, b in read_trials(trials):
         if a not in emb or b not in emb:
             missing += 1
             continue
         scores.append(float(emb[a] @ emb[b]))
         labels.append(lab)
+        keys.append(f"{a} {b}")
     if missing:
         log.warning("%s: %d trials skipped because one of their files was skipped", trials, missing)
-    return {"eer": M.eer(scores, labels), "min_dcf": M.min_dcf(scores, labels, 0.01), "trials": float(len(scores))}
+    res = {"eer": M.eer(scores, labels), "min_dcf": M.min_dcf(scores, labels, 0.01), "trials": float(len(scores))}
+    if with_items:
+        return res, Items(keys, trials=(np.asarray(scores), np.asarray(labels, dtype=np.int64)))
+    return res

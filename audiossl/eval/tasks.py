@@ -86,7 +86,7 @@ TASKS: dict[str, TaskSpec] = {
     for t in [
         TaskSpec("pr", "phoneme recognition: linear CTC over phones (SUPERB PR)", "ctc", "phn", "per",
                  HeadConfig("linear"), _c(_LS, _LS_TRAIN), _c(_LS, _LS_DEV), _c(_LS, _LS_TEST), lr=1e-2, epochs=20, demo_epochs=30),
-        TaskSpec("asr", "speech recognition: 2-layer BiLSTM CTC over characters, greedy decoding (SUPERB ASR)",
+        TaskSpec("asr", "speech recognition: 2-layer BiLSTM CTC over characters; WER greedy and with lexicon beam search + word n-gram LM (SUPERB ASR)",
                  "ctc", "ltr", "wer", HeadConfig("bilstm", hidden=1024, num_layers=2, dropout=0.2),
                  _c(_LS, _LS_TRAIN), _c(_LS, _LS_DEV), _c(_LS, _LS_TEST), lr=1e-4, epochs=20,
                  demo_head=HeadConfig("bilstm", hidden=128, num_layers=2, dropout=0.1), demo_epochs=30),
