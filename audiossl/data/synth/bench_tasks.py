@@ -6,7 +6,8 @@
 * ``conversations`` — two-speaker conversations: eSpeak turns of two seen speakers placed one
   after another with gaps and overlaps (about a third of the turn changes overlap). ``.seg``
   holds the speech-activity segments, ``start:end:speaker`` tokens in seconds, so the frame
-  labels can be drawn at any upstream frame rate; ``<split>.rttm`` has the same in RTTM.
+  labels can be drawn at any upstream frame rate; ``rttm/<split>.rttm`` has the same in RTTM (not beside the
+  manifest, where every ``<split>.*`` file is read as a one-line-per-row label file).
 * ``music_beats`` — rendered 4/4 MIDI grooves at 70-160 BPM with a random phase; ``.beats`` are
   the exact beat times in seconds (known from the tempo), ``.downbeats`` every fourth beat.
 

@@ -14,7 +14,7 @@ Layout (a contract other parts rely on)::
 Opt-in (``tasks=[..., "intents", "conversations", "music_beats"]``; see :mod:`.bench_tasks`)::
 
     OUT/intents/           wav/<spk>/...    {train,valid,test}.{tsv,lbl,action,object,location,wrd,spk}
-    OUT/conversations/     wav/...          {train,valid,test}.{tsv,seg,rttm}
+    OUT/conversations/     wav/...          {train,valid,test}.{tsv,seg}  rttm/{train,valid,test}.rttm
     OUT/music/beats/       wav/...          {train,valid,test}.{tsv,beats,downbeats,bpm}
 
 Workers only synthesise (eSpeak / SoundFont, no torch); the parent resamples, aligns and
@@ -488,7 +488,7 @@ def synthesize(out: str | Path, size: str = "tiny", seed: int = 0, workers: int 
         if task == "conversations":
             rttm = [line for uid, seg in zip(m.ids, m.labels["seg"]) for line in bench_tasks.rttm_lines(
                 uid, [(float(a), float(b), c) for a, b, c in (t.split(":") for t in seg.split())])]
-            atomic_write_text(task_dir / f"{split}.rttm", "\n".join(rttm) + "\n")
+            atomic_write_text(task_dir / "rttm" / f"{split}.rttm", "\n".join(rttm) + "\n")
     atomic_write_text(out / "phones.txt", "\n".join(speech.PHONES) + "\n")
     summary = {
         "size": size, "seed": seed, "version": VERSION, "tasks": tasks, "counts": counts,
