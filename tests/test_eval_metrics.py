@@ -70,6 +70,35 @@ def test_key_weighted_score():
         M.parse_key("H major")
 
 
+def _mirex_by_hand(ref: tuple[int, str], est: tuple[int, str]) -> float:
+    """The MIREX table written out: same 1, fifth above 0.5, relative 0.3, parallel 0.2, other 0."""
+    (rt, rm), (et, em) = ref, est
+    if (rt, rm) == (et, em):
+        return 1.0
+    if rm == em and (et - rt) % 12 == 7:
+        return 0.5
+    if rm != em and (et - rt) % 12 == (9 if rm == "major" else 3):
+        return 0.3
+    if rt == et:
+        return 0.2
+    return 0.0
+
+
+def test_key_score_is_mir_eval_and_matches_the_mirex_table():
+    import mir_eval
+
+    cases = {("D major", "D major"): 1.0, ("D major", "A major"): 0.5, ("E minor", "B minor"): 0.5,
+             ("D major", "B minor"): 0.3, ("F# minor", "A major"): 0.3, ("G minor", "G major"): 0.2,
+             ("D major", "G major"): 0.0, ("D major", "E major"): 0.0, ("E minor", "C major"): 0.0}
+    for (r, e), want in cases.items():
+        assert M.key_score(r, e) == want == mir_eval.key.weighted_score(r, e), (r, e)
+    names = [f"{pc} {mode}" for mode in ("major", "minor") for pc in "C C# D D# E F F# G G# A A# B".split()]
+    for r in names:
+        for e in names:
+            assert M.key_score(r, e) == _mirex_by_hand(M.parse_key(r), M.parse_key(e)), (r, e)
+    assert M.key_score("Gb maj", "f# Major") == 1.0  # our parser's spellings still work
+
+
 def test_auc_ap_match_sklearn():
     from sklearn.metrics import average_precision_score, roc_auc_score
 

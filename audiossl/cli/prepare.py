@@ -22,6 +22,9 @@ TITLES = {
     "esc50": "ESC-50: fold1..fold5 with .lbl (category) and .target",
     "gtzan": "GTZAN: train/valid/test with .lbl (genre)",
     "nsynth": "NSynth: train/valid/test with .lbl (family), .pitch, .source",
+    "fluent_speech_commands": "Fluent Speech Commands, SUPERB IC: .lbl (action|object|location) .action .object .location .wrd .spk",
+    "diarization": "a Kaldi-style diarization data dir (wav.scp + rttm or segments/utt2spk), SUPERB SD: .seg .reco",
+    "beats": "beat-annotated music (Ballroom, GTZAN beats): .beats .downbeats",
     "dir": "a directory of audio files (recursive), no labels",
     "wav.scp": "a Kaldi data dir: wav.scp (+ text, utt2spk) → .ids .wrd .spk",
     "lhotse": "a lhotse CutSet (cuts.jsonl.gz) → .ids .wrd .ltr .spk; partial / channel-subset cuts written out as mono audio",
@@ -66,6 +69,13 @@ def _per_corpus(name: str, p: argparse.ArgumentParser) -> None:
         p.add_argument("--seed", type=int, default=0, help="seed of the stratified 80/10/10 split used when no lists exist")
     elif name == "nsynth":
         p.add_argument("--splits", nargs="+", default=None, choices=["train", "valid", "test"], help="splits (None: all found)")
+    elif name == "diarization":
+        p.add_argument("--base-dir", type=Path, default=None, help="directory relative wav.scp paths are resolved against (None: the current directory)")
+        p.add_argument("--tolerance", type=float, default=0.1, help="seconds a speaker turn may run past the end of its recording")
+    elif name == "beats":
+        p.add_argument("--annotations", type=Path, default=None, help="directory searched for <name>.beats (None: SRC)")
+        p.add_argument("--seed", type=int, default=0, help="seed of the stratified 80/10/10 split")
+        p.add_argument("--tolerance", type=float, default=0.5, help="seconds beats may run past the end of their clip")
     elif name == "dir":
         p.add_argument("--split", default="train", help="name of the manifest written (OUT/<split>.tsv)")
     elif name == "wav.scp":

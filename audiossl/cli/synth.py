@@ -9,7 +9,8 @@ import argparse
 from pathlib import Path
 
 HELP = "generate the offline demo corpus (speech + music) with labels"
-TASK_CHOICES = "speech,speakers_unseen,keywords,prosody,music_notes,music_keys (music = both music tasks)"
+TASK_CHOICES = ("speech,speakers_unseen,keywords,prosody,music_notes,music_keys (music = both music tasks); "
+                "opt-in, not in 'all': intents,conversations,music_beats")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

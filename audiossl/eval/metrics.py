@@ -98,19 +98,16 @@ def parse_key(name: str) -> tuple[int, str]:
 
 
 def key_score(ref: str, est: str) -> float:
-    """1 same key, 0.5 perfect fifth above (same mode), 0.3 relative major/minor, 0.2 parallel, else 0."""
+    """MIREX weighted key score via ``mir_eval.key.weighted_score``: 1 same key, 0.5 perfect fifth
+    above (same mode), 0.3 relative major/minor, 0.2 parallel, else 0. Names are normalised with
+    :func:`parse_key` first (``"Db maj"``, ``"c# minor"``), which mir_eval's parser does not accept."""
+    import mir_eval
+
     (rt, rm), (et, em) = parse_key(ref), parse_key(est)
-    if rt == et and rm == em:
-        return 1.0
-    if rm == em and (et - rt) % 12 == 7:
-        return 0.5
-    if rm == "major" and em == "minor" and (et - rt) % 12 == 9:
-        return 0.3
-    if rm == "minor" and em == "major" and (et - rt) % 12 == 3:
-        return 0.3
-    if rt == et and rm != em:
-        return 0.2
-    return 0.0
+    return float(mir_eval.key.weighted_score(f"{_SHARPS[rt]} {rm}", f"{_SHARPS[et]} {em}"))
+
+
+_SHARPS = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 
 
 def key_weighted_score(refs: Sequence[str], ests: Sequence[str]) -> float:

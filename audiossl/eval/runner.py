@@ -322,6 +322,18 @@ class ASVObjective(Objective):
 
 
 OBJECTIVES = {"utt": Objective, "ctc": CTCObjective, "frame": FrameObjective, "multilabel": MultiLabelObjective, "asv": ASVObjective}
+# objectives kept beside their task's metric code, imported when a spec names them
+TASK_OBJECTIVES = {"diarization": "audiossl.eval.diarization:DiarizationObjective",
+                   "beats": "audiossl.eval.beat_tracking:BeatObjective"}
+
+
+def objective_class(kind: str):
+    if kind in OBJECTIVES:
+        return OBJECTIVES[kind]
+    import importlib
+
+    module, name = TASK_OBJECTIVES[kind].split(":")
+    return getattr(importlib.import_module(module), name)
 
 
 # -- batching -------------------------------------------------------------------------------------
@@ -370,7 +382,7 @@ class _Model(nn.Module):
 
 def setup(spec: TaskSpec, train: SplitData, cfg: RunConfig, num_layers: int, layer: int | None):
     """``(objective, model wrapper, optimizer)`` for a task: featurizer + head, AdamW over both."""
-    obj = OBJECTIVES[spec.objective](spec, train, cfg)
+    obj = objective_class(spec.objective)(spec, train, cfg)
     hidden = int(train.store.meta["extra"]["hidden_dim"])
     model = _Model(Featurizer(num_layers, layer), build_head(spec.head, hidden, obj.out_dim)).to(cfg.device)
     return obj, _Wrapped(model), torch.optim.AdamW(model.parameters(), lr=cfg.lr)

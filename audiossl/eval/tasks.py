@@ -7,7 +7,9 @@ layout written by ``audiossl synth`` first (``speech/train``), then the corpus p
 
 Objectives: ``ctc`` (token sequences), ``frame`` (one label per frame, e.g. ``.ali``), ``utt``
 (one class per utterance), ``multilabel`` (comma-separated tags per clip), ``asv`` (x-vector on train
-speakers, cosine scoring of trials).
+speakers, cosine scoring of trials), ``diarization`` (2-speaker activity from ``.seg`` segments, PIT, DER;
+:mod:`audiossl.eval.diarization`), ``beats`` (frame beat activation from ``.beats`` times, F-measure;
+:mod:`audiossl.eval.beat_tracking`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ METRICS: dict[str, tuple[bool, bool]] = {
     "key": (True, False),
     "auc": (True, False),
     "ap": (True, False),
+    "der": (False, True),
+    "beat_f": (True, False),
 }
 
 
@@ -39,7 +43,7 @@ class TaskSpec:
     name: str
     description: str
     objective: str
-    """ctc | frame | utt | multilabel | asv"""
+    """ctc | frame | utt | multilabel | asv | diarization | beats"""
     label: str
     """label file extension read beside each split manifest (``phn``, ``ltr``, ``lbl``, ``spk`` ...)"""
     metric: str
@@ -79,6 +83,8 @@ def _c(dirs: tuple[str, ...], names: tuple[str, ...]) -> tuple[str, ...]:
 _TRAIN, _DEV, _TEST = ("train",), ("valid", "dev"), ("test",)
 _KS, _NS = ("keywords", "speech_commands", "speechcommands"), ("music/notes", "nsynth")
 _LS = ("speech", "librispeech", "mini_librispeech")
+_IC, _SD = ("intents", "fluent_speech_commands", "fsc"), ("conversations", "diarization")
+_BEAT = ("music/beats", "beats", "gtzan_beats", "ballroom")
 _LS_TRAIN, _LS_DEV, _LS_TEST = ("train", "train-clean-100", "train-clean-5"), ("valid", "dev-clean", "dev-clean-2"), ("test", "test-clean")
 
 TASKS: dict[str, TaskSpec] = {
@@ -98,8 +104,7 @@ TASKS: dict[str, TaskSpec] = {
                  _c(_KS, _DEV), _c(_KS, _TEST),
                  pooled=True, lr=1e-2, epochs=50, batch_frames=64),
         TaskSpec("ic", "intent classification: mean-pool + linear (SUPERB IC, Fluent Speech Commands)", "utt",
-                 "lbl", "acc", HeadConfig("pool_linear"), _c(("fluent_speech_commands", "fsc"), _TRAIN),
-                 _c(("fluent_speech_commands", "fsc"), _DEV), _c(("fluent_speech_commands", "fsc"), _TEST),
+                 "lbl", "acc", HeadConfig("pool_linear"), _c(_IC, _TRAIN), _c(_IC, _DEV), _c(_IC, _TEST),
                  pooled=True, lr=1e-2, epochs=50, batch_frames=64),
         TaskSpec("er", "emotion recognition: mean-pool + linear (SUPERB ER)", "utt", "lbl", "acc",
                  HeadConfig("pool_linear"), _c(("prosody", "iemocap"), _TRAIN), _c(("prosody", "iemocap"), _DEV),
@@ -142,7 +147,25 @@ TASKS: dict[str, TaskSpec] = {
                  "utt", "lbl", "acc", HeadConfig("pool_mlp", hidden=512),
                  folds=tuple(_c(("esc50", "esc-50"), (f"fold{k}",)) for k in range(1, 6)),
                  pooled=True, lr=1e-3, epochs=50, batch_frames=64),
+        TaskSpec("sd", "speaker diarization, 2 speakers: BiLSTM frame head, permutation-invariant BCE, DER with "
+                 "collar 0 via pyannote.metrics (SUPERB SD)", "diarization", "seg", "der",
+                 HeadConfig("bilstm", hidden=512, num_layers=1), _c(_SD, _TRAIN), _c(_SD, _DEV), _c(_SD, _TEST),
+                 lr=1e-3, epochs=30, batch_frames=16000,
+                 # the demo trains a linear PIT head: CPU LSTM backward costs ~4 s per batch of 8-s clips
+                 demo_head=HeadConfig("linear"), demo_epochs=40),
+        TaskSpec("beat", "beat tracking: linear frame activation, peak picking, mir_eval F-measure ±70 ms "
+                 "(MARBLE GTZAN-beats / Ballroom)", "beats", "beats", "beat_f", HeadConfig("linear"),
+                 _c(_BEAT, _TRAIN), _c(_BEAT, _DEV), _c(_BEAT, _TEST), lr=1e-3, epochs=30, batch_frames=16000,
+                 demo_epochs=60),
     ]
+}
+
+# Label checks beyond "the file exists", run by :func:`resolve` on every split before training:
+# task → "module:function(manifest, label_path)" raising LabelError naming the file and line.
+LABEL_CHECKS = {
+    "ic": "audiossl.eval.intents:check_labels",
+    "sd": "audiossl.eval.diarization:check_labels",
+    "beat": "audiossl.eval.beat_tracking:check_labels",
 }
 
 
@@ -230,6 +253,7 @@ def resolve(spec: TaskSpec, data: Path) -> TaskData:
                              f"every split manifest.") from None
         if len(m) == 0:
             raise BenchError(f"task {spec.name}: {role} split {tsv} is empty (0 rows); re-run the preparer for it.")
+        _check_labels(spec, m)
         td.splits[role] = tsv
     if spec.objective == "asv":
         trials = next((data / t for t in spec.trials if (data / t).is_file()), None)
@@ -243,6 +267,20 @@ def resolve(spec: TaskSpec, data: Path) -> TaskData:
         if side.is_file():
             td.label_rate = float(json.loads(side.read_text())["frame_rate"])
     return td
+
+
+def _check_labels(spec: TaskSpec, m) -> None:
+    import importlib
+
+    from audiossl.data.frame_labels import LabelError
+
+    if spec.name not in LABEL_CHECKS:
+        return
+    module, func = LABEL_CHECKS[spec.name].split(":")
+    try:
+        getattr(importlib.import_module(module), func)(m, m.label_path(spec.label))
+    except LabelError as e:
+        raise BenchError(f"task {spec.name}: {e}") from None
 
 
 def _check_trials(trials: Path, test_ids: list[str]) -> None:

@@ -48,6 +48,21 @@ PREPARERS: dict[str, tuple[str, str, str]] = {
         "prepare_nsynth",
         "SRC/nsynth-{train,valid,test}/audio/<note_str>.wav + nsynth-<split>/examples.json",
     ),
+    "fluent_speech_commands": (
+        "audiossl.data.prepare.fluent_speech_commands",
+        "prepare_fluent_speech_commands",
+        "SRC/data/{train,valid,test}_data.csv (path,speakerId,transcription,action,object,location) + SRC/wavs/speakers/<spk>/*.wav",
+    ),
+    "diarization": (
+        "audiossl.data.prepare.diarization",
+        "prepare_diarization",
+        "Kaldi data dirs SRC/<split>/wav.scp + rttm (or segments + utt2spk), or SRC = one such dir",
+    ),
+    "beats": (
+        "audiossl.data.prepare.beats",
+        "prepare_beats",
+        "SRC/<genre>/<name>.<wav|flac|...> + <name>.beats ('<time> [<beat in bar>]' lines) beside them or in --annotations DIR",
+    ),
     "dir": ("audiossl.data.prepare.generic", "prepare_dir", "SRC/**/*.{wav,flac,ogg,mp3,...} (no labels)"),
     "wav.scp": (
         "audiossl.data.prepare.generic",

@@ -11,6 +11,12 @@ Layout (a contract other parts rely on)::
     OUT/music/notes/       wav/<family>/... {train,valid,test}.{tsv,lbl,pitch}
     OUT/music/keys/        wav/...          {train,valid,test}.{tsv,lbl}
 
+Opt-in (``tasks=[..., "intents", "conversations", "music_beats"]``; see :mod:`.bench_tasks`)::
+
+    OUT/intents/           wav/<spk>/...    {train,valid,test}.{tsv,lbl,action,object,location,wrd,spk}
+    OUT/conversations/     wav/...          {train,valid,test}.{tsv,seg}  rttm/{train,valid,test}.rttm
+    OUT/music/beats/       wav/...          {train,valid,test}.{tsv,beats,downbeats,bpm}
+
 Workers only synthesise (eSpeak / SoundFont, no torch); the parent resamples, aligns and
 writes every file atomically, in plan order.
 """
@@ -30,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from audiossl.data.synth import music, speech, text
+from audiossl.data.synth import bench_tasks, music, speech, text
 from audiossl.data.synth.espeak import ESpeakError
 
 log = logging.getLogger(__name__)
@@ -38,9 +44,12 @@ log = logging.getLogger(__name__)
 VERSION = 1
 SPLITS = ("train", "valid", "test")
 TASKS = ("speech", "speakers_unseen", "keywords", "prosody", "music_notes", "music_keys")
+EXTRA_TASKS = ("intents", "conversations", "music_beats")
+"""made only when named in ``tasks`` (not part of the default demo corpus yet)"""
 TASK_DIRS = {
     "speech": "speech", "speakers_unseen": "speakers_unseen", "keywords": "keywords",
     "prosody": "prosody", "music_notes": "music/notes", "music_keys": "music/keys",
+    "intents": "intents", "conversations": "conversations", "music_beats": "music/beats",
 }
 KW_CLIP = speech.SPEECH_RATE  # 1 s keyword clips
 
@@ -191,6 +200,47 @@ def plan_keys(cfg: SizeConfig, seed: int) -> list[Job]:
     return jobs
 
 
+def plan_intents(size: str, seed: int, speakers: list[speech.Speaker]) -> list[Job]:
+    jobs = []
+    for split, count in zip(SPLITS, bench_tasks.SIZES[size].intent_utts):
+        rng = random.Random(_seed(seed, "intents", split))
+        for n, (action, obj, loc) in enumerate(bench_tasks.INTENTS):
+            for k in range(count):
+                spk = rng.choice(speakers)
+                words = bench_tasks.intent_text(action, obj, loc, rng)
+                name = f"{split}-i{n:02d}-{k:04d}"
+                labels = {"lbl": bench_tasks.intent_label(action, obj, loc), "action": action, "object": obj,
+                          "location": loc, "wrd": words.upper(), "spk": spk.spk_id}
+                jobs.append(Job("intents", split, f"wav/{spk.spk_id}/{name}.wav", "speech",
+                                {"text": words, "settings": _jitter(spk, rng)}, _seed(seed, "intent", name), labels))
+    return jobs
+
+
+def plan_conversations(size: str, seed: int, speakers: list[speech.Speaker]) -> list[Job]:
+    jobs = []
+    for split, count in zip(SPLITS, bench_tasks.SIZES[size].conversations):
+        rng = random.Random(_seed(seed, "conversations", split))
+        for k in range(count):
+            pair = rng.sample(speakers, 2)
+            turns = bench_tasks.conversation_plan(rng)
+            name = f"{split}-conv{k:04d}"
+            params = {"turns": turns, "speakers": [p.spk_id for p in pair],
+                      "settings": [_jitter(pair[t["who"]], rng) for t in turns],
+                      "gains": [rng.uniform(0.6, 1.0), rng.uniform(0.6, 1.0)]}
+            jobs.append(Job("conversations", split, f"wav/{name}.wav", "conversation", params,
+                            _seed(seed, "conv", name)))
+    return jobs
+
+
+def plan_beats(size: str, seed: int) -> list[Job]:
+    jobs = []
+    for split, count in zip(SPLITS, bench_tasks.SIZES[size].beat_clips):
+        for k in range(count):
+            name = f"{split}-groove{k:04d}"
+            jobs.append(Job("music_beats", split, f"wav/{name}.wav", "beats", {}, _seed(seed, "beats", name)))
+    return jobs
+
+
 def plan(size: str, seed: int, tasks: list[str]) -> list[Job]:
     cfg = SIZES[size]
     table = speech.speaker_table(cfg.speakers + cfg.unseen_speakers)
@@ -202,8 +252,11 @@ def plan(size: str, seed: int, tasks: list[str]) -> list[Job]:
         "prosody": lambda: plan_prosody(cfg, seed, seen),
         "music_notes": lambda: plan_notes(cfg, seed),
         "music_keys": lambda: plan_keys(cfg, seed),
+        "intents": lambda: plan_intents(size, seed, seen),
+        "conversations": lambda: plan_conversations(size, seed, seen),
+        "music_beats": lambda: plan_beats(size, seed),
     }
-    return [job for task in TASKS if task in tasks for job in planners[task]()]
+    return [job for task in TASKS + EXTRA_TASKS if task in tasks for job in planners[task]()]
 
 
 # ---------------------------------------------------------------- rendering (worker side)
@@ -222,6 +275,13 @@ def render(job: Job):
             return music.render_note(job.params["family"], job.params["pitch"], job.seed)
         if job.kind == "keys":
             return music.render_progression(job.params["tonic"], job.params["mode"], job.seed)
+        if job.kind == "beats":
+            return music.render_beats(job.seed)
+        if job.kind == "conversation":
+            from audiossl.data.synth.espeak import VoiceSettings
+
+            return [speech.synthesize(t["text"], VoiceSettings(**st), job.seed + k)
+                    for k, (t, st) in enumerate(zip(job.params["turns"], job.params["settings"]))]
     except (ESpeakError, ValueError, RuntimeError) as e:
         return f"{type(e).__name__}: {e}"
     raise ValueError(f"unknown job kind {job.kind!r}")
@@ -269,6 +329,20 @@ def finish(job: Job, result, task_dir: Path, write) -> tuple[int, float, dict[st
         rate = speech.SPEECH_RATE
     elif job.kind == "keyword":
         audio, rate = _keyword_clip(job, result), speech.SPEECH_RATE
+    elif job.kind == "conversation":
+        p = job.params
+        turn_audio = [speech.to_16k(r.samples, r.sample_rate) for r in result]
+        regions = [speech.speech_region(speech.segments(r, len(a))) for r, a in zip(result, turn_audio)]
+        audio, segs = bench_tasks.mix_conversation(turn_audio, regions, p["turns"], p["speakers"], speech.SPEECH_RATE,
+                                                   gains=tuple(p["gains"]))
+        audio = _noise_floor(audio, job.seed, -60.0)
+        labels["seg"] = bench_tasks.format_segments(segs)
+        rate = speech.SPEECH_RATE
+    elif job.kind == "beats":
+        audio, rate = result[0], music.MUSIC_RATE
+        info = result[1]
+        labels.update(beats=" ".join(f"{b:.4f}" for b in info["beats"]),
+                      downbeats=" ".join(f"{b:.4f}" for b in info["downbeats"]), bpm=f"{info['bpm']:.3f}")
     else:
         audio, rate = result[0], music.MUSIC_RATE
     if len(audio) == 0:
@@ -295,7 +369,8 @@ def _trials(ids: list[str], spks: list[str], seed: int) -> list[str]:
 
 
 # Rough bytes per clip, for the free-space check before a run.
-_BYTES_PER_CLIP = {"speech": 110_000, "keyword": 32_000, "note": 72_000, "keys": 200_000}
+_BYTES_PER_CLIP = {"speech": 110_000, "keyword": 32_000, "note": 72_000, "keys": 200_000, "conversation": 300_000,
+                   "beats": 290_000}
 
 
 def _ordered_results(pool, jobs: list[Job], window: int):
@@ -361,7 +436,8 @@ def synthesize(out: str | Path, size: str = "tiny", seed: int = 0, workers: int 
     if out.exists() and any(out.iterdir()):
         if not overwrite:
             raise FileExistsError(f"{out}: output directory is not empty; choose another or pass overwrite=True (--overwrite).")
-        for name in ("speech", "speakers_unseen", "keywords", "prosody", "music", "corpus.json", "phones.txt", "skipped.txt"):
+        for name in ("speech", "speakers_unseen", "keywords", "prosody", "music", "intents", "conversations",
+                     "corpus.json", "phones.txt", "skipped.txt"):
             p = out / name
             if p.is_dir():
                 shutil.rmtree(p)
@@ -409,6 +485,10 @@ def synthesize(out: str | Path, size: str = "tiny", seed: int = 0, workers: int 
         durations.setdefault(task, {})[split] = round(sum(s for _, _, s, _ in items), 2)
         if task == "speakers_unseen":
             atomic_write_text(task_dir / "trials.txt", "\n".join(_trials(m.ids, m.labels["spk"], seed)) + "\n")
+        if task == "conversations":
+            rttm = [line for uid, seg in zip(m.ids, m.labels["seg"]) for line in bench_tasks.rttm_lines(
+                uid, [(float(a), float(b), c) for a, b, c in (t.split(":") for t in seg.split())])]
+            atomic_write_text(task_dir / "rttm" / f"{split}.rttm", "\n".join(rttm) + "\n")
     atomic_write_text(out / "phones.txt", "\n".join(speech.PHONES) + "\n")
     summary = {
         "size": size, "seed": seed, "version": VERSION, "tasks": tasks, "counts": counts,
@@ -431,8 +511,9 @@ def _expand_tasks(tasks: list[str]) -> list[str]:
         t = t.strip()
         names = ["music_notes", "music_keys"] if t == "music" else [t.replace("/", "_")]
         for name in names:
-            if name not in TASKS:
-                raise ValueError(f"unknown task {t!r}; choose from {', '.join(TASKS)} (or 'music' for both music tasks)")
+            if name not in TASKS + EXTRA_TASKS:
+                raise ValueError(f"unknown task {t!r}; choose from {', '.join(TASKS + EXTRA_TASKS)} "
+                                 f"(or 'music' for both music tasks)")
             if name not in out:
                 out.append(name)
     return out

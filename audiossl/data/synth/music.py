@@ -84,10 +84,12 @@ class NoteEvent:
 
 
 def render_events(
-    events: list[NoteEvent], programs: dict[int, int], duration: float, peak_level: float = 0.5
+    events: list[NoteEvent], programs: dict[int, int], duration: float, peak_level: float = 0.5,
+    drums: tuple[int, ...] = (),
 ) -> np.ndarray:
     """Render note events (channel → GM program) to mono float32 ``[round(duration * 24000)]``,
-    peak-normalised to ``peak_level``."""
+    peak-normalised to ``peak_level``. Channels in ``drums`` play the GM drum kit (bank 128),
+    where an event's ``pitch`` is the GM percussion key (36 kick, 38 snare, 42 closed hi-hat)."""
     synth, sfid = _Renderer.get()
     # sounds_off() only starts a quick release; render past it so nothing bleeds into this clip.
     synth.sounds_off()
@@ -95,6 +97,10 @@ def render_events(
     for chan, program in programs.items():
         synth.program_select(chan, sfid, 0, program)
         synth.control_change(chan, 121, 0)  # reset all controllers
+        synth.control_change(chan, 7, 100)
+    for chan in drums:
+        synth.program_select(chan, sfid, 128, 0, is_drums=True)
+        synth.control_change(chan, 121, 0)
         synth.control_change(chan, 7, 100)
     total = int(round(duration * MUSIC_RATE))
     # Sample-accurate schedule: (sample, is_on, event); note-offs first at equal times.
@@ -155,3 +161,57 @@ def render_progression(tonic: int, mode: str, seed: int) -> tuple[np.ndarray, di
     audio = render_events(events, {0: program, 1: 32}, duration)
     label = f"{PITCH_CLASSES[tonic]} {mode}"
     return audio, {"key": label, "program": program, "progression": "-".join(prog)}
+
+
+# Drum patterns per beat (GM keys at fractions of a beat): rock backbeat, four-on-the-floor,
+# half-time; "none" leaves the pulse to the chords and bass alone.
+DRUM_PATTERNS: dict[str, tuple[tuple[tuple[float, int], ...], ...]] = {
+    # one tuple per beat of a 4/4 bar: (offset in beats, key)
+    "rock": (((0, 36), (0, 42), (0.5, 42)), ((0, 38), (0, 42), (0.5, 42)),
+             ((0, 36), (0, 42), (0.5, 36), (0.5, 42)), ((0, 38), (0, 42), (0.5, 42))),
+    "four": (((0, 36), (0.5, 42)),) * 4,
+    "half": (((0, 36), (0, 42)), ((0, 42),), ((0, 38), (0, 42)), ((0, 42),)),
+    "none": ((),) * 4,
+}
+
+
+def render_beats(seed: int, duration: float = 6.0) -> tuple[np.ndarray, dict]:
+    """A 4/4 groove with a known pulse: returns (audio ``[time]``, ``{"beats": [s...], "downbeats": [...],
+    "bpm", "pattern", ...}``). Tempo 70-160 BPM, a random start offset (so the phase is no cue),
+    chords on the downbeats, bass on beats 1 and 3 (every beat without drums), one of
+    :data:`DRUM_PATTERNS`. The beat times are exact (sample-accurate onsets)."""
+    rng = random.Random(seed)
+    bpm = rng.uniform(70.0, 160.0)
+    period = 60.0 / bpm
+    offset = rng.uniform(0.05, period)
+    pattern = rng.choice(list(DRUM_PATTERNS))
+    program = rng.choice(KEY_PROGRAMS)
+    tonic = rng.randrange(12)
+    mode = rng.choice(("major", "minor"))
+    triads, progs = (_MAJOR_TRIADS, MAJOR_PROGRESSIONS) if mode == "major" else (_MINOR_TRIADS, MINOR_PROGRESSIONS)
+    prog = rng.choice(progs)
+    base = 48 + tonic if tonic < 6 else 36 + tonic
+    beats = []
+    t = offset
+    while t < duration - 0.05:
+        beats.append(round(t, 6))
+        t += period
+    events: list[NoteEvent] = []
+    for k, b in enumerate(beats):
+        in_bar = k % 4
+        end = min(b + period * 0.9, duration)
+        if in_bar == 0:
+            chord = triads[prog[(k // 4) % len(prog)]]
+            bar_end = min(b + 4 * period * 0.97, duration)
+            vel = rng.randint(60, 90)
+            events += [NoteEvent(base + iv, b, bar_end, vel) for iv in chord]
+        root = base + triads[prog[(k // 4) % len(prog)]][0] - 12
+        if pattern == "none" or in_bar in (0, 2):
+            events.append(NoteEvent(root, b, end, rng.randint(80, 110) if in_bar == 0 else rng.randint(60, 90), channel=1))
+        for frac, key in DRUM_PATTERNS[pattern][in_bar]:
+            at = b + frac * period
+            if at < duration - 0.02:
+                events.append(NoteEvent(key, at, min(at + 0.08, duration), rng.randint(85, 120), channel=9))
+    audio = render_events(events, {0: program, 1: 33}, duration, drums=(9,))
+    return audio, {"beats": beats, "downbeats": beats[::4], "bpm": round(bpm, 3), "pattern": pattern,
+                   "program": program}
