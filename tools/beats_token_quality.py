@@ -129,7 +129,7 @@ def main() -> int:
 
     tok_dir = work / f"tokenizer_{Path(teacher).name}"
     if not (tok_dir / "checkpoint" / "config.json").is_file():
-        from audiossl.eval.upstream import load_upstream
+        from audiossl.upstream.load import load_upstream
 
         up = load_upstream(teacher)
         cfg = load_config(

@@ -24,7 +24,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Callable
 
-from audiossl.eval.upstream_specs import spec_help
+from audiossl.upstream.specs import spec_help
 
 log = logging.getLogger("audiossl.tokenizer")
 
@@ -85,7 +85,7 @@ def run_train(args: argparse.Namespace) -> int:
         if cfg.model.family != "beats_tokenizer":
             raise ConfigError(f"{args.config}: model.family is {cfg.model.family!r}; `tokenizer train beats` needs a beats_tokenizer recipe (recipes/beats/tokenizer_*.yaml)")
         teacher = _resolve_spec(args.teacher)
-        from audiossl.eval.upstream import load_upstream
+        from audiossl.upstream.load import load_upstream
 
         try:
             up = load_upstream(teacher)

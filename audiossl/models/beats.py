@@ -30,7 +30,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from audiossl.models.hubert import _GradMultiply  # fairseq GradMultiply: identity forward, grad × scale
+from audiossl.models.hubert import GradMultiply  # fairseq GradMultiply: identity forward, grad × scale
 from audiossl.models.patch_frontend import NUM_MEL_BINS, SAMPLE_RATE, SHIFT, beats_fbank, num_patch_frames, patch_frame_lengths
 from audiossl.models.transformer import ConvPositionalEmbedding, layerdrop_keep
 
@@ -283,7 +283,7 @@ class BeatsTransformer(nn.Module):
         keep = layerdrop_keep(len(self.layers), self.cfg.encoder_layerdrop if self.training else 0.0, self.layerdrop_generator)
         for layer, kept in zip(self.layers[:n], keep):
             if ratio != 1.0 and torch.is_grad_enabled():
-                x = _GradMultiply.apply(x, ratio)
+                x = GradMultiply.apply(x, ratio)
             if kept:
                 x = layer(x, key_mask, pos_bias)
             hidden.append(x)
@@ -364,6 +364,22 @@ class BeatsModel(nn.Module):
         x, step_lengths, padding_mask = self.patch_features(wavs, lengths)
         hidden = self.encode(x, padding_mask if lengths is not None else None, output_layers)
         return BeatsOutput(hidden, step_lengths, padding_mask)
+
+    @property
+    def num_hidden_states(self) -> int:
+        return self.cfg.encoder_layers + 1
+
+    @property
+    def hidden_dim(self) -> int:
+        return self.cfg.encoder_embed_dim
+
+    def layer_states(self, wavs: Tensor, lengths: Tensor | None, max_layer: int | None = None) -> tuple[list[Tensor], Tensor]:
+        """The :class:`audiossl.models.encoder.Encoder` protocol: each layer's ``[B, T * 8, D]`` patch
+        sequence averaged over the 8 frequency patches of a time step → ``[B, T, D]`` at 6.25 Hz
+        (as the BEATs authors pool patches for clip-level tasks)."""
+        out = self(wavs, lengths, output_layers=max_layer)
+        batch, f = wavs.shape[0], self.cfg.num_codebooks
+        return [h.view(batch, -1, f, h.shape[-1]).mean(2) for h in out.hidden_states], out.lengths
 
 
 @dataclass
