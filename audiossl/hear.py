@@ -8,7 +8,7 @@
 Embedding = the uniform average of all hidden layers by default (``layer="mean"``), or one layer
 (``layer=N``). Timestamps are the centres of each frame's receptive field. Scene embeddings are the
 mean of the timestamp embeddings over time. Clips longer than ``chunk_seconds`` are run in
-overlapping chunks (see :func:`audiossl.extract.run.forward_long`).
+overlapping chunks (see :func:`audiossl.upstream.engine.forward_long`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from audiossl.eval.upstream import Upstream, load_upstream
+from audiossl.upstream.base import Upstream
+from audiossl.upstream.engine import forward_long, receptive_field
+from audiossl.upstream.load import load_upstream
 
 
 class HearModel(nn.Module):
@@ -40,8 +42,6 @@ class HearModel(nn.Module):
 
     def embed(self, audio: torch.Tensor) -> torch.Tensor:
         """``[n, samples]`` → ``[n, frames, dim]``."""
-        from audiossl.extract.run import forward_long
-
         up = self.upstream
         dev = next(iter(up.parameters()), torch.empty(0)).device
         audio = audio.to(dev, torch.float32)
@@ -53,10 +53,8 @@ class HearModel(nn.Module):
 
     def timestamps(self, n: int, frames: int) -> torch.Tensor:
         """Centre of each frame's window in ms, ``[n, frames]``."""
-        from audiossl.extract.run import _receptive_field
-
         hop_ms = 1000.0 / self.upstream.frame_rate
-        centre_ms = 1000.0 * _receptive_field(self.upstream) / 2 / self.sample_rate
+        centre_ms = 1000.0 * receptive_field(self.upstream) / 2 / self.sample_rate
         return (torch.arange(frames, dtype=torch.float32) * hop_ms + centre_ms).expand(n, frames).clone()
 
 

@@ -92,7 +92,7 @@ def _wavs():
 
 
 def test_released_checkpoint_loads_and_matches_our_forward(released):
-    from audiossl.eval.upstream import load_upstream
+    from audiossl.upstream.load import load_upstream
 
     path, sd = released
     up = load_upstream(f"beats:{path}")
@@ -152,7 +152,7 @@ class _Evil:
 
 
 def test_malicious_pickle_is_refused(tmp_path):
-    from audiossl.eval.upstream import load_upstream
+    from audiossl.upstream.load import load_upstream
     from audiossl.interop.beats_ckpt import BeatsCheckpointError
 
     marker = tmp_path / "pwned"

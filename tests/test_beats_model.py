@@ -203,7 +203,7 @@ def test_base_flops_per_second():
 
 
 def test_checkpoint_to_upstream_round_trip(tmp_path):
-    from audiossl.eval.upstream import load_upstream
+    from audiossl.upstream.load import load_upstream
     from audiossl.models.beats_family import load_pretrain_checkpoint
     from audiossl.models.checkpoint import save_checkpoint
 

@@ -10,7 +10,8 @@ import torch
 
 from audiossl.eval.harness import BenchConfig, run_bench
 from audiossl.eval.tasks import BenchError
-from audiossl.eval.upstream import Upstream, UpstreamOutput, load_upstream
+from audiossl.upstream.base import Upstream, UpstreamOutput
+from audiossl.upstream.load import load_upstream
 from tests.test_eval_tasks import make_demo
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from audiossl.cli.main import main, make_parser
-from audiossl.eval.upstream_specs import SCHEMES, split_spec
+from audiossl.upstream.specs import SCHEMES, split_spec
 from tests.fake_corpora import write_audio, write_bad
 
 

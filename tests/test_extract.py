@@ -10,8 +10,10 @@ import soundfile as sf
 import torch
 
 from audiossl.cli.main import main
-from audiossl.eval.upstream import HubertUpstream, load_upstream
-from audiossl.extract.run import ExtractConfig, extract, forward_long, list_inputs
+from audiossl.upstream.encoder import EncoderUpstream
+from audiossl.upstream.load import load_upstream
+from audiossl.extract.run import extract, ExtractConfig, list_inputs
+from audiossl.upstream.engine import forward_long
 from audiossl.models.checkpoint import save_checkpoint
 from audiossl.models.hubert import HubertModel, build_hubert, hubert_tiny
 
@@ -127,7 +129,7 @@ def test_hdf5_weighted_and_ark_mean(corpus, ckpt, tmp_path):
 
 def test_chunked_long_file_matches_single_pass(tmp_path):
     torch.manual_seed(0)
-    up = HubertUpstream(build_hubert(tiny(extractor_mode="layer_norm", layer_norm_first=True, conv_bias=True)).encoder)
+    up = EncoderUpstream(build_hubert(tiny(extractor_mode="layer_norm", layer_norm_first=True, conv_bias=True)).encoder)
     wav = torch.randn(16000 * 6 + 123)
     one = up(wav[None]).hidden_states
     chunked = forward_long(up, wav, chunk_seconds=2.0, overlap_seconds=0.5)

@@ -10,10 +10,12 @@ import types
 import pytest
 import torch
 
-from audiossl.eval.upstream import HubertUpstream, load_upstream
+from audiossl.upstream.encoder import EncoderUpstream
+
+from audiossl.upstream.load import load_upstream
 from audiossl.interop.fairseq_ckpt import (
     FairseqCheckpointError,
-    _eval_conv_layers,
+    eval_conv_layers,
     export_fairseq,
     load_fairseq_hubert,
     read_fairseq_checkpoint,
@@ -49,7 +51,7 @@ def test_export_loads_in_s3prl_hubert_local_with_equal_hidden_states(tmp_path, m
     wav = torch.randn(12000)
     with torch.no_grad():
         theirs = s3([wav])["hidden_states"]
-    ours = HubertUpstream(model.encoder)(wav[None]).hidden_states
+    ours = EncoderUpstream(model.encoder)(wav[None]).hidden_states
     assert len(theirs) == len(ours) == 3
     assert max(float((a - b).abs().max()) for a, b in zip(ours, theirs)) <= 1e-4
     # our own reader round-trips every tensor, including the pretraining head
@@ -137,9 +139,9 @@ def test_omegaconf_cfg_is_read_without_omegaconf_code(tmp_path):
 
 
 def test_conv_layer_string_is_not_eval(tmp_path):
-    assert _eval_conv_layers("[(512,10,5)] + [(512,3,2)] * 4 + [(512,2,2)] * 2")[-1] == (512, 2, 2)
+    assert eval_conv_layers("[(512,10,5)] + [(512,3,2)] * 4 + [(512,2,2)] * 2")[-1] == (512, 2, 2)
     with pytest.raises(FairseqCheckpointError, match="unsupported expression"):
-        _eval_conv_layers("__import__('os').system('true')")
+        eval_conv_layers("__import__('os').system('true')")
 
 
 def test_equal_widths_have_no_fairseq_projection(tmp_path):

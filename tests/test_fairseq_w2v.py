@@ -15,7 +15,7 @@ import pytest
 import torch
 import transformers
 
-from audiossl.eval.upstream import load_upstream
+from audiossl.upstream.load import load_upstream
 from audiossl.interop.fairseq_ckpt import FairseqCheckpointError
 from audiossl.interop.fairseq_w2v import hf_to_fairseq_state_dict
 

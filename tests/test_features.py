@@ -348,3 +348,41 @@ def test_model_layer_features_on_gpu_match_cpu(tmp_path, tiny_ckpt):
     sg, sc = FeatureStore(tmp_path / "gpu"), FeatureStore(tmp_path / "cpu")
     for u in sc.ids:
         np.testing.assert_allclose(sg[u], sc[u], rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize("family", ["beats", "mert"])
+def test_features_model_cli_for_beats_and_mert(tmp_path, family):
+    """``audiossl features model MANIFEST OUT --ckpt <BEATs or MERT checkpoint> --layer N``: the store
+    holds layer N of the family's upstream at its own sample and frame rate."""
+    from audiossl.cli.main import main
+    from audiossl.audio.io import load_audio
+    from audiossl.models.checkpoint import save_checkpoint
+    from audiossl.upstream.load import load_upstream
+
+    torch.manual_seed(0)
+    if family == "beats":
+        from audiossl.models.beats import beats_tiny, build_beats
+
+        model = build_beats(beats_tiny(encoder_layers=2))
+    else:
+        from audiossl.models.mert import build_mert, mert_tiny
+
+        model = build_mert(mert_tiny(num_layers=2, num_classes=16, cqt_bins=96, cqt_bins_per_octave=24))
+    ckpt = save_checkpoint(model.eval(), tmp_path / "ckpt", extra={"step": 1})
+    tsv, good = _corpus(tmp_path)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert main(["features", "model", str(tsv), str(tmp_path / "o"), "--ckpt", str(ckpt), "--layer", "1",
+                     "--workers", "1", "--device", "cpu", "--no-progress"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    up = load_upstream(str(ckpt))
+    store = FeatureStore(tmp_path / "o")
+    assert store.dim == up.hidden_dim and store.frame_rate == up.frame_rate
+    assert {"a", "c"} <= set(store.ids) <= set(good) | {"short"}  # 300 samples: one MERT frame at 24 kHz
+    for name in store.ids:
+        wav, _ = load_audio(tmp_path / "wav" / f"{name}.wav", up.sample_rate)
+        ref = up(wav[None], max_layer=1).hidden_states[1][0]
+        assert store[name].shape == (up.num_frames(wav.shape[0]), up.hidden_dim)
+        np.testing.assert_allclose(store[name], ref.numpy(), rtol=1e-4, atol=1e-4)

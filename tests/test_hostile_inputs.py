@@ -199,7 +199,7 @@ def test_features_mfcc_skips_bad_keeps_good_and_fixes_rates(corpus, tmp_path, ca
 
 @pytest.mark.slow
 def test_extract_skips_bad_keeps_good_and_chunks_the_hour(corpus, ckpt, tmp_path, capsys):
-    from audiossl.eval.upstream import load_upstream
+    from audiossl.upstream.load import load_upstream
 
     out = tmp_path / "ext"
     assert main(["extract", str(ckpt), str(corpus.manifest("train")), str(out), "--layers", "-1"]) == 0
@@ -285,7 +285,7 @@ def test_pretrain_one_epoch_names_every_bad_file_and_trains(corpus, tmp_path, ca
 
 def test_pretrain_probe_names_truncated_files_before_step_1(corpus):
     from audiossl.data.manifest import read_manifest
-    from audiossl.pretrain.data import probe_lengths
+    from audiossl.data.lengths import probe_lengths
 
     lengths, problems = probe_lengths(read_manifest(corpus.manifest("train"), labels=[]), 16000, progress=False)
     reasons = {str(e.path): e.reason for e in problems}

@@ -6,7 +6,9 @@ import pytest
 import torch
 import transformers
 
-from audiossl.eval.upstream import HubertUpstream, load_upstream
+from audiossl.upstream.encoder import EncoderUpstream
+
+from audiossl.upstream.load import load_upstream
 from audiossl.interop.hf import HFUpstream, export_hf, hf_to_ours, hf_upstream_from_model
 from audiossl.models.hubert import build_hubert, hubert_tiny
 
@@ -41,13 +43,13 @@ def test_export_loads_in_transformers_with_equal_hidden_states(tmp_path, mode, p
     hf = transformers.HubertModel.from_pretrained(out).eval()
     assert hf.config.do_stable_layer_norm == pre_ln
     wavs = torch.randn(2, 12000)
-    ours = HubertUpstream(model.encoder)(wavs).hidden_states
+    ours = EncoderUpstream(model.encoder)(wavs).hidden_states
     theirs = hf_hidden(hf, wavs)
     assert len(theirs) == len(ours) == 3
     assert max_diff(ours, theirs) <= 1e-4
     assert float(ours[-1].std()) > 0.1  # real activations, not zeros
     # and the comparison can fail: a different random model is far away
-    other = HubertUpstream(build_hubert(tiny(extractor_mode=mode, layer_norm_first=pre_ln, conv_bias=pre_ln)).encoder)
+    other = EncoderUpstream(build_hubert(tiny(extractor_mode=mode, layer_norm_first=pre_ln, conv_bias=pre_ln)).encoder)
     assert max_diff(other(wavs).hidden_states[1:], theirs[1:]) > 1e-2
     # and the exported directory round-trips through the hf: spec
     again = load_upstream(f"hf:{out}")
@@ -61,7 +63,7 @@ def test_import_transformers_hubert(stable):
                                     feat_extract_norm="layer" if stable else "group", conv_bias=stable)
     hf = transformers.HubertModel(cfg).eval()
     up = hf_upstream_from_model(hf, "hf:test")
-    assert isinstance(up, HubertUpstream) and up.num_layers == 3 and up.hidden_dim == 32
+    assert isinstance(up, EncoderUpstream) and up.num_layers == 3 and up.hidden_dim == 32
     wavs = torch.randn(2, 9000)
     assert max_diff(up(wavs).hidden_states, hf_hidden(hf, wavs)) <= 1e-4
 
@@ -71,7 +73,7 @@ def test_import_wav2vec2_converts_to_our_encoder():
     hf = transformers.Wav2Vec2Model(transformers.Wav2Vec2Config(**HF_TINY)).eval()
     ours = hf_to_ours(hf)
     wavs = torch.randn(1, 8000)
-    assert max_diff(HubertUpstream(ours)(wavs).hidden_states, hf_hidden(hf, wavs)) <= 1e-4
+    assert max_diff(EncoderUpstream(ours)(wavs).hidden_states, hf_hidden(hf, wavs)) <= 1e-4
 
 
 @pytest.mark.parametrize("name", ["wavlm", "data2vec-audio"])

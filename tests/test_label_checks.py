@@ -7,7 +7,7 @@ import pytest
 
 from audiossl.data.frame_labels import LabelError, LabelInfo
 from audiossl.data.manifest import Manifest, Row
-from audiossl.pretrain.label_checks import LabelCheckContext, label_tolerance, run_label_checks
+from audiossl.data.label_checks import LabelCheckContext, label_tolerance, run_label_checks
 
 
 def num_frames(n: int) -> int:
@@ -98,7 +98,7 @@ def _sidecar_labels(tmp_path, rate=100.0, classes=100):
 
 def test_settle_from_labels_fills_rate_and_classes_the_config_leaves_open(tmp_path):
     from audiossl.pretrain.config import load_config
-    from audiossl.pretrain.label_checks import settle_from_labels
+    from audiossl.data.label_checks import settle_from_labels
 
     path = _sidecar_labels(tmp_path)
     cfg = load_config(None, ["model.size=base"])

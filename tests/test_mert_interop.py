@@ -8,7 +8,8 @@ import pytest
 import torch
 import transformers
 
-from audiossl.eval.upstream import load_upstream
+from audiossl.upstream.encoder import EncoderUpstream
+from audiossl.upstream.load import load_upstream
 from audiossl.interop.mert_hf import MertFormatError, export_mert, load_mert_model
 from audiossl.models.checkpoint import save_checkpoint
 from audiossl.models.mert import build_mert, mert_tiny
@@ -83,9 +84,9 @@ def test_round_trip_equal_and_upstream(tmp_path):
         want = model.encoder(wavs, lengths).hidden_states
     assert got.lengths.tolist() == [model.encoder.num_frames(12000), model.encoder.num_frames(9000)]
     assert max_diff(got.hidden_states, want) <= 1e-5
-    # our own checkpoint directory goes through the family's build_upstream
+    # our own checkpoint directory: the family's encoder in the generic wrapper
     own = load_upstream(str(ckpt))
-    assert type(own).__name__ == "MertUpstream" and own.sample_rate == 24000
+    assert isinstance(own, EncoderUpstream) and type(own.model).__name__ == "MertModel" and own.sample_rate == 24000
     assert max_diff(own(wavs, lengths).hidden_states, want) <= 1e-6
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from audiossl.models.mert import build_mert, mert_tiny
-from audiossl.pretrain.noise_mix import NoiseMixConfig, mix_in_batch_noise
+from audiossl.audio.mixing import NoiseMixConfig, mix_in_batch_noise
 
 SR = 24000
 

@@ -87,7 +87,7 @@ def test_four_step_loss_trace_is_pinned(full_run):
 
 
 def test_export_loads_as_upstream(full_run, corpus):
-    from audiossl.eval.upstream import load_upstream
+    from audiossl.upstream.load import load_upstream
     from audiossl.models.beats_family import load_pretrain_checkpoint
 
     out, result = full_run
@@ -139,7 +139,7 @@ def test_cli_refuses_single_codebook_labels(corpus, tmp_path, capsys):
 
 def test_cli_export_to_beats_format(full_run, tmp_path, capsys):
     from audiossl.cli.main import main
-    from audiossl.eval.upstream import load_upstream
+    from audiossl.upstream.load import load_upstream
 
     out, result = full_run
     pt = tmp_path / "BEATs_ours.pt"

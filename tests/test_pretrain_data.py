@@ -15,8 +15,8 @@ from audiossl.pretrain.data import (
     PretrainDataReader,
     PretrainDataset,
     align_labels,
-    probe_lengths,
 )
+from audiossl.data.lengths import probe_lengths
 
 SR = 16000
 HOP = 320  # 50 Hz model frames

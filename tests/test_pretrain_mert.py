@@ -101,7 +101,7 @@ def test_four_step_loss_trace_is_pinned(full_run):
 
 
 def test_export_and_upstream(full_run, corpus):
-    from audiossl.eval.upstream import load_upstream
+    from audiossl.upstream.load import load_upstream
     from audiossl.models.mert_family import load_pretrain_checkpoint
 
     out, result = full_run

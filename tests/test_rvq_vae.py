@@ -107,7 +107,7 @@ def test_training_improves_reconstruction_and_uses_every_code(trained, demo):
 
 
 def test_checkpoint_round_trip_and_upstream(trained):
-    from audiossl.eval.upstream import load_upstream
+    from audiossl.upstream.load import load_upstream
     from audiossl.models.checkpoint import CheckpointError
     from audiossl.tokenizers.rvq_family import load_pretrain_checkpoint
 

@@ -7,7 +7,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from audiossl.eval.upstream import HubertUpstream, load_upstream
+from audiossl.upstream.encoder import EncoderUpstream
+
+from audiossl.upstream.load import load_upstream
 from audiossl.interop.fairseq_ckpt import export_fairseq
 from audiossl.interop.s3prl_upstream import S3prlUpstreamError
 from audiossl.models.hubert import build_hubert, hubert_tiny
@@ -35,7 +37,7 @@ def test_s3prl_hubert_local_matches_our_loader(tmp_path, mode, pre_ln):
     path = export_fairseq(_tiny(mode, pre_ln), tmp_path / "hubert.pt")
     theirs = load_upstream(f"s3prl:hubert_local:{path}")
     ours = load_upstream(f"fairseq:{path}")
-    assert isinstance(ours, HubertUpstream)
+    assert isinstance(ours, EncoderUpstream)
     assert (theirs.num_layers, theirs.hidden_dim, theirs.frame_rate) == (ours.num_layers, ours.hidden_dim, ours.frame_rate) == (3, 48, 50.0)
     # in s3prl a padded batch changes an item's frames (GroupNorm over the padded length; fairseq's
     # frame padding mask counts len // 320 valid frames, one more than the conv yields): the probe

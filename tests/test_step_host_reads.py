@@ -14,7 +14,7 @@ import pytest
 import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
 
-from audiossl.pretrain.families import get_family, num_codebooks
+from audiossl.models.families import get_family, num_codebooks
 from audiossl.pretrain.health import GuardedAdamW
 
 
@@ -73,7 +73,7 @@ def test_beats_training_step_reads_nothing_back_to_the_host(monkeypatch):
 def test_beats_tokenizer_step_with_its_teacher_reads_nothing_back(monkeypatch):
     """The distillation step runs the frozen teacher upstream inside the step; after the one-off
     k-means initialisation of the codebook (first step, documented), nothing is read back."""
-    from audiossl.eval.upstream import HubertUpstream
+    from audiossl.upstream.encoder import EncoderUpstream
     from audiossl.models.hubert import HubertModel, hubert_tiny
     from audiossl.tokenizers.beats_tokenizer import BeatsTokenizer, beats_tokenizer_tiny
 
@@ -81,7 +81,7 @@ def test_beats_tokenizer_step_with_its_teacher_reads_nothing_back(monkeypatch):
     torch.manual_seed(0)
     with FakeTensorMode():
         model = BeatsTokenizer(beats_tokenizer_tiny(teacher="in-memory", teacher_dim=128)).train()
-        model._teacher.append(HubertUpstream(HubertModel(hubert_tiny())))
+        model._teacher.append(EncoderUpstream(HubertModel(hubert_tiny())))
         model.quantizer._initialised = True  # as after the first step
         opt = GuardedAdamW(model.parameters(), lr=1e-4)
         wavs = torch.randn(3, 32000)

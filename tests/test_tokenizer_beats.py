@@ -96,7 +96,7 @@ def test_align_teacher_mean_pools_frames_onto_patch_steps():
 
 @pytest.mark.skipif(importlib.util.find_spec("audiossl.models.beats") is None, reason="BEATs model not built yet")
 def test_beats_teacher_gives_per_patch_targets(tmp_path):
-    from audiossl.eval.upstream import load_upstream
+    from audiossl.upstream.load import load_upstream
     from audiossl.models.beats import build_beats, beats_tiny
     from audiossl.models.checkpoint import save_checkpoint
 
@@ -205,7 +205,7 @@ def test_label_beats_writes_codes_that_differ_from_random_projection(trained, co
 
 
 def test_checkpoint_loads_as_an_upstream(trained):
-    from audiossl.eval.upstream import load_upstream
+    from audiossl.upstream.load import load_upstream
 
     up = load_upstream(str(trained / "checkpoint"))
     out = up(torch.randn(2, 16000) * 0.1, torch.tensor([16000, 8000]))

@@ -7,7 +7,11 @@ import json
 import pytest
 import torch
 
-from audiossl.eval.upstream import HubertUpstream, load_upstream, normalize_waveform
+from audiossl.upstream.encoder import EncoderUpstream
+
+from audiossl.upstream.load import load_upstream
+
+from audiossl.audio.normalize import normalize_waveform
 from audiossl.models.checkpoint import save_checkpoint
 from audiossl.models.hubert import HubertModel, hubert_tiny
 
@@ -67,7 +71,7 @@ def test_checkpoint_upstream_contract(ckpt):
 @pytest.mark.parametrize("mode,pre_ln", [("group_norm", False), ("layer_norm", True)])
 def test_padded_batch_equals_one_by_one(tmp_path, mode, pre_ln):
     torch.manual_seed(1)
-    up = HubertUpstream(HubertModel(tiny(extractor_mode=mode, layer_norm_first=pre_ln)))
+    up = EncoderUpstream(HubertModel(tiny(extractor_mode=mode, layer_norm_first=pre_ln)))
     lens = [16000, 11000, 5000]
     wavs = torch.zeros(3, 16000)
     for i, n in enumerate(lens):

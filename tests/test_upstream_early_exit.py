@@ -6,26 +6,25 @@ from __future__ import annotations
 import pytest
 import torch
 
-from audiossl.eval.baselines import build_baseline
-from audiossl.eval.upstream import HubertUpstream
-from audiossl.eval.upstream_beats import BeatsUpstream
-from audiossl.extract.run import forward_long
+from audiossl.upstream.baselines import build_baseline
+from audiossl.upstream.encoder import EncoderUpstream
+from audiossl.upstream.engine import forward_long
 from audiossl.models.beats import build_beats, beats_tiny
 from audiossl.models.hubert import HubertModel, hubert_tiny
 
 CONV = ((32, 10, 5),) + ((32, 3, 2),) * 4 + ((32, 2, 2),) * 2
 
 
-def _hubert(layer_norm_first: bool) -> HubertUpstream:
+def _hubert(layer_norm_first: bool) -> EncoderUpstream:
     torch.manual_seed(0)
     cfg = hubert_tiny(conv_layers=CONV, embed_dim=32, num_layers=4, num_heads=2, ffn_dim=64, pos_conv_kernel=16,
                       pos_conv_groups=4, layer_norm_first=layer_norm_first)
-    return HubertUpstream(HubertModel(cfg))
+    return EncoderUpstream(HubertModel(cfg))
 
 
-def _beats() -> BeatsUpstream:
+def _beats() -> EncoderUpstream:
     torch.manual_seed(0)
-    return BeatsUpstream(build_beats(beats_tiny(encoder_layers=3)).encoder)
+    return EncoderUpstream(build_beats(beats_tiny(encoder_layers=3)).encoder)
 
 
 def _layers_run(up, encoder_layers, wavs, lengths, max_layer):

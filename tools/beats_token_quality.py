@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 
 
 def _codes(tsv: Path, ext: str, tokenize, info: dict, num_classes: int) -> Path:
-    from audiossl.cli.tokenizer_beats import label_manifest
+    from audiossl.tokenizers.labelling import label_manifest
 
     out = tsv.with_suffix(f".{ext}")
     if not out.is_file():
@@ -129,7 +129,7 @@ def main() -> int:
 
     tok_dir = work / f"tokenizer_{Path(teacher).name}"
     if not (tok_dir / "checkpoint" / "config.json").is_file():
-        from audiossl.eval.upstream import load_upstream
+        from audiossl.upstream.load import load_upstream
 
         up = load_upstream(teacher)
         cfg = load_config(

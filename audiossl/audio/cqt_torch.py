@@ -19,7 +19,7 @@ non-zero, so the same sums are formed with ~5× fewer MACs (the cut taps are exa
 
 Why on the device and inside the model's forward: the target comes from the clean crop the data
 loader already delivers (no feature store to keep in sync with crops), and the noise mixture is
-applied after it, so the target is clean by construction (:mod:`audiossl.pretrain.noise_mix`).
+applied after it, so the target is clean by construction (:mod:`audiossl.audio.mixing`).
 
 ``center_offset`` (not in MERT) shifts frame ``i`` to sample ``i·hop + center_offset``;
 :func:`audiossl.models.mert.build_cqt` uses it only for the ``cqt_target: log_norm`` option.

@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from audiossl.eval.upstream_specs import spec_help
+from audiossl.upstream.specs import spec_help
 
 HELP = "SUPERB-style evaluation: frozen upstream, weighted layers, task heads"
 

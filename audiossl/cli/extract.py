@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from audiossl.eval.upstream_specs import spec_help, spec_help_long
+from audiossl.upstream.specs import spec_help, spec_help_long
 
 HELP = "extract hidden states of any upstream to npy / hdf5 / ark"
 __doc__ = __doc__.format(specs=spec_help_long())
@@ -39,7 +39,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from audiossl.extract.run import ExtractConfig, extract
+    from audiossl.extract.run import extract, ExtractConfig
 
     cfg = ExtractConfig(
         layers=args.layers, pool=args.pool, format=args.format, device=args.device, dtype=args.dtype,

@@ -20,11 +20,9 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections import Counter
 from pathlib import Path
-from typing import Callable
 
-from audiossl.eval.upstream_specs import spec_help
+from audiossl.upstream.specs import spec_help
 
 log = logging.getLogger("audiossl.tokenizer")
 
@@ -85,7 +83,7 @@ def run_train(args: argparse.Namespace) -> int:
         if cfg.model.family != "beats_tokenizer":
             raise ConfigError(f"{args.config}: model.family is {cfg.model.family!r}; `tokenizer train beats` needs a beats_tokenizer recipe (recipes/beats/tokenizer_*.yaml)")
         teacher = _resolve_spec(args.teacher)
-        from audiossl.eval.upstream import load_upstream
+        from audiossl.upstream.load import load_upstream
 
         try:
             up = load_upstream(teacher)
@@ -108,57 +106,7 @@ def run_train(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- label
 
 
-def label_manifest(
-    tsv: Path, out: Path, tokenize: Callable, *, sample_rate: int, num_classes: int, tokenizer: dict, frame_rate: float,
-    num_codebooks: int, batch_size: int = 16, device: str = "cpu",
-) -> tuple[Path, Counter]:
-    """Codes for every row of ``tsv`` → ``out`` (+ sidecar). Returns ``(out, skipped count by reason)``.
-
-    ``tokenize(wavs [B, S], lengths [B]) -> (codes [B, T, C], frames [B])``. Rows are batched by
-    length; bad audio is logged with path and reason and gets an empty row.
-    """
-    import numpy as np
-    import torch
-    from tqdm import tqdm
-
-    from audiossl.audio.io import AudioError, load_audio
-    from audiossl.data.frame_labels import LabelInfo, write_frame_labels
-    from audiossl.data.manifest import read_manifest
-
-    manifest = read_manifest(tsv)
-    rows: list[np.ndarray] = [np.zeros((0, num_codebooks), dtype=np.int64)] * len(manifest)
-    skipped: Counter = Counter()
-    order = sorted(range(len(manifest)), key=lambda i: manifest.rows[i].num_samples)
-    bar = tqdm(total=len(order), desc=f"labelling {tsv.name}", unit="utt")
-    for s in range(0, len(order), batch_size):
-        batch: list[tuple[int, torch.Tensor]] = []
-        for i in order[s : s + batch_size]:
-            try:
-                wav, _ = load_audio(manifest.path(i), sample_rate)
-            except AudioError as e:
-                log.warning("skipped: %s: %s%s", e.path, e.reason, f" ({e.detail})" if e.detail else "")
-                skipped[e.reason] += 1
-                continue
-            batch.append((i, wav))
-        if batch:
-            lengths = torch.tensor([len(w) for _, w in batch], dtype=torch.long)
-            wavs = torch.zeros(len(batch), int(lengths.max()))
-            for b, (_, w) in enumerate(batch):
-                wavs[b, : len(w)] = w
-            codes, frames = tokenize(wavs.to(device), lengths.to(device))
-            codes, frames = codes.cpu().numpy(), frames.cpu().tolist()
-            for b, (i, _) in enumerate(batch):
-                if frames[b] == 0:
-                    log.warning("skipped: %s: too_short (%d samples, less than one 160 ms patch step)", manifest.path(i), len(batch[b][1]))
-                    skipped["too_short"] += 1
-                rows[i] = codes[b, : frames[b]].astype(np.int64)
-        bar.update(len(order[s : s + batch_size]))
-    bar.close()
-    info = LabelInfo(frame_rate=frame_rate, num_classes=num_classes, tokenizer=tokenizer, num_codebooks=num_codebooks)
-    return write_frame_labels(out, rows, info), skipped
-
-
-def _report(out: Path, n: int, skipped: Counter) -> None:
+def _report(out: Path, n: int, skipped: dict[str, int]) -> None:
     reasons = ", ".join(f"{k}: {v}" for k, v in sorted(skipped.items())) or "none"
     print(f"labelled {n - sum(skipped.values())} of {n} rows -> {out}; skipped {sum(skipped.values())} ({reasons})")
 
@@ -167,6 +115,7 @@ def run_label(args: argparse.Namespace) -> int:
     import torch
 
     from audiossl.data.manifest import ManifestError, read_manifest
+    from audiossl.tokenizers.labelling import label_manifest
 
     out = args.out or args.manifest.with_suffix(f".{args.ext}")
     if args.batch_size < 1:

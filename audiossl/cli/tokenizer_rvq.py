@@ -71,14 +71,10 @@ def add_label_arguments(p: argparse.ArgumentParser, kind: str) -> None:
 
 
 def run_label(args: argparse.Namespace) -> int:
-    import numpy as np
-    import torch
-    from tqdm import tqdm
-
-    from audiossl.audio.io import AudioError, load_audio
-    from audiossl.data.frame_labels import LabelError, LabelInfo, write_frame_labels
+    from audiossl.data.frame_labels import LabelError, LabelInfo
     from audiossl.data.manifest import ManifestError, read_manifest
-    from audiossl.tokenizers.code_streams import StudentSpec, check_code_stream, check_info, expected_frames, fit_length
+    from audiossl.tokenizers.code_streams import StudentSpec, check_info
+    from audiossl.tokenizers.labelling import label_codes
 
     prog = f"audiossl tokenizer label {args.kind}"
     try:
@@ -96,45 +92,9 @@ def run_label(args: argparse.Namespace) -> int:
     except LabelError as e:
         print(f"{prog}: refusing to label:\n{e}")
         return 2
-    chunk = max(hop, int(args.chunk_seconds * sr) // hop * hop)
-    rows: list[np.ndarray | None] = [None] * len(manifest)
-    lengths = np.full(len(manifest), -1, dtype=np.int64)
-    problems: list[AudioError] = []
-    pieces: list[tuple[int, torch.Tensor]] = []  # (row, audio piece of <= chunk samples)
-    parts: dict[int, list[np.ndarray]] = {}
-
-    def flush() -> None:
-        if not pieces:
-            return
-        lens = torch.tensor([len(w) for _, w in pieces])
-        wavs = torch.zeros(len(pieces), int(lens.max()))
-        for b, (_, w) in enumerate(pieces):
-            wavs[b, : len(w)] = w
-        for (row, _), codes in zip(pieces, coder.encode(wavs, lens)):
-            parts.setdefault(row, []).append(codes)
-        pieces.clear()
-
-    for i, path in enumerate(tqdm(list(manifest.paths()), desc=f"{args.kind} codes", unit="file")):
-        try:
-            wav, _ = load_audio(path, sr)
-        except AudioError as e:
-            problems.append(e)
-            log.warning("skipping %s", e)
-            continue
-        lengths[i] = len(wav)
-        for start in range(0, len(wav), chunk):
-            pieces.append((i, wav[start : start + chunk]))
-            if len(pieces) >= args.batch_size:
-                flush()
-    flush()
-    for i in range(len(manifest)):
-        if lengths[i] >= 0:
-            rows[i] = fit_length(np.concatenate(parts[i]), expected_frames(int(lengths[i]), sr, sr / hop))
-    empty = np.zeros((0, coder.num_codebooks), dtype=np.int64)
-    final = [r if r is not None else empty for r in rows]
     try:
-        write_frame_labels(out, final, info)
-        check_code_stream(out, student, lengths, manifest.ids, final, info)
+        problems = label_codes(manifest, coder, out, info, student, batch_size=args.batch_size,
+                               chunk_seconds=args.chunk_seconds, desc=f"{args.kind} codes")
     except LabelError as e:
         print(f"{prog}: {e}")
         return 2
@@ -151,36 +111,9 @@ def run_label(args: argparse.Namespace) -> int:
     return produced_or_fail(prog.removeprefix("audiossl "), len(manifest) - len(problems), len(manifest), "manifest rows")
 
 
-class _RVQCoder:
-    def __init__(self, ckpt: Path, device: str) -> None:
-        from audiossl.tokenizers.rvq_family import load_pretrain_checkpoint
-
-        self.model = load_pretrain_checkpoint(ckpt, map_location=device)
-        cfg = self.model.cfg
-        self.sample_rate, self.hop = cfg.sample_rate, cfg.hop
-        self.codebook_size, self.num_codebooks = cfg.codebook_size, cfg.num_codebooks
-        self.tokenizer_info = {"kind": "rvq", "checkpoint": str(ckpt), "sample_rate": cfg.sample_rate, "hop": cfg.hop}
-        self.device = device
-
-    def encode(self, wavs, lengths):
-        codes = self.model.encode(wavs.to(self.device)).cpu().numpy()
-        return [codes[b, : -(-int(n) // self.hop)] for b, n in enumerate(lengths.tolist())]
-
-
-class _EncodecCoder:
-    def __init__(self, model_dir: Path, bandwidth: float, device: str) -> None:
-        from audiossl.tokenizers.encodec_codes import load_encodec
-
-        self.codes = load_encodec(model_dir, bandwidth, device)
-        self.sample_rate, self.hop = self.codes.sample_rate, int(self.codes.model.config.hop_length)
-        self.codebook_size, self.num_codebooks = self.codes.codebook_size, self.codes.num_codebooks
-        self.tokenizer_info = self.codes.tokenizer_info()
-
-    def encode(self, wavs, lengths):
-        return self.codes.encode(wavs, lengths, fit=False)
-
-
 def _load_coder(args: argparse.Namespace):
+    from audiossl.tokenizers.coders import EncodecCoder, RVQCoder
+
     if args.kind == "rvq":
-        return _RVQCoder(args.checkpoint, args.device)
-    return _EncodecCoder(args.model_dir, args.bandwidth, args.device)
+        return RVQCoder(args.checkpoint, args.device)
+    return EncodecCoder(args.model_dir, args.bandwidth, args.device)

@@ -1,5 +1,3 @@
-"""Evaluation: the upstream API (:func:`load_upstream`), baselines, and the SUPERB-style bench."""
+"""The SUPERB/MARBLE-style bench: task specs, feature cache, featurizer, heads, metrics, reports.
 
-from audiossl.eval.upstream import Upstream, UpstreamOutput, load_upstream
-
-__all__ = ["Upstream", "UpstreamOutput", "load_upstream"]
+The upstream API it evaluates lives in :mod:`audiossl.upstream`."""

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from audiossl.data.feature_store import FeatureStore, FeatureWriter
+from audiossl.upstream.engine import decode_items, forward_batch, plan_batches, prefetched
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ class CacheConfig:
     device: str = "cpu"
     chunk_seconds: float = 30.0
     """files longer than this run alone, in overlapping chunks stitched to the single-pass frame
-    count (:func:`audiossl.extract.run.forward_long`); a 1-hour file in one pass would need a
+    count (:func:`audiossl.upstream.engine.forward_long`); a 1-hour file in one pass would need a
     ``[T, T]`` attention over 180k frames. 0 = never chunk"""
     overlap_seconds: float = 2.0
     """context on each side of a chunk (seconds)"""
@@ -51,20 +52,6 @@ def cache_key(upstream_id: str, upstream_name: str, tsv: Path, cfg: CacheConfig)
     return hashlib.sha1(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _batches(lengths: list[int], max_samples: int) -> list[list[int]]:
-    """Indices grouped by total padded duration: sorted by length, a batch's ``count × longest`` ≤ budget."""
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    out, cur = [], []
-    for i in order:
-        if cur and (len(cur) + 1) * lengths[i] > max_samples:
-            out.append(cur)
-            cur = []
-        cur.append(i)
-    if cur:
-        out.append(cur)
-    return out
-
-
 def build_cache(upstream, upstream_id: str, tsv: str | os.PathLike, cache_root: str | os.PathLike, cfg: CacheConfig) -> FeatureStore:
     """Features of every row of manifest ``tsv`` (skipping bad audio), cached under ``cache_root``.
 
@@ -72,7 +59,6 @@ def build_cache(upstream, upstream_id: str, tsv: str | os.PathLike, cache_root: 
     """
     from tqdm import tqdm
 
-    from audiossl.audio.io import AudioError, load_audio
     from audiossl.data.manifest import read_manifest
     from audiossl.utils.fileio import check_free_space
 
@@ -100,71 +86,39 @@ def build_cache(upstream, upstream_id: str, tsv: str | os.PathLike, cache_root: 
                "manifest": str(tsv)},
     )
     done = writer.done_ids
-    todo = [i for i in range(len(m)) if ids[i] not in done]
-    sr = int(upstream.sample_rate)
-    from audiossl.extract.run import default_batch_seconds
-
-    budget = int((cfg.max_batch_seconds or default_batch_seconds(cfg.device)) * sr) if upstream.padding_invariant else 1
-    chunk = int(cfg.chunk_seconds * sr) if cfg.chunk_seconds > 0 and getattr(upstream, "chunkable", True) else 0
+    todo = [(ids[i], str(m.path(i)), max(m.rows[i].num_samples, 1)) for i in range(len(m)) if ids[i] not in done]
     skipped: list[dict] = []
     bar = tqdm(total=len(todo), desc=f"features {upstream.name} {tsv.parent.name}/{tsv.stem}", unit="utt", leave=False)
-    for batch in _batches([max(m.rows[i].num_samples, 1) for i in todo], budget):
-        wavs, keep = [], []
-        for j in batch:
-            i = todo[j]
-            try:
-                wav, _ = load_audio(m.path(i), sr)
-            except AudioError as e:
-                log.warning("skipping %s: %s", e.path, e.reason + (f" ({e.detail})" if e.detail else ""))
-                skipped.append({"path": e.path, "reason": e.reason})
-                continue
-            if chunk and wav.shape[0] > chunk:
-                _add_long(writer, upstream, ids[i], wav, layers, cfg)
-                continue
-            wavs.append(wav)
-            keep.append(i)
+    batches = plan_batches(upstream, todo, cfg.max_batch_seconds, cfg.device, cfg.chunk_seconds)
+    for batch, (wavs, keep, bad), _ in prefetched(batches, lambda b: decode_items(upstream, b, check_frames=False), depth=0):
+        for path, reason, detail in bad:
+            log.warning("skipping %s: %s", path, reason + (f" ({detail})" if detail else ""))
+            skipped.append({"path": path, "reason": reason})
         bar.update(len(batch))
         if not wavs:
             continue
-        lengths = torch.tensor([w.shape[0] for w in wavs], dtype=torch.long)
-        padded = torch.nn.utils.rnn.pad_sequence(wavs, batch_first=True).to(cfg.device)
-        out_ = upstream(padded, lengths.to(cfg.device), max_layer=cfg.layer)
+        with torch.inference_mode():
+            hidden = forward_batch(upstream, wavs, cfg.device, max_layer=cfg.layer, chunk_seconds=cfg.chunk_seconds,
+                                   overlap_seconds=cfg.overlap_seconds)
         expected = num_layers if cfg.layer is None else cfg.layer + 1
-        if len(out_.hidden_states) != expected:
-            raise RuntimeError(f"upstream {upstream.name} returned {len(out_.hidden_states)} layers, expected {expected}")
-        stack = torch.stack([out_.hidden_states[k] for k in layers], dim=2)  # [batch, frame, layer, dim]
-        flens = out_.lengths.cpu().tolist()
-        stack = stack.float().cpu()
-        for b, i in enumerate(keep):
-            n = int(flens[b])
-            if n <= 0:
-                path = str(m.path(i))
+        for uid, hs, path in zip(keep, hidden, [p for u, p, _ in batch if u in set(keep)]):
+            if len(hs) != expected:
+                raise RuntimeError(f"upstream {upstream.name} returned {len(hs)} layers, expected {expected}")
+            if hs[0].shape[0] <= 0:
                 log.warning("skipping %s: too_short (the upstream gives 0 frames)", path)
                 skipped.append({"path": path, "reason": "too_short"})
                 continue
-            feats = stack[b, :n].reshape(n, dim)
+            feats = torch.stack([hs[k] for k in layers], dim=1).float().cpu()  # [frame, layer, dim]
+            feats = feats.reshape(feats.shape[0], dim)
             if cfg.pooled:
                 feats = feats.mean(0, keepdim=True)
-            writer.add(ids[i], feats.numpy())
+            writer.add(uid, feats.numpy())
     bar.close()
     writer.extra["skipped"] = skipped
     store = writer.close(order=ids)
     if skipped:
         log.warning("%s: skipped %d of %d files (bad audio); see the warnings above", tsv, len(skipped), len(m))
     return store
-
-
-def _add_long(writer: FeatureWriter, upstream, uid: str, wav: torch.Tensor, layers: list[int], cfg: CacheConfig) -> None:
-    """One long utterance ``[sample]`` in chunks → ``[frames, layers * dim]`` (or pooled ``[1, ...]``)."""
-    from audiossl.extract.run import forward_long
-
-    with torch.inference_mode():
-        hidden = forward_long(upstream, wav.to(cfg.device), cfg.chunk_seconds, cfg.overlap_seconds, max_layer=cfg.layer)
-    feats = torch.stack([hidden[k] for k in layers], dim=1).float().cpu()  # [frame, layer, dim]
-    feats = feats.reshape(feats.shape[0], -1)
-    if cfg.pooled:
-        feats = feats.mean(0, keepdim=True)
-    writer.add(uid, feats.numpy())
 
 
 def layer_stack(store: FeatureStore, key: int | str) -> np.ndarray:

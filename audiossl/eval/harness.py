@@ -64,14 +64,14 @@ def run_bench(upstreams: list[str], tasks: list[str] | None, data: str | Path, o
               cfg: BenchConfig | None = None, loader: Callable | None = None) -> list[dict]:
     """Run the bench and write the reports; returns the result records (one per pair).
 
-    ``loader(spec, device)`` builds an upstream (default :func:`audiossl.eval.upstream.load_upstream`).
+    ``loader(spec, device)`` builds an upstream (default :func:`audiossl.upstream.load.load_upstream`).
     """
     from audiossl.eval.report import write_reports
 
     cfg = cfg or BenchConfig()
     data, out = Path(data), Path(out)
     if loader is None:
-        from audiossl.eval.upstream import load_upstream as loader
+        from audiossl.upstream.load import load_upstream as loader
     ups = list(dict.fromkeys(upstreams))
     if cfg.add_fbank and "fbank" not in ups:
         ups.append("fbank")

@@ -1,16 +1,12 @@
-"""The extraction engine: any upstream's hidden states for a set of audio files, to disk.
+"""Extraction to disk: any upstream's hidden states for a set of audio files (over :mod:`audiossl.upstream.engine`).
 
 Flow: list ``(id, path)`` → read headers (bad files reported, skipped) → drop finished ids
 (resume) → sort by duration → batches capped by total padded audio (``max_seconds``) → forward →
 select / weight / pool layers → write (:mod:`audiossl.extract.sinks`) → index (atomically, every
 30 s and at the end). The free disk space is checked before the first forward.
 
-Long files (over ``chunk_seconds``) are run alone, in chunks that overlap by ``overlap_seconds``
-of context on each side; every chunk starts on a frame boundary (a multiple of the hop), and each
-chunk contributes only the frames it "owns", so the stitched result has exactly the frame count
-of a single pass. Frames near a chunk edge see less transformer context than in one pass (and a
-GroupNorm front end normalises per chunk), so chunked values match a single pass only within a
-tolerance; the conv / positional part is exact when the overlap covers its receptive field.
+Batching, decode-ahead, chunking of long files and bad-file reporting are
+:mod:`audiossl.upstream.engine`'s; this module adds the input listing, layer selection, sinks and resume.
 """
 
 from __future__ import annotations
@@ -18,15 +14,14 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from audiossl.eval.upstream import Upstream
+from audiossl.upstream.base import Upstream
+from audiossl.upstream.engine import decode_items, forward_batch, plan_batches, prefetched, probe_items
 
 log = logging.getLogger(__name__)
 
@@ -167,45 +162,6 @@ def parse_layers(spec: str, num_layers: int) -> list[int] | torch.Tensor | None:
     return [i % num_layers for i in idx]
 
 
-def _receptive_field(up: Upstream) -> int:
-    lo, hi = 1, 1
-    while up.num_frames(hi) < 1:
-        hi *= 2
-    while lo < hi:
-        mid = (lo + hi) // 2
-        lo, hi = (mid + 1, hi) if up.num_frames(mid) < 1 else (lo, mid)
-    return lo
-
-
-def forward_long(up: Upstream, wav: torch.Tensor, chunk_seconds: float, overlap_seconds: float,
-                 max_layer: int | None = None) -> list[torch.Tensor]:
-    """One utterance ``[sample]`` in overlapping chunks → per-layer ``[frame, dim]`` with exactly
-    ``up.num_frames(len(wav))`` frames (see module docstring). The context on each side is capped at
-    a quarter of ``chunk_seconds``. ``max_layer``: only layers ``0..max_layer`` (see :meth:`Upstream.forward`)."""
-    n_samples = wav.shape[0]
-    total = up.num_frames(n_samples)
-    hop = round(up.sample_rate / up.frame_rate)
-    if abs(hop * up.frame_rate - up.sample_rate) > 1e-6:
-        raise ValueError(f"{up.name}: chunking needs an integer hop, got {up.sample_rate / up.frame_rate}")
-    rf = _receptive_field(up)
-    chunk_frames = max(1, round(chunk_seconds * up.frame_rate))
-    # context may take at most half of a chunk, so a chunk always owns >= half of its frames
-    ctx = min(max(0, round(overlap_seconds * up.frame_rate)), chunk_frames // 4)
-    own = max(1, chunk_frames - 2 * ctx)
-    pieces: list[list[torch.Tensor]] = []
-    for f0 in range(0, total, own):
-        f1 = min(total, f0 + own)
-        a_frame = max(0, f0 - ctx)
-        a, b = a_frame * hop, min(n_samples, (f1 - 1 + ctx) * hop + rf)
-        chunk = wav[a:b][None]
-        out = up(chunk, torch.tensor([b - a], device=wav.device), max_layer=max_layer)
-        pieces.append([h[0, f0 - a_frame : f1 - a_frame] for h in out.hidden_states])
-    if not pieces:
-        empty = wav.new_zeros(0, up.hidden_dim)
-        return [empty] * (up.num_layers if max_layer is None else max_layer + 1)
-    return [torch.cat([p[layer] for p in pieces], dim=0) for layer in range(len(pieces[0]))]
-
-
 def _select(hidden: list[torch.Tensor], layers, pool: str) -> torch.Tensor:
     """Per-utterance layers ``[frame, dim]`` each → stored array (see :class:`ExtractConfig`)."""
     if layers is None:
@@ -221,59 +177,12 @@ def _select(hidden: list[torch.Tensor], layers, pool: str) -> torch.Tensor:
     return x
 
 
-def _batches(items: list[tuple[str, str, int]], max_samples: int, single: bool) -> list[list[tuple[str, str, int]]]:
-    """Longest first; each batch's ``len × longest`` stays within ``max_samples`` (≥ 1 item)."""
-    items = sorted(items, key=lambda x: -x[2])
-    out: list[list[tuple[str, str, int]]] = []
-    cur: list[tuple[str, str, int]] = []
-    for it in items:
-        if cur and (single or (len(cur) + 1) * cur[0][2] > max_samples):
-            out.append(cur)
-            cur = []
-        cur.append(it)
-    if cur:
-        out.append(cur)
-    return out
-
-
-def default_batch_seconds(device: str | torch.device) -> float:
-    """Padded audio per forward: 160 s on a GPU, 10 s on CPU.
-
-    On CPU, big padded batches only add memory traffic (HuBERT Base's first conv layer alone
-    writes 13 MB per audio-second): one 2–16 s utterance per forward ran at RTF 0.12 on 2 cores,
-    a 160 s batch at RTF 0.23 (``tools/bench/extract.py --pipeline``).
-    """
-    return 160.0 if torch.device(device).type == "cuda" else 10.0
-
-
-def _prefetched(batches: list, decode: Callable, depth: int) -> Iterator[tuple[list, object, float]]:
-    """Yield ``(batch, decode(batch), seconds waited for it)``, decoding up to ``depth`` batches
-    ahead in one background thread (soundfile and resampling release the GIL), so decoding
-    overlaps the forward pass. ``depth`` 0 decodes inline."""
-    if depth <= 0:
-        for batch in batches:
-            t0 = time.perf_counter()
-            decoded = decode(batch)
-            yield batch, decoded, time.perf_counter() - t0
-        return
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="extract-decode") as pool:
-        pending = [pool.submit(decode, b) for b in batches[:depth]]
-        for k, batch in enumerate(batches):
-            t0 = time.perf_counter()
-            decoded = pending.pop(0).result()
-            waited = time.perf_counter() - t0
-            if k + depth < len(batches):
-                pending.append(pool.submit(decode, batches[k + depth]))
-            yield batch, decoded, waited
-
-
 def extract(upstream: Upstream | str, inputs: str | Path | list[tuple[str, str]], out: str | Path,
             cfg: ExtractConfig | None = None) -> ExtractReport:
     """Extract ``upstream`` features of ``inputs`` into ``out``. Returns an :class:`ExtractReport`."""
     from tqdm import tqdm
 
-    from audiossl.audio.io import AudioError, audio_info, load_audio
-    from audiossl.eval.upstream import load_upstream
+    from audiossl.upstream.load import load_upstream
     from audiossl.extract.sinks import Sink
     from audiossl.utils.fileio import atomic_write_json, check_free_space
 
@@ -308,27 +217,16 @@ def extract(upstream: Upstream | str, inputs: str | Path | list[tuple[str, str]]
             )
     atomic_write_json(meta_path, meta)
     report = ExtractReport(skipped=[])
-    todo: list[tuple[str, str, int]] = []
+    fresh = []
     for uid, path in pairs:
         if sink.is_done(uid):
             report.already_done += 1
-            continue
-        try:
-            info = audio_info(path)
-        except AudioError as e:
-            report.skipped.append((path, f"{e.reason}: {e.detail}"))
-            continue
-        if info.truncated:
-            report.skipped.append((path, "truncated: header promises more audio data than the file holds"))
-            continue
-        n = round(info.num_frames * up.sample_rate / info.sample_rate) if info.sample_rate else 0
-        todo.append((uid, path, n))
+        else:
+            fresh.append((uid, path))
+    todo, bad = probe_items(fresh, up.sample_rate)
+    report.skipped.extend((path, f"{reason}: {detail}") for path, reason, detail in bad)
     sr = up.sample_rate
-    chunk = int(cfg.chunk_seconds * sr) if cfg.chunk_seconds > 0 and getattr(up, "chunkable", True) else 0
-    long_items = [it for it in todo if chunk and it[2] > chunk]
-    batches = [[it] for it in long_items] + _batches(
-        [it for it in todo if not (chunk and it[2] > chunk)], int((cfg.max_seconds or default_batch_seconds(cfg.device)) * sr), single=not up.padding_invariant
-    )
+    batches = plan_batches(up, todo, cfg.max_seconds, cfg.device, cfg.chunk_seconds)
     store_dtype = np.float16 if cfg.dtype == "float16" else np.float32
     per_frame = up.hidden_dim * (up.num_layers if layers is None else 1 if not isinstance(layers, list) else len(layers))
     frames = sum(1 if cfg.pool == "mean" else up.num_frames(it[2]) for it in todo)
@@ -338,35 +236,18 @@ def extract(upstream: Upstream | str, inputs: str | Path | list[tuple[str, str]]
     bar = tqdm(total=sum(it[2] for it in todo) / sr, unit="audio-s", desc=f"extract {up.name}", disable=None)
 
     def decode(batch: list[tuple[str, str, int]]) -> tuple[list[torch.Tensor], list[str], list[tuple[str, str]]]:
-        wavs, ok, bad = [], [], []
-        for uid, path, _ in batch:
-            try:
-                wav, _ = load_audio(path, sr)
-            except AudioError as e:
-                bad.append((path, f"{e.reason}: {e.detail}"))
-                continue
-            if up.num_frames(wav.shape[0]) == 0:
-                bad.append((path, f"too_short: {wav.shape[0]} samples give no frame"))
-                continue
-            wavs.append(wav)
-            ok.append(uid)
-        return wavs, ok, bad
+        wavs, ok, bad = decode_items(up, batch)
+        return wavs, ok, [(path, f"{reason}: {detail}") for path, reason, detail in bad]
 
     try:
-        for batch, (wavs, ok, bad), waited in _prefetched(batches, decode, cfg.prefetch):
+        for batch, (wavs, ok, bad), waited in prefetched(batches, decode, cfg.prefetch):
             report.wait_s += waited
             report.skipped.extend(bad)
             if ok:
                 t0 = time.perf_counter()
                 with torch.autocast(dev.type, dtype=dtypes[cfg.dtype], enabled=autocast):
-                    if chunk and len(wavs) == 1 and wavs[0].shape[0] > chunk:
-                        hidden = [forward_long(up, wavs[0].to(dev), cfg.chunk_seconds, cfg.overlap_seconds, max_layer)]
-                    else:
-                        lengths = torch.tensor([w.shape[0] for w in wavs])
-                        padded = torch.nn.utils.rnn.pad_sequence(wavs, batch_first=True).to(dev)
-                        res = up(padded, lengths.to(dev), max_layer=max_layer)
-                        frames = res.lengths.tolist()
-                        hidden = [[h[i, : frames[i]] for h in res.hidden_states] for i in range(len(ok))]
+                    hidden = forward_batch(up, wavs, dev, max_layer=max_layer, chunk_seconds=cfg.chunk_seconds,
+                                           overlap_seconds=cfg.overlap_seconds)
                 arrays = [_select(hs, layers, cfg.pool).float().cpu().numpy().astype(store_dtype) for hs in hidden]
                 t1 = time.perf_counter()
                 for uid, arr in zip(ok, arrays):

@@ -145,39 +145,41 @@ def _ordered_map(fn: Callable, jobs: Iterable, workers: int, spec: FeatureSpec) 
 
 
 class LayerFeatures:
-    """Hidden state ``layer`` of a HuBERT encoder: ``[time]`` → ``[frames, embed_dim]`` float32 on CPU
-    (one utterance per forward, no padding; only the first ``layer`` transformer layers run).
+    """Hidden state ``layer`` of any upstream: ``[time]`` → ``[frames, hidden_dim]`` float32 on CPU
+    (one utterance per forward, no padding; layers above ``layer`` are not run where the upstream
+    exits early). Utterances longer than ``chunk_seconds`` run in overlapping chunks stitched to the
+    single-pass frame count (:func:`audiossl.upstream.engine.forward_long`): one pass over a 1-hour
+    file would need attention over 180k frames."""
 
-    Utterances longer than ``chunk_seconds`` run in overlapping chunks stitched to the single-pass
-    frame count (:func:`audiossl.extract.run.forward_long`): one pass over a 1-hour file would need
-    attention over 180k frames."""
-
-    def __init__(self, model: torch.nn.Module, layer: int, device: torch.device,
+    def __init__(self, upstream: torch.nn.Module, layer: int, device: torch.device,
                  chunk_seconds: float = 30.0, overlap_seconds: float = 2.0) -> None:
-        self.model, self.layer, self.device = model, layer, device
+        from audiossl.upstream.engine import receptive_field
+
+        self.upstream, self.layer, self.device = upstream, layer, device
         self.chunk_seconds, self.overlap_seconds = chunk_seconds, overlap_seconds
+        self.receptive_field = receptive_field(upstream)
 
     def __call__(self, wav: torch.Tensor, sample_rate: int) -> torch.Tensor:
-        need = self.model.receptive_field
+        from audiossl.upstream.engine import forward_batch
+
+        need = self.receptive_field
         if wav.numel() < need:
             raise FeatureError(
                 "too_short",
-                f"model needs at least {need} samples (the conv frontend's receptive field at {sample_rate} Hz), "
+                f"model needs at least {need} samples (its receptive field at {sample_rate} Hz), "
                 f"got {wav.numel()} ({wav.numel() / sample_rate * 1000:.1f} ms)",
             )
-        if self.chunk_seconds > 0 and wav.numel() > self.chunk_seconds * sample_rate:
+        if self.chunk_seconds > 0 and wav.numel() > self.chunk_seconds * sample_rate and self.upstream.chunkable:
             return self._long(wav)
         with torch.inference_mode():
-            out = self.model(wav[None].to(self.device), None, output_layers=self.layer)
-        return out.hidden_states[self.layer][0].float().cpu()
+            hidden = forward_batch(self.upstream, [wav], self.device, max_layer=self.layer)[0]
+        return hidden[self.layer].float().cpu()
 
     def _long(self, wav: torch.Tensor) -> torch.Tensor:
-        from audiossl.eval.upstream import HubertUpstream
-        from audiossl.extract.run import forward_long
+        from audiossl.upstream.engine import forward_long
 
-        up = HubertUpstream(self.model)
-        up.normalize = False  # as the single pass above: the model gets the waveform as is
-        hidden = forward_long(up, wav.to(self.device), self.chunk_seconds, self.overlap_seconds)
+        with torch.inference_mode():
+            hidden = forward_long(self.upstream, wav.to(self.device), self.chunk_seconds, self.overlap_seconds, self.layer)
         return hidden[self.layer].float().cpu()
 
 
@@ -185,20 +187,23 @@ def model_feature(
     ckpt: str | os.PathLike, layer: int, *, device: str | None = None, sample_rate: int | None = None
 ) -> FeatureSpec:
     """A :class:`FeatureSpec` for layer ``layer`` (0 = before the first transformer layer) of the
-    checkpoint directory ``ckpt``; frame rate and dim come from the checkpoint."""
-    from audiossl.models.checkpoint import load_model
+    checkpoint directory ``ckpt`` of any family (HuBERT, BEATs, MERT); frame rate, sample rate and
+    dim come from the checkpoint."""
+    from audiossl.upstream.load import load_checkpoint_dir
 
-    model = load_model(ckpt).eval()
-    n, rate = model.cfg.num_layers, model.cfg.sample_rate
+    up = load_checkpoint_dir(str(ckpt))
+    up.normalize = False  # the encoder gets the waveform as is (the HuBERT k-means recipe's features)
+    n, rate = up.num_layers - 1, up.sample_rate
     if not 0 <= layer <= n:
         raise ValueError(f"layer {layer} is out of range: {ckpt} has {n} transformer layers (use 0..{n}; 0 = before the first)")
     if sample_rate is not None and sample_rate != rate:
         raise ValueError(f"{ckpt} expects {rate} Hz audio, --sample-rate asks for {sample_rate}; drop --sample-rate")
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model.to(dev)
+    up.to(dev)
+    feats = LayerFeatures(up, layer, dev)
     return FeatureSpec(
-        "model", model.cfg.embed_dim, model.frame_rate, rate, model.receptive_field, LayerFeatures(model, layer, dev),
-        model.num_frames, identity={"ckpt": str(Path(ckpt).resolve()), "layer": int(layer)},
+        "model", up.hidden_dim, up.frame_rate, rate, feats.receptive_field, feats,
+        up.num_frames, identity={"ckpt": str(Path(ckpt).resolve()), "layer": int(layer)},
         # CPU: forked worker processes with one thread each share the weights copy-on-write (a
         # tiny model took 1.0 s/utt with 2 threads vs 0.05 s with 1 on the busy 2-core machine).
         # GPU: this process only (no CUDA after fork).

@@ -133,10 +133,10 @@ def load_beats_model(path: str | Path) -> BeatsModel:
 
 
 def load_beats_upstream(path: str | Path):
-    """``beats:<file>`` upstream spec: a released BEATs checkpoint as a :class:`~audiossl.eval.upstream_beats.BeatsUpstream`."""
-    from audiossl.eval.upstream_beats import BeatsUpstream
+    """``beats:<file>`` upstream spec: a released BEATs checkpoint as a :class:`~audiossl.upstream.encoder.EncoderUpstream`."""
+    from audiossl.upstream.encoder import EncoderUpstream
 
-    return BeatsUpstream(load_beats_model(path), name=f"beats:{path}")
+    return EncoderUpstream(load_beats_model(path), name=f"beats:{path}")
 
 
 def beats_checkpoint_dict(model: BeatsModel) -> dict:

@@ -20,7 +20,7 @@ are concatenated into our fused ``qkv``; ``label_embs_concat`` rows are reordere
 ``c`` is fairseq's dictionary entry for cluster ``c`` (fairseq's 4 special symbols are dropped).
 
 Layer convention: s3prl / fairseq take the *input* of every transformer layer plus the encoder
-output, which is exactly our ``hidden_states`` (see :mod:`audiossl.eval.upstream`).
+output, which is exactly our ``hidden_states`` (see :mod:`audiossl.upstream`).
 
 **Writing** (:func:`export_fairseq`): one torch file holding plain dicts/tensors only, with both
 the fairseq layout (``cfg``/``model``) and the keys s3prl's ``hubert_local`` upstream reads
@@ -186,7 +186,7 @@ def read_fairseq_checkpoint(path: str | Path) -> dict:
     return {"model_cfg": model_cfg, "task_cfg": task_cfg, "model": dict(weights), "dictionaries": dicts}
 
 
-def _eval_conv_layers(text: str) -> tuple:
+def eval_conv_layers(text: str) -> tuple:
     """fairseq ``conv_feature_layers`` string, e.g. ``"[(512,10,5)] + [(512,3,2)] * 4"``, evaluated
     with a tiny AST walker (lists, tuples, ints, + and *) instead of ``eval``."""
 
@@ -215,7 +215,7 @@ def config_from_fairseq(model_cfg: dict, task_cfg: dict, num_classes: int):
             raise FairseqCheckpointError(f"fairseq {key}={g(key)!r} is not supported (only {want!r})")
     if int(g("pos_conv_depth", 1) or 1) != 1:
         raise FairseqCheckpointError("fairseq pos_conv_depth > 1 (data2vec-style) is not supported for HuBERT")
-    conv = _eval_conv_layers(g("conv_feature_layers", "[(512,10,5)] + [(512,3,2)] * 4 + [(512,2,2)] * 2"))
+    conv = eval_conv_layers(g("conv_feature_layers", "[(512,10,5)] + [(512,3,2)] * 4 + [(512,2,2)] * 2"))
     mode = g("extractor_mode", "default")
     return HubertConfig(
         sample_rate=int(task_cfg.get("sample_rate", 16000) or 16000),
@@ -274,7 +274,7 @@ _TOP_KEYS = {
 }
 
 
-def _key_map(cfg) -> dict[str, str]:
+def key_map(cfg) -> dict[str, str]:
     """Every encoder parameter: our name → fairseq name (q/k/v handled separately)."""
     m = dict(_TOP_KEYS)
     for i in range(len(cfg.conv_layers)):
@@ -289,7 +289,7 @@ def _key_map(cfg) -> dict[str, str]:
 def fairseq_to_state_dict(fs: dict[str, torch.Tensor], cfg) -> dict[str, torch.Tensor]:
     """fairseq HuBERT state dict → our :class:`HubertModel` state dict (encoder keys only)."""
     out = {}
-    for ours, theirs in _key_map(cfg).items():
+    for ours, theirs in key_map(cfg).items():
         if theirs in fs:
             out[ours] = fs[theirs]
     if "post_extract_proj.weight" not in fs:
@@ -309,7 +309,7 @@ def fairseq_to_state_dict(fs: dict[str, torch.Tensor], cfg) -> dict[str, torch.T
 
 def state_dict_to_fairseq(sd: dict[str, torch.Tensor], cfg) -> dict[str, torch.Tensor]:
     """Our :class:`HubertModel` state dict → fairseq HuBERT keys (inverse of :func:`fairseq_to_state_dict`)."""
-    out = {theirs: sd[ours] for ours, theirs in _key_map(cfg).items() if ours in sd}
+    out = {theirs: sd[ours] for ours, theirs in key_map(cfg).items() if ours in sd}
     if cfg.conv_layers[-1][0] == cfg.embed_dim:
         # fairseq builds no post_extract_proj at equal widths, so only an identity can be expressed
         w, b = out.pop("post_extract_proj.weight"), out.pop("post_extract_proj.bias")
@@ -364,11 +364,11 @@ def load_fairseq_hubert(path: str | Path, *, pretrain: bool = False):
 
 
 def load_fairseq_upstream(path: str | Path):
-    """``fairseq:<file>`` spec → :class:`audiossl.eval.upstream.HubertUpstream` (task ``normalize`` honoured)."""
-    from audiossl.eval.upstream import HubertUpstream
+    """``fairseq:<file>`` spec → :class:`audiossl.upstream.encoder.EncoderUpstream` (task ``normalize`` honoured)."""
+    from audiossl.upstream.encoder import EncoderUpstream
 
     model, task_cfg = load_fairseq_hubert(path)
-    return HubertUpstream(model, name=f"fairseq:{path}", normalize=bool(task_cfg.get("normalize", False)))
+    return EncoderUpstream(model, name=f"fairseq:{path}", normalize=bool(task_cfg.get("normalize", False)))
 
 
 def export_fairseq(model, out_file: str | Path, *, normalize: bool = False) -> Path:

@@ -11,13 +11,13 @@ from pathlib import Path
 
 
 def load_any_fairseq_upstream(path: str | Path):
-    """``fairseq:<file>`` → an :class:`audiossl.eval.upstream.Upstream` for the model the file holds."""
+    """``fairseq:<file>`` → an :class:`audiossl.upstream.base.Upstream` for the model the file holds."""
     from audiossl.interop.fairseq_ckpt import load_fairseq_upstream, read_fairseq_checkpoint
-    from audiossl.interop.fairseq_w2v import _unwrap_finetuned, detect_kind, load_fairseq_hf_model
+    from audiossl.interop.fairseq_w2v import unwrap_finetuned, detect_kind, load_fairseq_hf_model
     from audiossl.interop.hf import hf_upstream_from_model
 
     ck = read_fairseq_checkpoint(path)
-    if detect_kind(*_unwrap_finetuned(ck["model_cfg"], ck["model"])) == "hubert":
+    if detect_kind(*unwrap_finetuned(ck["model_cfg"], ck["model"])) == "hubert":
         return load_fairseq_upstream(path)
     model, normalize = load_fairseq_hf_model(path)
     return hf_upstream_from_model(model, name=f"fairseq:{path}", normalize=normalize)

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import torch
 
-from audiossl.interop.fairseq_ckpt import FairseqCheckpointError, _eval_conv_layers, read_fairseq_checkpoint
+from audiossl.interop.fairseq_ckpt import FairseqCheckpointError, eval_conv_layers, read_fairseq_checkpoint
 
 KINDS = ("wav2vec2", "wavlm", "data2vec-audio")
 FINETUNED_PREFIX = "w2v_encoder.w2v_model."
@@ -58,7 +58,7 @@ def hf_config(kind: str, mc: dict):
     g = mc.get
     if g("activation_fn", "gelu") != "gelu":
         raise FairseqCheckpointError(f"activation_fn={g('activation_fn')!r}: only gelu models are supported")
-    conv = _eval_conv_layers(g("conv_feature_layers") or DEFAULT_CONV)
+    conv = eval_conv_layers(g("conv_feature_layers") or DEFAULT_CONV)
     layer_norm_front = g("extractor_mode", "default") == "layer_norm"
     common = dict(
         conv_dim=[c for c, _, _ in conv], conv_kernel=[k for _, k, _ in conv], conv_stride=[s for _, _, s in conv],
@@ -130,7 +130,7 @@ def fairseq_to_hf_keys(config, hf_keys: set[str]) -> dict[str, str]:
     return {fs: hf for fs, hf in m.items() if hf in hf_keys}
 
 
-def _unwrap_finetuned(model_cfg: dict, weights: dict) -> tuple[dict, dict]:
+def unwrap_finetuned(model_cfg: dict, weights: dict) -> tuple[dict, dict]:
     if not any(k.startswith(FINETUNED_PREFIX) for k in weights):
         return model_cfg, weights
     inner = ((model_cfg.get("w2v_args") or {}).get("model")) or model_cfg
@@ -142,7 +142,7 @@ def load_fairseq_hf_model(path: str | Path):
     import transformers
 
     ck = read_fairseq_checkpoint(path)
-    mc, weights = _unwrap_finetuned(ck["model_cfg"], ck["model"])
+    mc, weights = unwrap_finetuned(ck["model_cfg"], ck["model"])
     kind = detect_kind(mc, weights)
     if kind == "hubert":
         raise FairseqCheckpointError(f"{path}: a HuBERT checkpoint; load it with audiossl.interop.fairseq_ckpt")

@@ -34,7 +34,9 @@ from pathlib import Path
 
 import torch
 
-from audiossl.eval.upstream import HubertUpstream, Upstream, UpstreamOutput
+from audiossl.upstream.encoder import EncoderUpstream
+
+from audiossl.upstream.base import Upstream, UpstreamOutput
 
 SUPPORTED = ("hubert", "wav2vec2", "wavlm", "data2vec-audio")
 
@@ -59,7 +61,7 @@ class HFUpstream(Upstream):
         return n
 
     def _forward(self, wavs: torch.Tensor, lengths: torch.Tensor) -> UpstreamOutput:
-        from audiossl.eval.upstream import normalize_waveform
+        from audiossl.audio.normalize import normalize_waveform
 
         if self.normalize:
             wavs = normalize_waveform(wavs, lengths)
@@ -142,7 +144,7 @@ def ours_to_hf_config(cfg):
     )
 
 
-def _key_map(cfg) -> dict[str, str]:
+def hf_key_map(cfg) -> dict[str, str]:
     """Our encoder parameter name → HF name (q/k/v handled separately)."""
     m = {
         "layer_norm.weight": "feature_projection.layer_norm.weight",
@@ -191,7 +193,7 @@ def hf_to_ours(hf_model: torch.nn.Module):
     cfg = hf_config_to_ours(hf_model.config)
     sd = _hf_state_dict(hf_model)
     out = {}
-    for ours, hf in _key_map(cfg).items():
+    for ours, hf in hf_key_map(cfg).items():
         if hf in sd:
             out[ours] = sd[hf]
     for i in range(cfg.num_layers):
@@ -218,7 +220,7 @@ def ours_to_hf(model):
     hf = transformers.HubertModel(ours_to_hf_config(cfg)).eval()
     sd = encoder.state_dict()
     target = _hf_state_dict(hf)
-    new = {hf_k: sd[ours_k] for ours_k, hf_k in _key_map(cfg).items() if ours_k in sd and hf_k in target}
+    new = {hf_k: sd[ours_k] for ours_k, hf_k in hf_key_map(cfg).items() if ours_k in sd and hf_k in target}
     for i in range(cfg.num_layers):
         for kind in ("weight", "bias"):
             q, k, v = sd[f"encoder.layers.{i}.self_attn.qkv.{kind}"].chunk(3, dim=0)
@@ -280,7 +282,7 @@ def _load_hf_model(directory: Path) -> torch.nn.Module:
 def hf_upstream_from_model(hf_model: torch.nn.Module, name: str, normalize: bool = False) -> Upstream:
     """HuBERT / wav2vec 2.0 → our encoder; WavLM / data2vec-audio → wrapped HF module."""
     if hf_model.config.model_type in ("hubert", "wav2vec2"):
-        return HubertUpstream(hf_to_ours(hf_model), name=name, normalize=normalize)
+        return EncoderUpstream(hf_to_ours(hf_model), name=name, normalize=normalize)
     return HFUpstream(hf_model, name=name, normalize=normalize)
 
 

@@ -111,11 +111,11 @@ def _normalise_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def hf_state_to_ours(state: dict[str, torch.Tensor], cfg: MertConfig, source: str | Path) -> dict[str, torch.Tensor]:
     """HF-named MERT weights → our :class:`MertModel` state dict (q/k/v fused); unknown keys refused."""
-    from audiossl.interop.hf import _key_map
+    from audiossl.interop.hf import hf_key_map
 
     state = _normalise_keys(state)
     out, used = {}, set()
-    for ours, hf in _key_map(cfg).items():
+    for ours, hf in hf_key_map(cfg).items():
         if hf in state:
             out[ours] = state[hf]
             used.add(hf)
@@ -139,10 +139,10 @@ def hf_state_to_ours(state: dict[str, torch.Tensor], cfg: MertConfig, source: st
 
 def ours_to_hf_state(model: MertModel) -> dict[str, torch.Tensor]:
     """Our encoder's state dict → HF ``HubertModel`` names (q/k/v split), contiguous CPU tensors."""
-    from audiossl.interop.hf import _key_map
+    from audiossl.interop.hf import hf_key_map
 
     cfg, sd = model.cfg, model.state_dict()
-    new = {hf: sd[ours] for ours, hf in _key_map(cfg).items() if ours in sd}
+    new = {hf: sd[ours] for ours, hf in hf_key_map(cfg).items() if ours in sd}
     for i in range(cfg.num_layers):
         for kind in ("weight", "bias"):
             q, k, v = sd[f"encoder.layers.{i}.self_attn.qkv.{kind}"].chunk(3, dim=0)
@@ -194,11 +194,11 @@ def load_mert_model(directory: str | Path) -> tuple[MertModel, bool]:
 
 
 def load_mert_upstream(directory: str | Path):
-    """``mert:<dir>`` → :class:`audiossl.eval.upstream_mert.MertUpstream`."""
-    from audiossl.eval.upstream_mert import MertUpstream
+    """``mert:<dir>`` → :class:`audiossl.upstream.encoder.EncoderUpstream`."""
+    from audiossl.upstream.encoder import EncoderUpstream
 
     model, normalize = load_mert_model(directory)
-    return MertUpstream(model, name=f"mert:{directory}", normalize=normalize)
+    return EncoderUpstream(model, name=f"mert:{directory}", normalize=normalize)
 
 
 def export_mert(ckpt_dir: str | Path, out_dir: str | Path) -> Path:

@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from audiossl.eval.upstream import Upstream, UpstreamOutput
+from audiossl.upstream.base import Upstream, UpstreamOutput
 
 PROBE_SECONDS = (0.6, 1.0)
 PROBE_TOL = 1e-4

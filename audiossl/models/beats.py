@@ -30,8 +30,9 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from audiossl.models.hubert import _GradMultiply  # fairseq GradMultiply: identity forward, grad × scale
+from audiossl.models.hubert import GradMultiply  # fairseq GradMultiply: identity forward, grad × scale
 from audiossl.models.patch_frontend import NUM_MEL_BINS, SAMPLE_RATE, SHIFT, beats_fbank, num_patch_frames, patch_frame_lengths
+from audiossl.models.rel_pos import BeatsAttention, relative_position_bucket  # noqa: F401 (shared; re-exported)
 from audiossl.models.transformer import ConvPositionalEmbedding, layerdrop_keep
 
 
@@ -137,59 +138,6 @@ class BeatsConfig:
         return cls(**d)
 
 
-def relative_position_bucket(relative: Tensor, num_buckets: int, max_distance: int) -> Tensor:
-    """T5/WavLM bidirectional buckets of ``relative = key - query`` (long, any shape → same shape).
-
-    Half the buckets per direction; the first half of those are exact distances, the rest
-    log-spaced up to ``max_distance`` (larger distances share the last bucket).
-    """
-    half, dist = num_buckets // 2, relative.abs()
-    exact, bucket = half // 2, (relative > 0).long() * half
-    log_ratio = torch.log(dist.clamp(min=1).float() / exact) / math.log(max_distance / exact)
-    far = (exact + (log_ratio * (half - exact)).long()).clamp(max=half - 1)
-    return bucket + torch.where(dist < exact, dist, far)
-
-
-class BeatsAttention(nn.Module):
-    """Self-attention with separate q/k/v projections (unilm key names) and the WavLM gated bias.
-
-    With a relative bias the scores are ``q·k/√d + g(q) * bias[h, i, j]`` where the gate
-    ``g = a * (b * grep_a - 1) + 2`` comes from ``sigmoid(grep_linear(q))`` per query and head.
-    That bias is a dense float ``[B, H, T, T]`` attn_mask, so SDPA cannot use its flash kernel
-    (no arbitrary additive bias there) and falls back to memory-efficient / math kernels; without
-    it the mask is a boolean key-padding mask and flash stays available.
-    """
-
-    def __init__(self, dim: int, num_heads: int, dropout: float, *, has_bias_table: bool, num_buckets: int, gru_rel_pos: bool):
-        super().__init__()
-        self.num_heads, self.head_dim, self.dropout = num_heads, dim // num_heads, dropout
-        self.k_proj, self.v_proj, self.q_proj = nn.Linear(dim, dim), nn.Linear(dim, dim), nn.Linear(dim, dim)
-        self.out_proj = nn.Linear(dim, dim)
-        if has_bias_table:
-            self.relative_attention_bias = nn.Embedding(num_buckets, num_heads)
-        self.gru_rel_pos = gru_rel_pos
-        if gru_rel_pos:
-            self.grep_linear = nn.Linear(self.head_dim, 8)
-            self.grep_a = nn.Parameter(torch.ones(1, num_heads, 1, 1))
-
-    def forward(self, x: Tensor, key_mask: Tensor | None, pos_bias: Tensor | None) -> Tensor:
-        """``x [B, T, D]``; ``key_mask`` bool ``[B, 1, 1, T]`` (True = attend) or None; ``pos_bias [H, T, T]`` or None."""
-        b, t, d = x.shape
-        q, k, v = (p(x).view(b, t, self.num_heads, self.head_dim).transpose(1, 2) for p in (self.q_proj, self.k_proj, self.v_proj))
-        mask = key_mask
-        if pos_bias is not None:
-            bias = pos_bias[None].to(q.dtype)
-            if self.gru_rel_pos:
-                gates = torch.sigmoid(self.grep_linear(q).view(b, self.num_heads, t, 2, 4).sum(-1))  # [B, H, T, 2]
-                gate_a, gate_b = gates[..., :1], gates[..., 1:]
-                bias = (gate_a * (gate_b * self.grep_a - 1.0) + 2.0) * bias  # [B, H, T, T]
-            if key_mask is not None:
-                bias = bias.masked_fill(~key_mask, float("-inf"))
-            mask = bias.expand(b, self.num_heads, t, t)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
-        return self.out_proj(y.transpose(1, 2).reshape(b, t, d))
-
-
 class BeatsLayer(nn.Module):
     """unilm ``TransformerSentenceEncoderLayer``: post-LN with DeepNorm residual scale, or pre-LN."""
 
@@ -288,7 +236,7 @@ class BeatsTransformer(nn.Module):
         keep = layerdrop_keep(len(self.layers), self.cfg.encoder_layerdrop if self.training else 0.0, self.layerdrop_generator)
         for layer, kept in zip(self.layers[:n], keep):
             if ratio != 1.0 and torch.is_grad_enabled():
-                x = _GradMultiply.apply(x, ratio)
+                x = GradMultiply.apply(x, ratio)
             if kept:
                 x = layer(x, key_mask, pos_bias)
             hidden.append(x)
@@ -369,6 +317,22 @@ class BeatsModel(nn.Module):
         x, step_lengths, padding_mask = self.patch_features(wavs, lengths)
         hidden = self.encode(x, padding_mask if lengths is not None else None, output_layers)
         return BeatsOutput(hidden, step_lengths, padding_mask)
+
+    @property
+    def num_hidden_states(self) -> int:
+        return self.cfg.encoder_layers + 1
+
+    @property
+    def hidden_dim(self) -> int:
+        return self.cfg.encoder_embed_dim
+
+    def layer_states(self, wavs: Tensor, lengths: Tensor | None, max_layer: int | None = None) -> tuple[list[Tensor], Tensor]:
+        """The :class:`audiossl.models.encoder.Encoder` protocol: each layer's ``[B, T * 8, D]`` patch
+        sequence averaged over the 8 frequency patches of a time step → ``[B, T, D]`` at 6.25 Hz
+        (as the BEATs authors pool patches for clip-level tasks)."""
+        out = self(wavs, lengths, output_layers=max_layer)
+        batch, f = wavs.shape[0], self.cfg.num_codebooks
+        return [h.view(batch, -1, f, h.shape[-1]).mean(2) for h in out.hidden_states], out.lengths
 
 
 @dataclass

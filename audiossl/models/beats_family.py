@@ -1,4 +1,4 @@
-"""BEATs as a pretraining family (see :mod:`audiossl.pretrain.families` for the contract).
+"""BEATs as a pretraining family (see :mod:`audiossl.models.families` for the contract).
 
 Targets are ``[frames, 8]`` codes per utterance at 6.25 Hz (one code per frequency patch of a time
 step), so ``NUM_CODEBOOKS_FIELD = "num_codebooks"``; the loss has no feature penalty.
@@ -12,7 +12,7 @@ from audiossl.models.beats import CONFIGS, BeatsConfig, BeatsPretrainModel, buil
 
 __all__ = [
     "CONFIGS", "config_from_dict", "build_pretrain_model", "train_flops_per_second", "load_pretrain_checkpoint",
-    "build_upstream", "NUM_CODEBOOKS_FIELD", "METRICS",
+    "load_encoder", "NUM_CODEBOOKS_FIELD", "METRICS",
 ]
 
 NUM_CODEBOOKS_FIELD = "num_codebooks"
@@ -45,7 +45,6 @@ def load_pretrain_checkpoint(ckpt_dir: str | Path, map_location: str = "cpu") ->
     return load_state_into(model, state, path, "the BEATs config in config.json")
 
 
-def build_upstream(ckpt_dir: Path, meta: dict):
-    from audiossl.eval.upstream_beats import BeatsUpstream
-
-    return BeatsUpstream(load_pretrain_checkpoint(ckpt_dir).encoder, name=f"beats:{ckpt_dir}")
+def load_encoder(ckpt_dir: str | Path):
+    """The :class:`~audiossl.models.beats.BeatsModel` encoder of a checkpoint."""
+    return load_pretrain_checkpoint(ckpt_dir).encoder

@@ -72,8 +72,9 @@ def save_checkpoint(model: torch.nn.Module, out_dir: str | os.PathLike, *, extra
     return out_dir
 
 
-def read_meta(ckpt_dir: str | os.PathLike, family: str | None = "hubert") -> dict[str, Any]:
-    """The parsed ``config.json`` of a checkpoint, checked for ``family`` (None: any) and format version."""
+def read_meta(ckpt_dir: str | os.PathLike, family: str | None = "hubert", check_version: bool = True) -> dict[str, Any]:
+    """The parsed ``config.json`` of a checkpoint, checked for ``family`` (None: any) and format version
+    (``check_version`` False: left to the family's loader, for dispatching on ``family`` first)."""
     ckpt_dir = Path(ckpt_dir)
     path = ckpt_dir / CONFIG_NAME
     if not path.is_file():
@@ -85,10 +86,12 @@ def read_meta(ckpt_dir: str | os.PathLike, family: str | None = "hubert") -> dic
         meta = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise CheckpointError(f"{path}: not valid JSON (line {e.lineno}, column {e.colno}): {e.msg}") from e
+    if "model_type" in meta and "family" not in meta:
+        raise CheckpointError(f"{ckpt_dir} looks like a transformers checkpoint; load it as 'hf:{ckpt_dir}'")
     if family is not None and meta.get("family") != family:
         raise CheckpointError(f"{path}: family is {meta.get('family')!r}, this loader reads {family!r} checkpoints")
     version = meta.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if check_version and (not isinstance(version, int) or version > FORMAT_VERSION):
         raise CheckpointError(
             f"{path}: format_version {version!r} is not supported (this audiossl reads <= {FORMAT_VERSION}); "
             f"upgrade audiossl"

@@ -174,7 +174,7 @@ class PretrainOutput:
     """``[B, T]`` bool, frames replaced by the mask embedding."""
 
 
-class _GradMultiply(torch.autograd.Function):
+class GradMultiply(torch.autograd.Function):
     """Identity forward, gradient × ``scale`` backward (fairseq ``GradMultiply``)."""
 
     @staticmethod
@@ -240,6 +240,19 @@ class HubertModel(nn.Module):
         """Frames for ``num_samples`` samples (0 when shorter than the receptive field)."""
         return conv_output_length(int(num_samples), self.cfg.conv_layers)
 
+    @property
+    def num_hidden_states(self) -> int:
+        return self.cfg.num_layers + 1
+
+    @property
+    def hidden_dim(self) -> int:
+        return self.cfg.embed_dim
+
+    def layer_states(self, wavs: Tensor, lengths: Tensor | None, max_layer: int | None = None) -> tuple[list[Tensor], Tensor]:
+        """The :class:`audiossl.models.encoder.Encoder` protocol: hidden states ``[B, T, D]`` up to ``max_layer``."""
+        out = self(wavs, lengths, output_layers=max_layer)
+        return list(out.hidden_states), out.lengths
+
     def forward(
         self,
         wavs: Tensor,
@@ -278,7 +291,7 @@ class HubertModel(nn.Module):
         else:
             features = self.frontend(wavs, lengths)
             if mult != 1.0 and torch.is_grad_enabled():
-                features = _GradMultiply.apply(features, mult)
+                features = GradMultiply.apply(features, mult)
 
         frames = torch.arange(num_frames, device=wavs.device)
         if lengths is None:

@@ -1,4 +1,4 @@
-"""HuBERT as a pretraining family (see :mod:`audiossl.pretrain.families` for the contract)."""
+"""HuBERT as a pretraining family (see :mod:`audiossl.models.families` for the contract)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 from audiossl.models.hubert import CONFIGS, HubertConfig, build_hubert
 
-__all__ = ["CONFIGS", "config_from_dict", "build_pretrain_model", "train_flops_per_second", "load_pretrain_checkpoint", "build_upstream"]
+__all__ = ["CONFIGS", "config_from_dict", "build_pretrain_model", "train_flops_per_second", "load_pretrain_checkpoint", "load_encoder"]
 
 config_from_dict = HubertConfig.from_dict
 build_pretrain_model = build_hubert
@@ -24,11 +24,8 @@ def load_pretrain_checkpoint(ckpt_dir: str | Path):
     return load_model(ckpt_dir, pretrain=True)
 
 
-def build_upstream(ckpt_dir: Path, meta: dict):
-    from audiossl.eval.upstream import HubertUpstream
+def load_encoder(ckpt_dir: str | Path):
+    """The :class:`~audiossl.models.hubert.HubertModel` encoder of a checkpoint (on the CPU)."""
     from audiossl.models.checkpoint import load_model
 
-    model = load_model(ckpt_dir, pretrain=False, map_location="cpu")
-    # waveform normalisation (fairseq task ``normalize``) travels in the checkpoint's "extra"
-    normalize = bool((meta.get("extra") or {}).get("normalize", False))
-    return HubertUpstream(model, name=f"hubert:{ckpt_dir}", normalize=normalize)
+    return load_model(ckpt_dir, pretrain=False, map_location="cpu")

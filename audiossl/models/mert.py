@@ -35,12 +35,12 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from audiossl.audio.cqt_torch import TorchCQT, log_cqt_target
-from audiossl.eval.upstream import normalize_waveform
+from audiossl.audio.normalize import normalize_waveform
 from audiossl.models.conv_frontend import receptive_field
 from audiossl.models.hubert import HubertModel
 from audiossl.models.masking import compute_span_mask
 from audiossl.models.transformer import SelfAttention
-from audiossl.pretrain.noise_mix import NoiseMixConfig, mix_in_batch_noise
+from audiossl.audio.mixing import NoiseMixConfig, mix_in_batch_noise
 
 _DEFAULT_CONV = ((512, 10, 5),) + ((512, 3, 2),) * 4 + ((512, 2, 2),) * 2  # ×320: 75 Hz at 24 kHz
 

@@ -1,4 +1,4 @@
-"""MERT as a pretraining family (see :mod:`audiossl.pretrain.families` for the contract).
+"""MERT as a pretraining family (see :mod:`audiossl.models.families` for the contract).
 
 Targets are ``[B, T, 8]`` RVQ codes (``audiossl tokenizer label rvq|encodec``: 75 Hz, 1024 classes,
 ``num_codebooks=8``); the trainer refuses labels whose rate, count, codebooks or classes do not fit.
@@ -14,7 +14,7 @@ from audiossl.models.mert import CONFIGS, MertConfig, MertModel, MertPretrainMod
 
 __all__ = [
     "CONFIGS", "NUM_CODEBOOKS_FIELD", "EXTRA_METRICS", "LABELS_AT_FRAME_RATE", "config_from_dict", "build_pretrain_model",
-    "train_flops_per_second", "load_pretrain_checkpoint", "build_upstream",
+    "train_flops_per_second", "load_pretrain_checkpoint", "load_encoder",
 ]
 
 NUM_CODEBOOKS_FIELD = "num_codebooks"
@@ -60,9 +60,3 @@ def load_pretrain_checkpoint(ckpt_dir: str | Path) -> MertPretrainModel:
 def load_encoder(ckpt_dir: str | Path) -> MertModel:
     """The encoder of a MERT checkpoint (eval mode)."""
     return _load(ckpt_dir, pretrain=False)[0].eval()
-
-
-def build_upstream(ckpt_dir: Path, meta: dict):
-    from audiossl.eval.upstream_mert import MertUpstream
-
-    return MertUpstream(load_encoder(ckpt_dir), name=f"mert:{ckpt_dir}")

@@ -21,8 +21,6 @@
 from __future__ import annotations
 
 import logging
-import math
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -30,7 +28,6 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 from fairseq2.datasets import DataReader
-from tqdm import tqdm
 
 from audiossl.audio.io import AudioError, audio_info, load_audio
 from audiossl.data.manifest import Manifest
@@ -56,37 +53,6 @@ def align_labels(labels: np.ndarray, label_rate: float, frame_rate: float, num_f
     else:
         idx = np.floor(i * (label_rate / frame_rate) + 1e-9).astype(np.int64)
     return np.asarray(labels, dtype=np.int64)[np.clip(idx, 0, len(labels) - 1)]
-
-
-def probe_lengths(manifest: Manifest, sample_rate: int, num_workers: int = 8, progress: bool = True) -> tuple[np.ndarray, list[AudioError]]:
-    """Length of every row at ``sample_rate`` from the file headers (no decoding).
-
-    Returns ``(lengths[N], problems)``; unreadable rows get length -1 and an :class:`AudioError`.
-    """
-    paths = list(manifest.paths())
-
-    def one(p: Path) -> int | AudioError:
-        try:
-            info = audio_info(p)
-        except AudioError as e:
-            return e
-        if info.truncated:
-            return AudioError(p, "truncated", "header promises more audio data than the file holds")
-        if info.num_frames == 0:
-            return AudioError(p, "no_samples", "file has 0 frames")
-        # torchaudio's sinc resampler returns ceil(n * new / orig) samples.
-        return info.num_frames if info.sample_rate == sample_rate else math.ceil(info.num_frames * sample_rate / info.sample_rate)
-
-    lengths = np.full(len(paths), -1, dtype=np.int64)
-    problems: list[AudioError] = []
-    with ThreadPoolExecutor(max(1, num_workers)) as ex:
-        results = ex.map(one, paths)
-        for i, r in enumerate(tqdm(results, total=len(paths), desc="probe audio", disable=not progress, leave=False)):
-            if isinstance(r, AudioError):
-                problems.append(r)
-            else:
-                lengths[i] = r
-    return lengths, problems
 
 
 @dataclass

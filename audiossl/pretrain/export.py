@@ -47,7 +47,7 @@ def export_model(model, model_cfg, out_dir: str | os.PathLike, label_path: str |
 
 def family_of(model_cfg):
     """The family module of ``model_cfg`` (its class attribute ``family``; HuBERT when absent)."""
-    from audiossl.pretrain.families import get_family
+    from audiossl.models.families import get_family
 
     return get_family(getattr(model_cfg, "family", "hubert"))
 
@@ -78,7 +78,7 @@ def export_from_run(run_dir: str | os.PathLike, which: str | int = "last", out_d
     from fairseq2.io import _TorchTensorFileDumper, _TorchTensorFileLoader
     from fairseq2.utils.threading import _StandardThreadPool
 
-    from audiossl.pretrain.families import get_family
+    from audiossl.models.families import get_family
 
     run_dir = Path(run_dir)
     cfg_path = run_dir / "run_config.json"

@@ -68,11 +68,12 @@ from audiossl.data.frame_labels import read_frame_labels
 from audiossl.data.manifest import read_manifest
 from audiossl.models.transformer import uses_layerdrop
 from audiossl.pretrain.config import ConfigError, PretrainConfig
-from audiossl.pretrain.data import BucketBatchSampler, PretrainDataReader, PretrainDataset, probe_lengths
-from audiossl.pretrain.families import FamilyError, get_family, num_codebooks
+from audiossl.data.lengths import probe_lengths
+from audiossl.pretrain.data import BucketBatchSampler, PretrainDataReader, PretrainDataset
+from audiossl.models.families import FamilyError, get_family, num_codebooks
 from audiossl.pretrain.health import GuardedAdamW, StopSignal, TrainingDiverged
 from audiossl.pretrain.unit import DEFAULT_METRICS, PretrainEvalUnit, PretrainTrainUnit, metric_descriptors
-from audiossl.pretrain.label_checks import LabelCheckContext, run_label_checks, settle_from_labels
+from audiossl.data.label_checks import LabelCheckContext, run_label_checks, settle_from_labels
 from audiossl.utils.fileio import atomic_write_json
 
 log = logging.getLogger(__name__)

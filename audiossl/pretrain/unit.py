@@ -4,7 +4,7 @@ Every published line carries the loss, the family's loss terms (masked CE and ac
 masked-prediction families, ``extra_losses`` such as MERT's CQT MSE), audio-seconds per second
 per device, padding efficiency and MFU (model FLOPs per audio-second × throughput / peak FLOP/s).
 Which terms a family reports is declared by its ``METRICS`` / ``EXTRA_METRICS``
-(:mod:`audiossl.pretrain.families`).
+(:mod:`audiossl.models.families`).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ Chen et al. 2022 (BEATs), §2.2 "self-distilled tokenizer"::
       loss = mean(1 − cos(estimate, teacher target)) + commitment loss          (valid patches only)
 
 The **teacher** (``cfg.teacher``: an upstream spec or checkpoint directory, any
-:func:`audiossl.eval.upstream.load_upstream` source) is loaded on the first training forward,
+:func:`audiossl.upstream.load.load_upstream` source) is loaded on the first training forward,
 frozen, and kept out of ``state_dict()`` / ``parameters()`` (held in a plain attribute), so
 checkpoints, the optimiser and DDP/FSDP see only the tokenizer. Its last hidden layer is the target.
 
@@ -289,7 +289,7 @@ class BeatsTokenizer(nn.Module):
                     "BeatsTokenizer: no teacher configured (model.overrides.teacher / --teacher); a teacher is needed "
                     "to train, not to label"
                 )
-            from audiossl.eval.upstream import load_upstream
+            from audiossl.upstream.load import load_upstream
 
             up = load_upstream(self.cfg.teacher, device=device)
             up.requires_grad_(False)

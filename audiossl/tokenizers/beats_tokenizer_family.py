@@ -1,4 +1,4 @@
-"""The BEATs self-distilled tokenizer as a pretraining family (contract: :mod:`audiossl.pretrain.families`).
+"""The BEATs self-distilled tokenizer as a pretraining family (contract: :mod:`audiossl.models.families`).
 
 Trained by the shared fairseq2 trainer on audio alone (``labels=None``), so resume, metrics,
 TensorBoard and export come from :func:`audiossl.pretrain.trainer.run_pretraining`. The frozen
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from audiossl.eval.upstream import Upstream, UpstreamOutput
+from audiossl.upstream.base import Upstream, UpstreamOutput
 from audiossl.tokenizers.beats_tokenizer import CONFIGS, BeatsTokenizer, BeatsTokenizerConfig, build_beats_tokenizer
 
 __all__ = [

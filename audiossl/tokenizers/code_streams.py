@@ -4,7 +4,7 @@ MERT's public scripts fail silently when the teacher codes do not fit the studen
 another frame rate, a dictionary that maps every code to ``<unk>`` (MERT#8), or one code file
 for another manifest. :func:`check_code_stream` refuses each of these with a message that names
 the file, the row and both numbers. The label CLI runs it right after writing codes; the
-trainer's own refusals (:mod:`audiossl.pretrain.label_checks`) apply the same rules with the
+trainer's own refusals (:mod:`audiossl.data.label_checks`) apply the same rules with the
 student's exact frame count.
 
 **Frame count convention.** A tokenizer with hop ``h`` gives ``ceil(n / h)`` frames for ``n``
@@ -144,7 +144,7 @@ def check_code_stream(
 def manifest_lengths(tsv: str | os.PathLike, sample_rate: int) -> tuple[np.ndarray, list[str]]:
     """``([rows]`` lengths at ``sample_rate`` from the audio headers (-1 = unreadable), ids) of a manifest."""
     from audiossl.data.manifest import read_manifest
-    from audiossl.pretrain.data import probe_lengths
+    from audiossl.data.lengths import probe_lengths
 
     manifest = read_manifest(tsv)
     lengths, _ = probe_lengths(manifest, sample_rate, progress=False)

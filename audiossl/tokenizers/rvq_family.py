@@ -2,7 +2,7 @@
 
 ``audiossl tokenizer train rvq`` (or ``audiossl pretrain --labels none`` with a ``recipes/mert/rvq_*.yaml``)
 runs it on the shared fairseq2 trainer, so resume, metrics, TensorBoard and export come for free.
-See :mod:`audiossl.pretrain.families` for the contract.
+See :mod:`audiossl.models.families` for the contract.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def load_pretrain_checkpoint(ckpt_dir: str | Path, map_location: str | torch.dev
 
 def build_upstream(ckpt_dir: Path, meta: dict):
     """Upstream with two layers: the encoder latents and their quantised sum (``[batch, frame, latent_dim]``)."""
-    from audiossl.eval.upstream import Upstream, UpstreamOutput
+    from audiossl.upstream.base import Upstream, UpstreamOutput
 
     model = load_pretrain_checkpoint(ckpt_dir)
 

@@ -48,7 +48,7 @@ def build(quick: bool):
     """(our upstream, hf model, torchaudio model) sharing one set of random weights."""
     import torchaudio
 
-    from audiossl.eval.upstream import HubertUpstream
+    from audiossl.upstream.encoder import EncoderUpstream
     from audiossl.interop.hf import ours_to_hf
     from audiossl.interop.torchaudio_hubert import from_torchaudio
 
@@ -67,7 +67,7 @@ def build(quick: bool):
     hf = ours_to_hf(ours)
     hf.config._attn_implementation = "sdpa"
     hf = hf.eval()
-    return HubertUpstream(ours, name="audiossl"), hf, ta
+    return EncoderUpstream(ours, name="audiossl"), hf, ta
 
 
 def gemm_peak(device: torch.device, dtype: torch.dtype, repeats: int = 5) -> float:
@@ -95,7 +95,7 @@ def pipeline(ours, num_files: int, device: str, dtype: str) -> dict:
     import numpy as np
     import soundfile as sf
 
-    from audiossl.extract.run import ExtractConfig, extract
+    from audiossl.extract.run import extract, ExtractConfig
 
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:

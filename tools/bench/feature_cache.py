@@ -58,14 +58,15 @@ def make_corpus(root: Path, n: int, seconds: float, seed: int) -> dict[str, Path
 
 
 def build_upstream(spec: str | None, size: str):
-    from audiossl.eval.upstream import HubertUpstream, load_upstream
+    from audiossl.upstream.encoder import EncoderUpstream
+    from audiossl.upstream.load import load_upstream
 
     if spec:
         return load_upstream(spec), spec
     from audiossl.models.hubert import CONFIGS, build_hubert
 
     model = build_hubert(CONFIGS[size]()).encoder
-    return HubertUpstream(model, name=f"hubert_{size}_random"), f"hubert_{size}_random"
+    return EncoderUpstream(model, name=f"hubert_{size}_random"), f"hubert_{size}_random"
 
 
 def main() -> None:

@@ -16,14 +16,14 @@ class Scheme:
     """How a spec of this scheme is written, e.g. ``fairseq:<file>``."""
     loader: str
     """``module:function``; the function takes the text after ``<scheme>:`` (the whole spec for
-    baselines) and returns an :class:`audiossl.eval.upstream.Upstream`."""
+    baselines) and returns an :class:`audiossl.upstream.base.Upstream`."""
     help: str
     whole_spec: bool = False
     """Pass the whole spec (``fbank:64+cmvn``) instead of the part after the colon."""
 
 
 SCHEMES: dict[str, Scheme] = {
-    "hubert": Scheme("<dir> | hubert:<dir>", "audiossl.eval.upstream:load_checkpoint_dir",
+    "hubert": Scheme("<dir> | hubert:<dir>", "audiossl.upstream.load:load_checkpoint_dir",
                      "an audiossl checkpoint directory of any family (HuBERT, BEATs, MERT)"),
     "hf": Scheme("hf:<dir>", "audiossl.interop.hf:load_hf_upstream",
                  "a local transformers HuBERT / wav2vec 2.0 / WavLM / data2vec-audio directory"),
@@ -35,9 +35,9 @@ SCHEMES: dict[str, Scheme] = {
                     "a released BEATs checkpoint (microsoft/unilm layout)"),
     "mert": Scheme("mert:<dir>", "audiossl.interop.mert_hf:load_mert_upstream",
                    "a released HF-format MERT directory (no trust_remote_code)"),
-    "fbank": Scheme("fbank[:<bins>][+cmvn]", "audiossl.eval.baselines:build_baseline",
+    "fbank": Scheme("fbank[:<bins>][+cmvn]", "audiossl.upstream.baselines:build_baseline",
                     "Kaldi log-mel filterbank baseline", whole_spec=True),
-    "mfcc": Scheme("mfcc[+cmvn]", "audiossl.eval.baselines:build_baseline",
+    "mfcc": Scheme("mfcc[+cmvn]", "audiossl.upstream.baselines:build_baseline",
                    "Kaldi MFCC baseline", whole_spec=True),
 }
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from audiossl.eval.upstream import Upstream, UpstreamOutput
+from audiossl.upstream.base import Upstream, UpstreamOutput
 
 
 def _fbank(wav: torch.Tensor, sample_rate: int, num_mel_bins: int) -> torch.Tensor:

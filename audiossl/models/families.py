@@ -1,4 +1,4 @@
-"""Model families the pretraining run, the export and ``load_upstream`` can build.
+"""The family registry: model families the pretraining run, the export and ``load_upstream`` can build.
 
 A family is a module (imported only when used) that defines:
 
@@ -14,8 +14,13 @@ A family is a module (imported only when used) that defines:
     optionally, ``feature_pen`` and ``extra_losses: dict[str, Tensor]`` (logged by name).
 ``train_flops_per_second(cfg, crop_samples: int) -> float``
     analytic training FLOPs per second of audio (feeds MFU).
-``load_pretrain_checkpoint(ckpt_dir) -> nn.Module`` and ``build_upstream(ckpt_dir, meta) -> Upstream``
+``load_pretrain_checkpoint(ckpt_dir) -> nn.Module``
     reading our ``model.safetensors`` + ``config.json`` checkpoints back.
+``load_encoder(ckpt_dir) -> Encoder`` (model families)
+    the checkpoint's encoder, implementing :class:`audiossl.models.encoder.Encoder`;
+    :func:`audiossl.upstream.load.load_upstream` wraps it generically.
+``build_upstream(ckpt_dir, meta) -> Upstream`` (tokenizer families instead of ``load_encoder``)
+    an upstream with the tokenizer's own output layout.
 
 Optional: ``NUM_CODEBOOKS_FIELD`` (config attribute with codes per frame, default 1),
 ``EXTRA_METRICS: dict[str, str]`` (metric name → display name for ``extra_losses``),

@@ -1,4 +1,6 @@
-"""The one upstream API: ``load_upstream(spec)`` → a frozen model that maps waveforms to layers.
+"""The upstream base class and output: a frozen model that maps waveforms to layers.
+
+``load_upstream(spec)`` (:mod:`audiossl.upstream.load`) builds one from a spec.
 
 Every consumer (the extract CLI, the SUPERB-style bench harness, HuBERT k-means iteration) calls::
 
@@ -20,9 +22,9 @@ Specs:
   :mod:`audiossl.interop.mert_hf`.
 - ``s3prl:<name>[:<local ckpt>]``: any s3prl upstream that runs from local files;
   :mod:`audiossl.interop.s3prl_upstream`.
-- ``fbank`` / ``mfcc``: the classic feature baselines; see :mod:`audiossl.eval.baselines`.
+- ``fbank`` / ``mfcc``: the classic feature baselines; see :mod:`audiossl.upstream.baselines`.
 
-The schemes live in one table, :data:`audiossl.eval.upstream_specs.SCHEMES`, which ``--help`` texts list.
+The schemes live in one table, :data:`audiossl.upstream.specs.SCHEMES`, which ``--help`` texts list.
 
 Layer convention (all sources are mapped onto it): ``hidden_states[0]`` is the input of the first
 transformer layer (feature projection + convolutional position embedding, + the encoder LayerNorm
@@ -35,9 +37,7 @@ Calls run under ``torch.no_grad()`` in eval mode (dropout and layer drop off).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -128,84 +128,3 @@ def unpadded(wavs: torch.Tensor, lengths: torch.Tensor) -> bool:
     if lengths.device.type != "cpu" or torch.compiler.is_compiling():
         return False
     return bool((lengths == wavs.shape[1]).all())
-
-
-def normalize_waveform(wavs: torch.Tensor, lengths: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
-    """Zero mean / unit variance per utterance over its valid samples only (fairseq ``normalize``,
-    HF ``do_normalize``); padding stays zero. ``[batch, sample]`` → ``[batch, sample]``."""
-    mask = torch.arange(wavs.shape[1], device=wavs.device)[None, :] < lengths[:, None]
-    n = lengths.clamp(min=1).to(wavs.dtype)[:, None]
-    mean = (wavs * mask).sum(1, keepdim=True) / n
-    var = (((wavs - mean) * mask) ** 2).sum(1, keepdim=True) / n
-    return ((wavs - mean) / torch.sqrt(var + eps)) * mask
-
-
-class HubertUpstream(Upstream):
-    """Our :class:`audiossl.models.hubert.HubertModel` (the encoder) as an upstream."""
-
-    early_exit = True
-
-    def __init__(self, model: nn.Module, name: str = "hubert", normalize: bool = False) -> None:
-        super().__init__()
-        cfg = model.cfg
-        self._wrap(model, name=name, sample_rate=cfg.sample_rate, frame_rate=model.frame_rate, num_layers=cfg.num_layers + 1, hidden_dim=cfg.embed_dim)
-        self.normalize = normalize or bool(getattr(cfg, "normalize", False))
-        # our conv front end computes GroupNorm over each item's valid samples only
-        self.padding_invariant = True
-
-    def num_frames(self, num_samples: int) -> int:
-        return int(self.model.num_frames(int(num_samples)))
-
-    def frame_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
-        return self.model.frame_lengths(lengths)
-
-    def _forward(self, wavs: torch.Tensor, lengths: torch.Tensor, max_layer: int | None = None) -> UpstreamOutput:
-        if self.normalize:
-            wavs = normalize_waveform(wavs, lengths)
-        if self.num_frames(wavs.shape[1]) == 0:  # whole batch shorter than the receptive field
-            empty = wavs.new_zeros(wavs.shape[0], 0, self.hidden_dim)
-            return UpstreamOutput([empty] * (self.num_layers if max_layer is None else max_layer + 1), self.frame_lengths(lengths))
-        out = self.model(wavs, None if unpadded(wavs, lengths) else lengths, output_layers=max_layer)
-        return UpstreamOutput(hidden_states=list(out.hidden_states), lengths=out.lengths)
-
-
-def _read_meta(ckpt_dir: Path) -> dict:
-    cfg_path = ckpt_dir / "config.json"
-    if not cfg_path.is_file():
-        raise FileNotFoundError(
-            f"{ckpt_dir}: not an audiossl checkpoint (no config.json). Pass an audiossl checkpoint "
-            f"directory or one of the other upstream specs (see `audiossl extract --help`)."
-        )
-    try:
-        meta = json.loads(cfg_path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{cfg_path}: invalid JSON ({e}); re-save the checkpoint") from None
-    if "model_type" in meta and "family" not in meta:
-        raise ValueError(f"{ckpt_dir} looks like a transformers checkpoint; load it as 'hf:{ckpt_dir}'")
-    return meta
-
-
-def load_checkpoint_dir(spec: str) -> Upstream:
-    """An audiossl checkpoint directory (``<dir>`` / ``hubert:<dir>``) → its family's upstream."""
-    from audiossl.eval.upstream_specs import spec_help
-
-    path = Path(spec)
-    if not path.exists():
-        raise FileNotFoundError(f"upstream {spec!r}: no such checkpoint directory. Valid specs: {spec_help()}")
-    if path.is_file():
-        raise ValueError(f"upstream {spec!r} is a file; for a fairseq checkpoint use 'fairseq:{spec}'")
-    meta = _read_meta(path)
-    from audiossl.pretrain.families import get_family
-
-    return get_family(str(meta.get("family", "hubert"))).build_upstream(path, meta)
-
-
-def load_upstream(spec: str, device: str | torch.device = "cpu") -> Upstream:
-    """Build a frozen, eval-mode upstream from ``spec`` (see module docstring) on ``device``.
-
-    Dispatch goes through the one scheme table, :data:`audiossl.eval.upstream_specs.SCHEMES`."""
-    from audiossl.eval.upstream_specs import resolve
-
-    _, loader, arg = resolve(str(spec))
-    up: Upstream = loader(arg)
-    return up.to(device).eval()

@@ -1,0 +1,120 @@
+"""Label a manifest with a tokenizer: codes for every row, written as frame labels + sidecar.
+
+:func:`label_manifest` serves the BEATs tokenizers (random projection, self-distilled);
+:func:`label_codes` the acoustic codecs of MERT (RVQ-VAE, EnCodec), whose long files are coded
+in pieces and whose codes are checked against the student before they are kept.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from pathlib import Path
+from typing import Callable
+
+log = logging.getLogger("audiossl.tokenizer")
+
+
+def label_manifest(
+    tsv: Path, out: Path, tokenize: Callable, *, sample_rate: int, num_classes: int, tokenizer: dict, frame_rate: float,
+    num_codebooks: int, batch_size: int = 16, device: str = "cpu",
+) -> tuple[Path, Counter]:
+    """Codes for every row of ``tsv`` → ``out`` (+ sidecar). Returns ``(out, skipped count by reason)``.
+
+    ``tokenize(wavs [B, S], lengths [B]) -> (codes [B, T, C], frames [B])``. Rows are batched by
+    length; bad audio is logged with path and reason and gets an empty row.
+    """
+    import numpy as np
+    import torch
+    from tqdm import tqdm
+
+    from audiossl.audio.io import AudioError, load_audio
+    from audiossl.data.frame_labels import LabelInfo, write_frame_labels
+    from audiossl.data.manifest import read_manifest
+
+    manifest = read_manifest(tsv)
+    rows: list[np.ndarray] = [np.zeros((0, num_codebooks), dtype=np.int64)] * len(manifest)
+    skipped: Counter = Counter()
+    order = sorted(range(len(manifest)), key=lambda i: manifest.rows[i].num_samples)
+    bar = tqdm(total=len(order), desc=f"labelling {tsv.name}", unit="utt")
+    for s in range(0, len(order), batch_size):
+        batch: list[tuple[int, torch.Tensor]] = []
+        for i in order[s : s + batch_size]:
+            try:
+                wav, _ = load_audio(manifest.path(i), sample_rate)
+            except AudioError as e:
+                log.warning("skipped: %s: %s%s", e.path, e.reason, f" ({e.detail})" if e.detail else "")
+                skipped[e.reason] += 1
+                continue
+            batch.append((i, wav))
+        if batch:
+            lengths = torch.tensor([len(w) for _, w in batch], dtype=torch.long)
+            wavs = torch.zeros(len(batch), int(lengths.max()))
+            for b, (_, w) in enumerate(batch):
+                wavs[b, : len(w)] = w
+            codes, frames = tokenize(wavs.to(device), lengths.to(device))
+            codes, frames = codes.cpu().numpy(), frames.cpu().tolist()
+            for b, (i, _) in enumerate(batch):
+                if frames[b] == 0:
+                    log.warning("skipped: %s: too_short (%d samples, less than one 160 ms patch step)", manifest.path(i), len(batch[b][1]))
+                    skipped["too_short"] += 1
+                rows[i] = codes[b, : frames[b]].astype(np.int64)
+        bar.update(len(order[s : s + batch_size]))
+    bar.close()
+    info = LabelInfo(frame_rate=frame_rate, num_classes=num_classes, tokenizer=tokenizer, num_codebooks=num_codebooks)
+    return write_frame_labels(out, rows, info), skipped
+
+
+def label_codes(manifest, coder, out: Path, info, student, *, batch_size: int = 8, chunk_seconds: float = 30.0,
+                desc: str = "codes") -> list:
+    """Codes of every row of ``manifest`` from ``coder`` (see :mod:`audiossl.tokenizers.coders`) → ``out``
+    (+ sidecar ``info``), checked against ``student`` (raises ``LabelError``). Files longer than
+    ``chunk_seconds`` are coded in pieces; unreadable files are logged, get an empty row and are returned."""
+    import numpy as np
+    import torch
+    from tqdm import tqdm
+
+    from audiossl.audio.io import AudioError, load_audio
+    from audiossl.data.frame_labels import write_frame_labels
+    from audiossl.tokenizers.code_streams import check_code_stream, expected_frames, fit_length
+
+    sr, hop = coder.sample_rate, coder.hop
+    chunk = max(hop, int(chunk_seconds * sr) // hop * hop)
+    rows: list[np.ndarray | None] = [None] * len(manifest)
+    lengths = np.full(len(manifest), -1, dtype=np.int64)
+    problems: list[AudioError] = []
+    pieces: list[tuple[int, torch.Tensor]] = []  # (row, audio piece of <= chunk samples)
+    parts: dict[int, list[np.ndarray]] = {}
+
+    def flush() -> None:
+        if not pieces:
+            return
+        lens = torch.tensor([len(w) for _, w in pieces])
+        wavs = torch.zeros(len(pieces), int(lens.max()))
+        for b, (_, w) in enumerate(pieces):
+            wavs[b, : len(w)] = w
+        for (row, _), codes in zip(pieces, coder.encode(wavs, lens)):
+            parts.setdefault(row, []).append(codes)
+        pieces.clear()
+
+    for i, path in enumerate(tqdm(list(manifest.paths()), desc=desc, unit="file")):
+        try:
+            wav, _ = load_audio(path, sr)
+        except AudioError as e:
+            problems.append(e)
+            log.warning("skipping %s", e)
+            continue
+        lengths[i] = len(wav)
+        for start in range(0, len(wav), chunk):
+            pieces.append((i, wav[start : start + chunk]))
+            if len(pieces) >= batch_size:
+                flush()
+    flush()
+    for i in range(len(manifest)):
+        if lengths[i] >= 0:
+            rows[i] = fit_length(np.concatenate(parts[i]), expected_frames(int(lengths[i]), sr, sr / hop))
+    empty = np.zeros((0, coder.num_codebooks), dtype=np.int64)
+    final = [r if r is not None else empty for r in rows]
+    write_frame_labels(out, final, info)
+    check_code_stream(out, student, lengths, manifest.ids, final, info)
+    return problems
