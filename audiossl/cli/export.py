@@ -3,7 +3,8 @@
 * HuBERT: ``--to hf`` (a directory that ``transformers.HubertModel.from_pretrained(OUT)`` loads) or
   ``--to fairseq`` (a .pt file that s3prl's ``hubert_local`` upstream loads; see
   audiossl.interop.fairseq_ckpt for what fairseq itself needs).
-* BEATs: ``--to beats`` (a .pt file in the layout of microsoft/unilm's released BEATs checkpoints).
+* BEATs: ``--to beats`` (a .pt file in the layout of microsoft/unilm's released BEATs checkpoints;
+  for a BEATs tokenizer checkpoint, the layout of its released tokenizers, ``beats/Tokenizers.py``).
 * MERT: ``--to mert`` (a directory in the layout of the released HF-format MERT checkpoints).
 """
 
@@ -17,7 +18,7 @@ HELP = "export a checkpoint to HF transformers or fairseq format"
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("ckpt", type=Path, help="audiossl checkpoint directory (model.safetensors + config.json)")
-    p.add_argument("--to", required=True, choices=["hf", "fairseq", "beats", "mert"], help="target format (hf/fairseq: HuBERT; beats: BEATs; mert: MERT)")
+    p.add_argument("--to", required=True, choices=["hf", "fairseq", "beats", "mert"], help="target format (hf/fairseq: HuBERT; beats: BEATs or a BEATs tokenizer; mert: MERT)")
     p.add_argument("out", type=Path, help="output directory (hf) or .pt file (fairseq)")
     p.add_argument("--normalize", action="store_true",
                    help="mark the model as expecting per-utterance normalised waveforms; when not given, "
@@ -35,6 +36,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"audiossl export: {args.ckpt}: {e}")
         return 2
     family = meta.get("family", "hubert")
+    if args.to == "beats" and family == "beats_tokenizer":  # a released-layout tokenizer .pt (microsoft/unilm Tokenizers)
+        from audiossl.tokenizers.beats_tokenizer_ckpt import export_beats_tokenizer
+
+        print(f"export: wrote {export_beats_tokenizer(args.ckpt, args.out)}")
+        return 0
     wanted = {"hf": "hubert", "fairseq": "hubert", "beats": "beats", "mert": "mert"}[args.to]
     if family != wanted:
         print(f"audiossl export: {args.ckpt} holds a {family!r} model; --to {args.to} exports {wanted!r} models")

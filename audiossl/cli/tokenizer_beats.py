@@ -7,8 +7,9 @@
     audiossl tokenizer train beats --config recipes/beats/tokenizer_tiny.yaml --teacher runs/beats_it1/checkpoint \\
         --manifest-dir data/demo/speech --train-split train --out runs/beats_tok1
 
-    # label the corpus with it (codes for the next BEATs iteration)
+    # label the corpus with it (codes for the next BEATs iteration), or with a released unilm tokenizer
     audiossl tokenizer label beats runs/beats_tok1/checkpoint data/demo/speech/train.tsv --ext bt1
+    audiossl tokenizer label beats beats_tokenizer:Tokenizer_iter3_plus_AS2M.pt data/demo/speech/train.tsv --ext bt3
 
 Labels go to ``<manifest stem>.<ext>`` beside the manifest (or ``--out``), with a ``.json`` sidecar
 (6.25 Hz, num_classes, 8 codes per frame, the tokenizer's identity). Unreadable audio is reported
@@ -42,7 +43,8 @@ def add_train_arguments(p: argparse.ArgumentParser, kind: str) -> None:
 
 def add_label_arguments(p: argparse.ArgumentParser, kind: str) -> None:
     if kind == "beats":
-        p.add_argument("checkpoint", type=Path, help="trained tokenizer checkpoint dir (RUN/checkpoint from `tokenizer train beats`)")
+        p.add_argument("checkpoint", help="trained tokenizer checkpoint dir (RUN/checkpoint from `tokenizer train beats`), "
+                                          "or beats_tokenizer:<file> (a released microsoft/unilm BEATs tokenizer .pt)")
     p.add_argument("manifest", type=Path, help="manifest <split>.tsv to label")
     p.add_argument("--ext", default="rp" if kind == "random-projection" else "bt", help="label extension: writes <manifest stem>.<ext> (+ .json)")
     p.add_argument("--out", type=Path, default=None, help="label file path (default: beside the manifest, see --ext)")
@@ -140,12 +142,19 @@ def run_label(args: argparse.Namespace) -> int:
             from audiossl.models.checkpoint import CheckpointError
             from audiossl.tokenizers.beats_tokenizer_family import load_pretrain_checkpoint
 
+            scheme, _, released = str(args.checkpoint).partition(":")
             try:
-                model = load_pretrain_checkpoint(args.checkpoint).to(args.device)
+                if scheme == "beats_tokenizer" and released:
+                    from audiossl.tokenizers.beats_tokenizer_ckpt import load_beats_tokenizer
+
+                    model, source = load_beats_tokenizer(released), f"beats_tokenizer:{Path(released).resolve()}"
+                else:
+                    model, source = load_pretrain_checkpoint(args.checkpoint), str(Path(args.checkpoint).resolve())
             except CheckpointError as e:
                 return _fail(str(e))
+            model = model.to(args.device)
             cfg = model.cfg
-            ident = {"kind": "beats", "checkpoint": str(args.checkpoint.resolve()), "codebook_size": cfg.codebook_size,
+            ident = {"kind": "beats", "checkpoint": source, "codebook_size": cfg.codebook_size,
                      "codebook_dim": cfg.codebook_dim, "teacher": cfg.teacher}
             num_classes, per_frame, rate, tokenize = cfg.codebook_size, cfg.bands, model.frame_rate, model.tokenize
         with torch.inference_mode():

@@ -1,12 +1,20 @@
 """BEATs iteration-n tokenizer: patch encoder → cosine EMA VQ → estimator that predicts a frozen teacher.
 
-Chen et al. 2022 (BEATs), §2.2 "self-distilled tokenizer"::
+Chen et al. 2022 (BEATs), §2.2 "self-distilled tokenizer"; by default the tokenizer is unilm's
+``beats/Tokenizers.py`` (the released ``Tokenizer_iter*`` checkpoints load into it, see
+:mod:`audiossl.tokenizers.beats_tokenizer_ckpt`)::
 
-    wavs [B, S] ─beats_fbank + patchify─▶ patches [B, T, F, 256]      (T at 6.25 Hz, F = 8 bands)
-      ─Linear + band embedding─▶ [B, T·F, D] ─transformer (tokenizer encoder)─▶ [B, T·F, D]
-      ─Linear─▶ [B, T·F, 256] ─l2norm + EMA VQ (1024 codes)─▶ quantized [B, T·F, 256]   ← codes [B, T, F]
+    wavs [B, S] ─beats_fbank─▶ [B, Tf, 128] ─Conv2d 16×16/16 (patch_embedding)─▶ [B, T·F, E]  (T at 6.25 Hz, F = 8 bands)
+      ─LayerNorm─▶ post_extract_proj ─▶ BEATs encoder (models/beats.py: pos conv, post-LN layers)─▶ [B, T·F, D]
+      ─quantize_layer: Linear─Tanh─Linear─▶ [B, T·F, 256] ─l2norm + NormEMA VQ (1024 codes)─▶ quantized  ← codes [B, T, F]
       ─Linear + transformer (estimator, 3 layers)─▶ Linear ─▶ [B, T·F, D_teacher]
       loss = mean(1 − cos(estimate, teacher target)) + commitment loss          (valid patches only)
+
+Named options keep our earlier variants (recipes/beats/tokenizer_*.yaml, README "BEATs"):
+``encoder_type="raw_patch"`` (LayerNorm'd raw 16×16 patch + Linear + band embedding → HuBERT-style
+transformer → one Linear head), ``codebook_update="laplace"`` (EMA of sums with Laplace-smoothed
+counts) and ``dead_code_threshold > 0`` (restart of dead codes). unilm does not release the
+estimator; ours is a Linear + 3-layer transformer + Linear.
 
 The **teacher** (``cfg.teacher``: an upstream spec or checkpoint directory, any
 :func:`audiossl.upstream.load.load_upstream` source) is loaded on the first training forward,
@@ -35,9 +43,12 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from audiossl.models.beats import BeatsConfig, BeatsModel
 from audiossl.models.patch_frontend import NUM_MEL_BINS, PATCH, PATCH_RATE, beats_fbank, num_patch_frames, patch_frame_lengths, patchify
 from audiossl.models.transformer import TransformerEncoder
-from audiossl.tokenizers.vq import EMAVectorQuantizer, VQConfig
+from audiossl.tokenizers.vq import UPDATES, EMAVectorQuantizer, VQConfig
+
+ENCODER_TYPES = ("beats", "raw_patch")
 
 
 @dataclass
@@ -52,6 +63,13 @@ class BeatsTokenizerConfig:
     """Fbank bins (BEATs 128)."""
     patch: int = PATCH
     """Patch side (BEATs ``input_patch_size`` 16)."""
+    encoder_type: str = "beats"
+    """``beats``: unilm's tokenizer (Conv2d patches → LN → BEATs encoder → Linear–Tanh–Linear);
+    ``raw_patch``: our earlier variant (LN'd raw patch + band embedding → HuBERT-style transformer → Linear)."""
+    patch_embed_dim: int = 512
+    """Conv2d patch embedding width (``embed_dim``; ``beats`` encoder only)."""
+    conv_bias: bool = False
+    """Bias in the patch Conv2d (``conv_bias``)."""
     embed_dim: int = 768
     """Tokenizer encoder width (``encoder_embed_dim``)."""
     num_layers: int = 12
@@ -68,16 +86,36 @@ class BeatsTokenizerConfig:
     """Residual dropout (``dropout``)."""
     attention_dropout: float = 0.1
     """Attention dropout (``attention_dropout``)."""
+    activation_dropout: float = 0.0
+    """Dropout after the FFN activation (``activation_dropout``; ``beats`` encoder only, as the next fields)."""
+    dropout_input: float = 0.0
+    """Dropout after the patch projection (``dropout_input``)."""
+    encoder_layerdrop: float = 0.0
+    """LayerDrop (``encoder_layerdrop``)."""
+    layer_norm_first: bool = False
+    """Pre-LN layers (``layer_norm_first``)."""
+    deep_norm: bool = False
+    """DeepNorm residual scaling (``deep_norm``)."""
+    relative_position_embedding: bool = False
+    """Bucketed relative position bias (``relative_position_embedding``)."""
+    num_buckets: int = 320
+    """Relative position buckets (``num_buckets``)."""
+    max_distance: int = 1280
+    """Relative position max distance (``max_distance``)."""
+    gru_rel_pos: bool = False
+    """Gated relative position bias (``gru_rel_pos``)."""
     codebook_size: int = 1024
     """VQ codes (``quant_n``)."""
     codebook_dim: int = 256
     """VQ code dimension (``quant_dim``)."""
     codebook_decay: float = 0.99
-    """EMA decay of the codebook."""
+    """EMA decay of the codebook (``NormEMAVectorQuantizer`` ``decay``)."""
+    codebook_update: str = "unilm"
+    """``unilm`` (EMA of normalised batch means, BEATs) or ``laplace`` (EMA of sums, Laplace-smoothed counts)."""
     commitment_weight: float = 1.0
     """Commitment loss weight (BEATs ``beta``)."""
-    dead_code_threshold: float = 0.03
-    """Restart codes whose EMA count falls below this fraction of the mean (0 = never)."""
+    dead_code_threshold: float = 0.0
+    """Restart codes whose EMA count falls below this fraction of the mean (0 = never, as BEATs)."""
     kmeans_iters: int = 10
     """Spherical k-means iterations initialising the codebook on the first batch."""
     estimator_dim: int = 768
@@ -99,6 +137,10 @@ class BeatsTokenizerConfig:
     """Weight of the cosine distillation loss."""
 
     def __post_init__(self) -> None:
+        if self.encoder_type not in ENCODER_TYPES:
+            raise ValueError(f"encoder_type must be one of {ENCODER_TYPES}, got {self.encoder_type!r}")
+        if self.codebook_update not in UPDATES:
+            raise ValueError(f"codebook_update must be one of {UPDATES}, got {self.codebook_update!r}")
         if self.teacher_layout not in ("auto", "time", "patch"):
             raise ValueError(f"teacher_layout must be 'auto', 'time' or 'patch', got {self.teacher_layout!r}")
         for dim, heads, what in ((self.embed_dim, self.num_heads, "embed_dim"), (self.estimator_dim, self.estimator_heads, "estimator_dim")):
@@ -121,7 +163,20 @@ class BeatsTokenizerConfig:
     def vq_config(self) -> VQConfig:
         return VQConfig(
             num_codes=self.codebook_size, dim=self.codebook_dim, decay=self.codebook_decay, commitment_weight=self.commitment_weight,
-            kmeans_init=True, kmeans_iters=self.kmeans_iters, dead_code_threshold=self.dead_code_threshold,
+            update=self.codebook_update, kmeans_init=True, kmeans_iters=self.kmeans_iters, dead_code_threshold=self.dead_code_threshold,
+        )
+
+    def beats_config(self) -> BeatsConfig:
+        """The :class:`BeatsConfig` of the ``beats`` encoder (unilm ``TokenizersConfig`` fields)."""
+        return BeatsConfig(
+            sample_rate=self.sample_rate, input_patch_size=self.patch, embed_dim=self.patch_embed_dim, conv_bias=self.conv_bias,
+            encoder_layers=self.num_layers, encoder_embed_dim=self.embed_dim, encoder_ffn_embed_dim=self.ffn_dim,
+            encoder_attention_heads=self.num_heads, layer_norm_first=self.layer_norm_first, deep_norm=self.deep_norm,
+            layer_wise_gradient_decay_ratio=1.0, dropout=self.dropout, attention_dropout=self.attention_dropout,
+            activation_dropout=self.activation_dropout, encoder_layerdrop=self.encoder_layerdrop, dropout_input=self.dropout_input,
+            conv_pos=self.pos_conv_kernel, conv_pos_groups=self.pos_conv_groups, relative_position_embedding=self.relative_position_embedding,
+            num_buckets=self.num_buckets, max_distance=self.max_distance, gru_rel_pos=self.gru_rel_pos,
+            num_codebooks=self.bands, predictor_embed_dim=self.embed_dim, num_classes=self.codebook_size,
         )
 
     def to_dict(self) -> dict:
@@ -137,16 +192,16 @@ class BeatsTokenizerConfig:
 
 
 def beats_tokenizer_tiny(**overrides) -> BeatsTokenizerConfig:
-    """CPU-sized tokenizer (~0.5 M params): 2 × 128 encoder, 1 × 128 estimator, 1024 × 256 codebook."""
+    """CPU-sized tokenizer (~0.6 M params): 64-dim patches, 2 × 128 encoder, 1 × 128 estimator, 1024 × 256 codebook."""
     cfg = BeatsTokenizerConfig(
-        embed_dim=128, num_layers=2, num_heads=2, ffn_dim=512, pos_conv_kernel=32, pos_conv_groups=8, dropout=0.0,
+        patch_embed_dim=64, embed_dim=128, num_layers=2, num_heads=2, ffn_dim=512, pos_conv_kernel=32, pos_conv_groups=8, dropout=0.0,
         attention_dropout=0.0, estimator_dim=128, estimator_layers=1, estimator_heads=2, estimator_ffn_dim=512, teacher_dim=128,
     )
     return replace(cfg, **overrides)
 
 
 def beats_tokenizer_base(**overrides) -> BeatsTokenizerConfig:
-    """BEATs tokenizer: 12 × 768 encoder, 1024 × 256 cosine EMA codebook, 3-layer estimator."""
+    """BEATs tokenizer (unilm ``TokenizersConfig`` defaults): 512-dim patches, 12 × 768 encoder, 1024 × 256 cosine EMA codebook, 3-layer estimator."""
     return replace(BeatsTokenizerConfig(), **overrides)
 
 
@@ -176,8 +231,36 @@ class TokenizerOutput:
         return {"cos_loss": self.cos_loss, "commit_loss": self.commit_loss, "codebook_usage": self.codebook_usage, "perplexity": self.perplexity}
 
 
-class TokenizerEncoder(nn.Module):
-    """Patches → per-patch vectors. ``frame_rate`` 6.25 Hz; ``num_frames(samples)`` patch time steps."""
+class BeatsTokenizerEncoder(BeatsModel):
+    """unilm ``Tokenizers`` up to the quantizer input: :class:`BeatsModel` (``patch_embedding``, ``layer_norm``,
+    ``post_extract_proj``, ``encoder``: the same key names as unilm) + ``quantize_layer`` (Linear–Tanh–Linear)."""
+
+    def __init__(self, cfg: BeatsTokenizerConfig):
+        super().__init__(cfg.beats_config())
+        self.tok_cfg = cfg
+        d = cfg.embed_dim
+        self.quantize_layer = nn.Sequential(nn.Linear(d, d), nn.Tanh(), nn.Linear(d, cfg.codebook_dim))
+
+    def forward(self, wavs: Tensor, lengths: Tensor | None = None) -> tuple[list[Tensor], Tensor, Tensor, Tensor]:
+        """``wavs [B, S]`` → ``(hidden [B, T·F, D] per layer, code inputs [B, T·F, codebook_dim], frames [B], padding [B, T·F])``.
+
+        ``padding`` is bool, True = padding patch. Input shorter than one patch step gives ``T = 0``.
+        """
+        b, d = wavs.shape[0], self.cfg.encoder_embed_dim
+        if lengths is None:
+            lengths = torch.full((b,), wavs.shape[1], dtype=torch.long, device=wavs.device)
+        if self.num_frames(wavs.shape[1]) == 0:
+            empty = wavs.new_zeros(b, 0, d)
+            frames = torch.zeros(b, dtype=torch.long, device=wavs.device)
+            return [empty] * (len(self.encoder.layers) + 1), wavs.new_zeros(b, 0, self.tok_cfg.codebook_dim), frames, \
+                torch.zeros(b, 0, dtype=torch.bool, device=wavs.device)
+        x, frames, padding = self.patch_features(wavs, lengths)
+        hidden = self.encode(x, padding)
+        return hidden, self.quantize_layer(hidden[-1]), frames, padding
+
+
+class RawPatchTokenizerEncoder(nn.Module):
+    """``encoder_type="raw_patch"``: patches → per-patch vectors. ``frame_rate`` 6.25 Hz; ``num_frames(samples)`` patch time steps."""
 
     def __init__(self, cfg: BeatsTokenizerConfig):
         super().__init__()
@@ -271,7 +354,7 @@ class BeatsTokenizer(nn.Module):
     def __init__(self, cfg: BeatsTokenizerConfig):
         super().__init__()
         self.cfg = cfg
-        self.encoder = TokenizerEncoder(cfg)
+        self.encoder = BeatsTokenizerEncoder(cfg) if cfg.encoder_type == "beats" else RawPatchTokenizerEncoder(cfg)
         self.quantizer = EMAVectorQuantizer(cfg.vq_config())
         self.estimator = Estimator(cfg)
         # A list, not a module attribute: the teacher stays out of state_dict(), parameters() and .to().
@@ -350,7 +433,7 @@ class BeatsTokenizer(nn.Module):
         """``wavs [B, S]`` → ``(codes [B, T, F] int64, frames [B])``; no teacher needed. Codes past ``frames[b]`` are padding."""
         _, z, frames, _ = self.encoder(wavs, lengths)
         codes = self.quantizer.nearest(z)
-        return codes.view(wavs.shape[0], -1, self.cfg.bands), frames
+        return codes.view(wavs.shape[0], z.shape[1] // self.cfg.bands, self.cfg.bands), frames
 
 
 def build_beats_tokenizer(cfg: BeatsTokenizerConfig) -> BeatsTokenizer:

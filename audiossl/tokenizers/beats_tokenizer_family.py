@@ -46,7 +46,7 @@ def on_metrics(values: dict) -> None:
     if usage < USAGE_WARNING:
         log.warning(
             "codebook usage collapsed: %.1f%% of the codes used per batch (perplexity %.1f); consider a lower "
-            "model.overrides.codebook_decay, a higher dead_code_threshold, or larger batches",
+            "model.overrides.codebook_decay, dead_code_threshold > 0 (restart dead codes), or larger batches",
             100 * usage, float(values.get("perplexity", float("nan"))),
         )
 
@@ -64,7 +64,12 @@ def forward_flops(cfg: BeatsTokenizerConfig, num_samples: int) -> float:
 
     tokens = num_patch_frames(num_samples, cfg.patch) * cfg.bands
     pp = cfg.patch * cfg.patch
-    fl = 2 * tokens * pp * cfg.embed_dim
+    if cfg.encoder_type == "beats":  # Conv2d patches, post_extract_proj, Linear–Tanh–Linear quantize_layer
+        fl = 2 * tokens * pp * cfg.patch_embed_dim
+        fl += 2 * tokens * cfg.patch_embed_dim * cfg.embed_dim if cfg.patch_embed_dim != cfg.embed_dim else 0
+        fl += 2 * tokens * cfg.embed_dim * cfg.embed_dim
+    else:
+        fl = 2 * tokens * pp * cfg.embed_dim
     fl += cfg.num_layers * _layer_flops(tokens, cfg.embed_dim, cfg.ffn_dim)
     fl += 2 * tokens * cfg.embed_dim * cfg.codebook_dim + 2 * tokens * cfg.codebook_dim * cfg.codebook_size
     fl += 2 * tokens * cfg.codebook_dim * cfg.estimator_dim

@@ -1,22 +1,33 @@
-"""EMA vector quantizer with a cosine (l2-normalised) codebook, as in BEATs' ``NormEMAVectorQuantizer``.
+"""EMA vector quantizer with a cosine (l2-normalised) codebook: unilm's ``NormEMAVectorQuantizer`` (BEATs).
 
 * The codebook and its EMA statistics are **buffers**, not parameters: no optimiser (and no weight
   decay) ever touches them; only :meth:`EMAVectorQuantizer.forward` in training mode changes them.
 * Inputs and codes are l2-normalised; the nearest code is found with ``‖x‖² + ‖c‖² − 2 x·c``, one
   matmul per chunk (:func:`audiossl.tokenizers.kmeans.assign`), never a ``[N, K, D]`` broadcast.
-* The first training batch initialises the codebook with spherical k-means on its vectors.
-* No two codes are ever identical (:func:`distinct_seeds`, jittered restarts): with two equal codes
-  the nearest one is decided by the matmul kernel's rounding, so the trained codebook, and every
-  loss after it, would depend on the CPU/GPU the run used (AVX2 and AVX-512 kernels disagree).
-* EMA update (van den Oord et al. 2017, Laplace-smoothed counts), done in fp32 with autocast off,
-  so bf16 training leaves the statistics exact; summed over data-parallel ranks when
-  ``torch.distributed`` is initialised.
-* Dead-code restart: a code whose EMA count falls below ``dead_code_threshold`` × the mean count
-  is moved onto a random vector of the current batch (Jukebox / SoundStream practice). BEATs keeps
-  such codes frozen instead; restarting keeps more of the codebook in use on small corpora.
-* Straight-through estimator: the output is ``z + (code − z).detach()``.
+* The first training batch initialises the codebook with spherical k-means on its vectors (10
+  iterations, as unilm's ``kmeans(use_cosine_sim=True)``), from :func:`distinct_seeds` instead of
+  unilm's sampling with replacement: no two codes are ever identical. With two equal codes the
+  nearest one is decided by the matmul kernel's rounding, so the trained codebook, and every loss
+  after it, would depend on the CPU/GPU the run used (AVX2 and AVX-512 kernels disagree).
+* Codebook update, ``update="unilm"`` (default, BEATs ``NormEMAVectorQuantizer.forward``): each code
+  used by the batch moves towards the **l2-normalised mean** of its vectors on the unit sphere,
+  ``c ← l2norm(decay · c + (1 − decay) · l2norm(sum / count))``; unused codes stay where they are
+  (BEATs keeps dead codes). ``ema_count`` is unilm's ``quantize.cluster_size`` (EMA of the per-code
+  counts: a statistic, not used by the update); ``ema_sum`` is not used by this update.
+* ``update="laplace"`` (our earlier variant, an option): EMA of per-code counts and sums with
+  Laplace-smoothed counts (van den Oord et al. 2017), ``c = l2norm(ema_sum / smoothed count)``.
+* Both are done in fp32 with autocast off, so bf16 training leaves the statistics exact; counts and
+  sums are summed over data-parallel ranks when ``torch.distributed`` is initialised (as unilm).
+* Dead-code restart (an option, ``dead_code_threshold > 0``; BEATs: off): a code whose EMA count
+  falls below that fraction of the mean count is moved onto a jittered random vector of the current
+  batch (Jukebox / SoundStream practice); restarting keeps more of the codebook in use on small corpora.
+* Padding: only valid vectors (``mask``) initialise, update and enter the loss; unilm's quantizer
+  sees no padding mask.
+* Straight-through estimator: the output is ``z + (code − z).detach()``; commitment loss
+  ``commitment_weight × mse(z, code)`` (BEATs ``beta``).
 * Usage (see :attr:`VQOutput.usage`) and perplexity of the batch are returned as tensors; ``forward`` never syncs with the host
-  (apart from one read of the ``initialised`` flag on the first call).
+  (apart from one read of the ``initialised`` flag on the first call). Eval mode changes nothing
+  (unilm also updates ``cluster_size`` in eval mode; we do not, so labelling is a pure function).
 """
 
 from __future__ import annotations
@@ -30,6 +41,9 @@ from torch.nn import functional as F
 from audiossl.tokenizers.kmeans import assign
 
 
+UPDATES = ("unilm", "laplace")
+
+
 @dataclass
 class VQConfig:
     num_codes: int = 1024
@@ -39,17 +53,24 @@ class VQConfig:
     decay: float = 0.99
     """EMA decay of the counts and sums (BEATs ``decay``)."""
     eps: float = 1e-5
-    """Laplace smoothing of the EMA counts."""
+    """Laplace smoothing of the EMA counts (``update="laplace"`` only; BEATs ``eps``)."""
+    update: str = "unilm"
+    """Codebook update: ``unilm`` (EMA of normalised batch means on the sphere, BEATs) or ``laplace``
+    (EMA of sums / Laplace-smoothed counts); see the module docstring."""
     commitment_weight: float = 1.0
     """Weight of ``mse(z, code.detach())`` (BEATs ``beta``)."""
     kmeans_init: bool = True
     """Initialise the codebook with spherical k-means on the first training batch (else random unit vectors)."""
     kmeans_iters: int = 10
     """Lloyd iterations of that initialisation."""
-    dead_code_threshold: float = 0.03
-    """Restart codes whose EMA count is below this fraction of the mean count (0 disables)."""
+    dead_code_threshold: float = 0.0
+    """Restart codes whose EMA count is below this fraction of the mean count (0 = never, as BEATs)."""
     chunk_size: int = 16384
     """Vectors per distance matmul (bounds memory at ``chunk_size × num_codes`` floats)."""
+
+    def __post_init__(self) -> None:
+        if self.update not in UPDATES:
+            raise ValueError(f"VQ update must be one of {UPDATES}, got {self.update!r}")
 
 
 @dataclass
@@ -201,9 +222,15 @@ class EMAVectorQuantizer(nn.Module):
         counts = torch.zeros(self.cfg.num_codes, device=x.device).index_add_(0, labels, torch.ones_like(labels, dtype=torch.float32))
         mean = counts.mean().clamp_min(1e-3)
         self.codebook.copy_(c)
-        # Start the EMA as if every code had been seen at the mean rate, pointing at its centroid.
-        self.ema_count.fill_(1.0).mul_(mean)
-        self.ema_sum.copy_(c * mean)
+        if self.cfg.update == "unilm" and self.cfg.dead_code_threshold <= 0:
+            # unilm: quantize.cluster_size starts at zero; embed_avg is not used by this update.
+            self.ema_count.zero_()
+            self.ema_sum.copy_(c)
+        else:
+            # Start the EMA as if every code had been seen at the mean rate, pointing at its centroid
+            # (the Laplace update needs the sums; a restart needs counts that are not all dead).
+            self.ema_count.fill_(1.0).mul_(mean)
+            self.ema_sum.copy_(c * mean)
         self.initialised.fill_(True)
         self._initialised = True
 
@@ -213,11 +240,18 @@ class EMAVectorQuantizer(nn.Module):
         sums = torch.zeros_like(self.ema_sum).index_add_(0, codes, flat * valid[:, None])
         _all_reduce(counts, sums)
         self.ema_count.mul_(cfg.decay).add_(counts, alpha=1 - cfg.decay)
-        self.ema_sum.mul_(cfg.decay).add_(sums, alpha=1 - cfg.decay)
-        total = self.ema_count.sum()
-        smoothed = (self.ema_count + cfg.eps) / (total + cfg.num_codes * cfg.eps) * total
-        new = l2norm(self.ema_sum / smoothed[:, None])
-        self.codebook.copy_(torch.where(self.ema_count[:, None] > cfg.eps, new, self.codebook))
+        if cfg.update == "unilm":
+            used = counts > 0
+            means = l2norm(sums / counts.clamp_min(1.0)[:, None])
+            moved = l2norm(self.codebook * cfg.decay + means * (1 - cfg.decay))
+            # unused codes keep their exact bits (unilm re-normalises them too: a rounding-level change)
+            self.codebook.copy_(torch.where(used[:, None], moved, self.codebook))
+        else:
+            self.ema_sum.mul_(cfg.decay).add_(sums, alpha=1 - cfg.decay)
+            total = self.ema_count.sum()
+            smoothed = (self.ema_count + cfg.eps) / (total + cfg.num_codes * cfg.eps) * total
+            new = l2norm(self.ema_sum / smoothed[:, None])
+            self.codebook.copy_(torch.where(self.ema_count[:, None] > cfg.eps, new, self.codebook))
         if cfg.dead_code_threshold > 0:
             self._restart_dead(flat, valid)
 
