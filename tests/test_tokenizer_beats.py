@@ -292,3 +292,13 @@ def test_stopped_and_resumed_run_continues_the_same_trace(trained, corpus, teach
     assert sorted(got) == [1, 2, 3, 4]
     for step in want:
         assert got[step] == pytest.approx(want[step], rel=1e-6), step
+
+
+def test_raw_patch_encoder_is_a_named_option(teacher):
+    """Our earlier tokenizer encoder (LN'd raw patch + band embedding → HuBERT-style transformer → Linear)."""
+    model = _model(teacher, encoder_type="raw_patch", codebook_update="laplace", dead_code_threshold=0.03)
+    assert "encoder.band_emb" in model.state_dict() and "encoder.patch_embedding.weight" not in model.state_dict()
+    out = model(torch.randn(2, 12800) * 0.1, torch.tensor([12800, 9000]))
+    assert out.codes.shape == (2, 4, 8) and torch.isfinite(out.loss)
+    with pytest.raises(ValueError, match="encoder_type"):
+        beats_tokenizer_tiny(encoder_type="conv")

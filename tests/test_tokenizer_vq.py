@@ -182,3 +182,43 @@ def test_restarted_codes_are_distinct_even_when_many_die_at_once():
     for _ in range(3):
         vq(x)
         assert _min_gap(vq.codebook) > 1e-4
+
+
+def test_default_update_is_unilm_norm_ema_of_batch_means():
+    """unilm ``NormEMAVectorQuantizer``: used codes ← l2norm(decay·c + (1−decay)·l2norm(batch mean)),
+    unused codes kept, ``ema_count`` (unilm ``quantize.cluster_size``) = EMA of the code counts, no restart."""
+    cfg = VQConfig(num_codes=6, dim=8, decay=0.8, kmeans_iters=2)
+    assert cfg.update == "unilm" and cfg.dead_code_threshold == 0.0
+    x, _ = _clusters(k=3, per=20)
+    vq = EMAVectorQuantizer(cfg, seed=2).train()
+    vq(x)
+    with torch.no_grad():
+        vq.codebook[5] = -l2norm(x.sum(0, keepdim=True))[0]  # far from the data: stays unused
+    c0, n0 = vq.codebook.clone(), vq.ema_count.clone()
+    z = l2norm(x)
+    codes = (z @ c0.T).argmax(-1)  # cosine nearest = euclidean nearest on unit vectors
+    out = vq(x)
+    assert torch.equal(out.codes, codes)
+    bins = torch.bincount(codes, minlength=6).float()
+    want = c0.clone()
+    for k in range(6):
+        if bins[k] > 0:
+            mean = l2norm(z[codes == k].sum(0) / bins[k])
+            want[k] = l2norm(0.8 * c0[k] + 0.2 * mean)
+    assert bins[5] == 0 and torch.equal(vq.codebook[5], c0[5])
+    assert torch.allclose(vq.codebook, want, atol=1e-6)
+    assert torch.allclose(vq.ema_count, 0.8 * n0 + 0.2 * bins)
+
+
+def test_laplace_update_is_a_named_option():
+    x, _ = _clusters(k=3, per=20)
+    vq = EMAVectorQuantizer(VQConfig(num_codes=6, dim=8, decay=0.8, update="laplace", kmeans_iters=2), seed=2).train()
+    for _ in range(2):
+        vq(x)
+    total = vq.ema_count.sum()
+    smoothed = (vq.ema_count + 1e-5) / (total + 6 * 1e-5) * total
+    assert torch.allclose(vq.codebook, l2norm(vq.ema_sum / smoothed[:, None]), atol=1e-6)
+    import pytest
+
+    with pytest.raises(ValueError, match="update"):
+        VQConfig(update="sum")
