@@ -302,3 +302,12 @@ def test_raw_patch_encoder_is_a_named_option(teacher):
     assert out.codes.shape == (2, 4, 8) and torch.isfinite(out.loss)
     with pytest.raises(ValueError, match="encoder_type"):
         beats_tokenizer_tiny(encoder_type="conv")
+
+
+def test_configs_saved_before_the_unilm_defaults_keep_their_encoder():
+    from audiossl.tokenizers.beats_tokenizer import BeatsTokenizerConfig
+
+    old = {k: v for k, v in beats_tokenizer_tiny().to_dict().items() if k not in ("encoder_type", "codebook_update")}
+    cfg = BeatsTokenizerConfig.from_dict(old)
+    assert cfg.encoder_type == "raw_patch" and cfg.codebook_update == "laplace"
+    assert BeatsTokenizerConfig.from_dict(beats_tokenizer_tiny().to_dict()) == beats_tokenizer_tiny()

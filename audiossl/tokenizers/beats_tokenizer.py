@@ -188,6 +188,8 @@ class BeatsTokenizerConfig:
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"unknown BeatsTokenizerConfig fields {unknown}; known fields: {sorted(known)}")
+        if "encoder_type" not in d:  # saved before the unilm defaults: the earlier variant
+            d = {**d, "encoder_type": "raw_patch", "codebook_update": d.get("codebook_update", "laplace")}
         return cls(**d)
 
 
