@@ -146,3 +146,19 @@ def test_resolve_checks_labels_before_training(demo, tmp_path):
     (data / "music" / "beats" / "train.beats").unlink()
     with pytest.raises(BenchError, match=r"task beat .*train\.beats"):
         resolve(get_task("beat"), data)
+
+
+def test_per_item_statistics_recompute_the_corpus_metrics():
+    """The bootstrap items of DER (seconds per conversation) and beat F (per clip) give back the
+    corpus values; DER pools seconds over files (5 s missed of 20 + 0 of 10 → 16.7 %, not 12.5 %)."""
+    ref1, ref2 = [(0.0, 10.0, "a"), (5.0, 15.0, "b")], [(0.0, 10.0, "a")]
+    hyp1, hyp2 = [(0.0, 10.0, "x"), (10.0, 15.0, "y")], [(0.0, 10.0, "x")]
+    c = D.der_components([ref1, ref2], [hyp1, hyp2])
+    assert c["total"].tolist() == pytest.approx([20.0, 10.0]) and c["miss"].tolist() == pytest.approx([5.0, 0.0])
+    err = (c["miss"] + c["fa"] + c["conf"]).sum() / c["total"].sum()
+    assert 100 * err == pytest.approx(D.der([ref1, ref2], [hyp1, hyp2])["der"]) == pytest.approx(100 / 6)
+    refs = [np.array([1.0, 2.0, 3.0, 4.0]), np.array([0.5, 1.0, 1.5])]
+    ests = [np.array([1.0, 2.0, 3.0, 4.0]), np.array([0.5])]
+    f = B.beat_f_per_clip(refs, ests)
+    assert f.tolist() == pytest.approx([1.0, 0.5])  # clip 2: P = 1, R = 1/3 → F = 0.5
+    assert B.beat_f_measure(refs, ests) == pytest.approx(75.0)

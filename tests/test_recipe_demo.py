@@ -15,8 +15,16 @@ def _run(out: Path, *extra: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
     cmd = ["bash", str(ROOT / "egs/demo/run.sh"), "--out", str(out), "--size", "tiny", "--steps1", "4",
            "--steps2", "4", "--beats_steps", "4", "--tok_steps", "4", "--rvq_steps", "4", "--mert_steps", "4",
-           "--bench_epochs", "1", "--tasks", "ks,pr", "--beats_tasks", "ks", "--mert_tasks", "instrument", *extra]
+           "--bench_epochs", "1", "--tasks", "ks,pr,asr,ic,sd", "--beats_tasks", "ks,sd", "--mert_tasks", "instrument,beat",
+           *extra]
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+
+
+def _cells(table: str) -> dict[tuple[str, str], str]:
+    """``(row name, column title) → cell`` of the first markdown table in ``table``."""
+    rows = [[c.strip() for c in l.strip().strip("|").split("|")] for l in table.splitlines() if l.startswith("|")]
+    head = rows[0]
+    return {(r[0], h): c for r in rows[2:] for h, c in zip(head, r)}
 
 
 @pytest.mark.slow
@@ -43,6 +51,16 @@ def test_demo_recipe_tiny_end_to_end_and_idempotent(tmp_path):
     for name in ("hubert", "beats", "mert"):
         table = (out / "bench" / name / "results.md").read_text()
         assert "fbank" in table and table.count("checkpoint") >= 2 and "overall" in table.lower(), name
+    # the new columns, every cell with its 95 % interval, for the model rows and FBANK
+    expect = {"hubert": ("asr (WER", "asr+LM (WER", "ic (ACC", "sd (DER"), "beats": ("sd (DER",), "mert": ("beat (BEAT_F",)}
+    for name, titles in expect.items():
+        cells = _cells((out / "bench" / name / "results.md").read_text())
+        rows = {r for r, _ in cells}
+        assert "fbank" in rows and len(rows) == 3, (name, rows)
+        for t in titles:
+            got = [(r, c) for (r, h), c in cells.items() if h.startswith(t)]
+            assert len(got) == 3, (name, t, sorted({h for _, h in cells}))
+            assert all(c[0].isdigit() and " [" in c and c.rstrip(" ▲▼").endswith("]") for _, c in got), (name, t, got)
 
     # A finished recipe reruns as a no-op: every top-level stage reports "already done" and no
     # output is rewritten.

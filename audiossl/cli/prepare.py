@@ -21,6 +21,7 @@ TITLES = {
     "voxceleb1": "VoxCeleb1: SID splits (.spk) and ASV trials",
     "esc50": "ESC-50: fold1..fold5 with .lbl (category) and .target",
     "gtzan": "GTZAN: train/valid/test with .lbl (genre)",
+    "magnatagatune": "MagnaTagATune, MARBLE MTT: top-50 .tags, dirs 0-b/c/d-f → train/valid/test",
     "nsynth": "NSynth: train/valid/test with .lbl (family), .pitch, .source",
     "fluent_speech_commands": "Fluent Speech Commands, SUPERB IC: .lbl (action|object|location) .action .object .location .wrd .spk",
     "diarization": "a Kaldi-style diarization data dir (wav.scp + rttm or segments/utt2spk), SUPERB SD: .seg .reco",
@@ -67,6 +68,9 @@ def _per_corpus(name: str, p: argparse.ArgumentParser) -> None:
     elif name == "gtzan":
         p.add_argument("--split-dir", type=Path, default=None, help="directory with {train,valid,test}_filtered.txt (None: SRC or the genres dir)")
         p.add_argument("--seed", type=int, default=0, help="seed of the stratified 80/10/10 split used when no lists exist")
+    elif name == "magnatagatune":
+        p.add_argument("--top-n", type=int, default=50, help="number of most frequent tags kept")
+        p.add_argument("--keep-untagged", action="store_true", help="keep clips without any of the top-N tags (empty .tags)")
     elif name == "nsynth":
         p.add_argument("--splits", nargs="+", default=None, choices=["train", "valid", "test"], help="splits (None: all found)")
     elif name == "diarization":

@@ -59,8 +59,12 @@ def pick_peaks(act: np.ndarray, rate: float, threshold: float = 0.5, max_bpm: fl
 
 
 def beat_f_measure(refs: Sequence[np.ndarray], ests: Sequence[np.ndarray], window: float = 0.07) -> float:
-    """Mean ``mir_eval.beat.f_measure`` over clips, in percent (a clip without reference beats
-    is an error; one without estimated beats scores 0)."""
+    return 100.0 * float(np.mean(beat_f_per_clip(refs, ests, window)))
+
+
+def beat_f_per_clip(refs: Sequence[np.ndarray], ests: Sequence[np.ndarray], window: float = 0.07) -> np.ndarray:
+    """``mir_eval.beat.f_measure`` per clip, in [0, 1] (a clip without reference beats is an error;
+    one without estimated beats scores 0); :func:`beat_f_measure` is their mean in percent."""
     import warnings
 
     import mir_eval
@@ -74,7 +78,7 @@ def beat_f_measure(refs: Sequence[np.ndarray], ests: Sequence[np.ndarray], windo
             if len(r) == 0:
                 raise ValueError("beat F-measure undefined for a clip without reference beats")
             scores.append(mir_eval.beat.f_measure(np.asarray(r, float), np.asarray(e, float), f_measure_threshold=window))
-    return 100.0 * float(np.mean(scores))
+    return np.asarray(scores, dtype=np.float64)
 
 
 def check_labels(manifest, label_path: Path) -> None:
@@ -140,3 +144,12 @@ class BeatObjective:
         rate = float(split.store.meta["frame_rate"])
         refs = [parse_beats(l, f"{split.label_file}:{i + 1}") for i, l in enumerate(split.labels)]
         return {"beat_f": beat_f_measure(refs, [pick_peaks(p, rate, self.threshold) for p in preds])}
+
+    def items(self, split, preds):
+        """Per clip: (F-measure, 1), so the bootstrap resamples clips."""
+        from audiossl.eval.confidence import Items
+
+        rate = float(split.store.meta["frame_rate"])
+        refs = [parse_beats(l, f"{split.label_file}:{i + 1}") for i, l in enumerate(split.labels)]
+        f = beat_f_per_clip(refs, [pick_peaks(p, rate, self.threshold) for p in preds])
+        return Items(list(split.ids), {"beat_f": (f, np.ones(len(f)))})

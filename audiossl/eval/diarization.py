@@ -109,6 +109,24 @@ def der(refs: Sequence[Segments], hyps: Sequence[Segments], durations: Sequence[
             "fa": 100.0 * metric["false alarm"] / total, "conf": 100.0 * metric["confusion"] / total}
 
 
+def der_components(refs: Sequence[Segments], hyps: Sequence[Segments], durations: Sequence[float] | None = None,
+                   collar: float = 0.0) -> dict[str, np.ndarray]:
+    """Per-file seconds of ``total`` reference speech, ``miss``, ``fa``, ``conf`` (pyannote's detailed
+    components): corpus DER = (miss + fa + conf).sum() / total.sum(), so a bootstrap over files can
+    recompute it from these (the confidence intervals of :mod:`audiossl.eval.confidence`)."""
+    from pyannote.core import Segment, Timeline
+    from pyannote.metrics.diarization import DiarizationErrorRate
+
+    metric = DiarizationErrorRate(collar=collar, skip_overlap=False)
+    out = {k: np.zeros(len(refs)) for k in ("total", "miss", "fa", "conf")}
+    for i, (r, h) in enumerate(zip(refs, hyps)):
+        uem = None if durations is None else Timeline([Segment(0.0, float(durations[i]))], uri=str(i))
+        d = metric(_annotation(r, str(i)), _annotation(h, str(i)), uem=uem, detailed=True)
+        out["total"][i], out["miss"][i] = d["total"], d["missed detection"]
+        out["fa"][i], out["conf"][i] = d["false alarm"], d["confusion"]
+    return out
+
+
 def pit_bce(logits: torch.Tensor, targets: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """Permutation-invariant BCE: ``logits``/``targets`` ``[batch, frame, spk]``; per utterance the
     speaker order with the lower loss counts; mean over utterances of the per-frame mean."""
@@ -187,3 +205,14 @@ class DiarizationObjective:
         refs = [parse_segments(l, f"{split.label_file}:{i + 1}") for i, l in enumerate(split.labels)]
         hyps = [activity_to_segments(p, rate) for p in preds]
         return der(refs, hyps, [len(p) / rate for p in preds])
+
+    def items(self, split, preds):
+        """Per conversation: (error seconds, reference speech seconds) for DER and its parts."""
+        from audiossl.eval.confidence import Items
+
+        rate = float(split.store.meta["frame_rate"])
+        refs = [parse_segments(l, f"{split.label_file}:{i + 1}") for i, l in enumerate(split.labels)]
+        c = der_components(refs, [activity_to_segments(p, rate) for p in preds], [len(p) / rate for p in preds])
+        tot = c["total"]
+        return Items(list(split.ids), {"der": (c["miss"] + c["fa"] + c["conf"], tot), "miss": (c["miss"], tot),
+                                       "fa": (c["fa"], tot), "conf": (c["conf"], tot)})

@@ -156,6 +156,12 @@ def _run_pair(u: str, up, layer: int | None, td: TaskData, out: Path, cfg: Bench
     if done.is_file():
         log.info("%s / %s: done already (%s), skipping", u, spec.name, done)
         return json.loads(done.read_text())
+    if spec.objective == "qbe":
+        from audiossl.eval.qbe import run_pair
+
+        rec = run_pair(u, up, layer, td, out, cfg)
+        atomic_write_json(done, rec)
+        return rec
     ccfg = CacheConfig(layer=layer, pooled=spec.pooled, max_batch_seconds=cfg.max_batch_seconds, device=cfg.device)
     splits, skipped = {}, 0
     for role, tsv in td.splits.items():

@@ -183,13 +183,13 @@ def markdown(records: list[dict], analysis: dict | None = None, figures: list[st
     lm = next((r.get("lm") for r in records if r.get("lm")), None)
     notes = [
         "",
-        "Overall = mean over tasks, error rates (PER, WER, EER) as 100 − x. ASR: the `asr` column is greedy CTC "
+        "Overall = mean over tasks, error rates (PER, WER, EER, DER) as 100 − x. ASR: the `asr` column is greedy CTC "
         "decoding (no LM); `asr+LM` is a lexicon-constrained beam search with the word n-gram LM "
         + (f"`{lm}`" if lm else "(none)") + " (torchaudio `ctc_decoder`, KenLM); WER/CER by jiwer.",
         "",
         "[a, b] = 95 % confidence interval: percentile bootstrap over test items (1000 resamples, fixed seed; "
         "utterances for WER/PER/CER, which recompute corpus-level error rates; trials for EER; clips for "
-        "AUC/AP). The overall interval resamples every task jointly. Head-training seeds are not resampled. "
+        "AUC/AP and beat F; conversations for DER, recomputed from their seconds; queries for QbE MAP). The overall interval resamples every task jointly. Head-training seeds are not resampled. "
         f"▲/▼ = significantly better/worse than the `{BASELINE}` row (paired bootstrap on the same test items, "
         "95 % interval of the difference excludes 0).",
         "",

@@ -9,7 +9,8 @@ Objectives: ``ctc`` (token sequences), ``frame`` (one label per frame, e.g. ``.a
 (one class per utterance), ``multilabel`` (comma-separated tags per clip), ``asv`` (x-vector on train
 speakers, cosine scoring of trials), ``diarization`` (2-speaker activity from ``.seg`` segments, PIT, DER;
 :mod:`audiossl.eval.diarization`), ``beats`` (frame beat activation from ``.beats`` times, F-measure;
-:mod:`audiossl.eval.beat_tracking`).
+:mod:`audiossl.eval.beat_tracking`), ``qbe`` (no head: subsequence DTW of spoken queries over each layer's
+features, layer picked on dev, MAP; :mod:`audiossl.eval.qbe`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ METRICS: dict[str, tuple[bool, bool]] = {
     "ap": (True, False),
     "der": (False, True),
     "beat_f": (True, False),
+    "map": (True, False),
 }
 
 
@@ -43,7 +45,7 @@ class TaskSpec:
     name: str
     description: str
     objective: str
-    """ctc | frame | utt | multilabel | asv | diarization | beats"""
+    """ctc | frame | utt | multilabel | asv | diarization | beats | qbe"""
     label: str
     """label file extension read beside each split manifest (``phn``, ``ltr``, ``lbl``, ``spk`` ...)"""
     metric: str
@@ -157,6 +159,9 @@ TASKS: dict[str, TaskSpec] = {
                  "(MARBLE GTZAN-beats / Ballroom)", "beats", "beats", "beat_f", HeadConfig("linear"),
                  _c(_BEAT, _TRAIN), _c(_BEAT, _DEV), _c(_BEAT, _TEST), lr=1e-3, epochs=30, batch_frames=16000,
                  demo_epochs=60),
+        TaskSpec("qbe", "query by example: subsequence DTW (librosa) of spoken queries over one layer's features, "
+                 "layer picked on dev, MAP (SUPERB QbE; SUPERB reports MTWV on QUESST)", "qbe", "kw", "map",
+                 HeadConfig("linear"), (), ("qbe/valid", "qbe/dev"), ("qbe/test",), epochs=0),
     ]
 }
 
@@ -166,6 +171,7 @@ LABEL_CHECKS = {
     "ic": "audiossl.eval.intents:check_labels",
     "sd": "audiossl.eval.diarization:check_labels",
     "beat": "audiossl.eval.beat_tracking:check_labels",
+    "qbe": "audiossl.eval.qbe:check_labels",
 }
 
 
@@ -184,7 +190,7 @@ def effective(spec: TaskSpec, data: Path, epochs: int | None = None) -> TaskSpec
     """The spec with demo-size head/epochs when ``data`` is the demo corpus, and ``--epochs`` applied."""
     if is_demo(data):
         spec = replace(spec, head=spec.demo_head or spec.head, epochs=spec.demo_epochs or spec.epochs)
-    return replace(spec, epochs=epochs) if epochs else spec
+    return replace(spec, epochs=epochs) if epochs and spec.epochs else spec
 
 
 @dataclass
@@ -220,7 +226,7 @@ def available(data: Path) -> list[str]:
     """Tasks whose manifests exist under ``data`` (their labels are checked by :func:`resolve`)."""
     out = []
     for name, spec in TASKS.items():
-        groups = spec.folds or (spec.train, spec.test)
+        groups = spec.folds or (spec.train or spec.dev, spec.test)
         if all(_find(Path(data), g) is not None for g in groups):
             out.append(name)
     return out
@@ -237,6 +243,8 @@ def resolve(spec: TaskSpec, data: Path) -> TaskData:
     td = TaskData(spec)
     roles = {f"fold{k + 1}": g for k, g in enumerate(spec.folds)} if spec.folds else {"train": spec.train, "dev": spec.dev, "test": spec.test}
     for role, cands in roles.items():
+        if not cands:
+            continue  # a task that trains nothing (qbe) has no train split
         tsv = _find(data, cands)
         if tsv is None:
             if role == "dev" and spec.objective == "asv":

@@ -10,9 +10,11 @@
 # stage 1  egs/demo/hubert/run.sh  corpus → MFCC → k-means → HuBERT it1 → layer features → k-means → it2  ($out/hubert)
 # stage 2  egs/demo/beats/run.sh   random projection → BEATs it1 → tokenizer → BEATs it2  ($out/beats, same corpus)
 # stage 3  egs/demo/mert/run.sh    RVQ-VAE on the music → codes → MERT-tiny  ($out/mert, same corpus)
-# stage 4  audiossl bench          FBANK vs HuBERT it1 vs it2 on every demo task       → $out/bench/hubert
+# stage 4  audiossl bench          FBANK vs HuBERT it1 vs it2 on every demo task (PR, ASR greedy + LM, KS, IC,
+#                                  SID, ASV, ER, SD, instrument, pitch, key, beat)     → $out/bench/hubert
 # stage 5  audiossl bench          FBANK vs BEATs it1 vs it2 on the demo audio tasks   → $out/bench/beats
-# stage 6  audiossl bench          FBANK vs HuBERT it2 vs MERT on the music tasks       → $out/bench/mert
+# stage 6  audiossl bench          FBANK vs HuBERT it2 vs MERT on the music tasks (+ beat) → $out/bench/mert
+# The corpus includes the opt-in IC / SD / beat sets (`audiossl synth --tasks all,intents,conversations,music_beats`).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/../utils/lib.sh"
@@ -21,9 +23,10 @@ out=demo_out
 stage=1
 stop_stage=6
 nj=2
-tasks=pr,ks,sid,asv,er,instrument,pitch,key
-beats_tasks=ks,sid,er,instrument,pitch,key   # utterance-level: BEATs' 6.25 Hz steps are too coarse for phone CTC
-mert_tasks=instrument,pitch,key
+tasks=pr,asr,ks,ic,sid,asv,er,sd,instrument,pitch,key,beat
+# BEATs: no pr/asr, its 6.25 Hz steps are fewer than the phones/letters of an utterance (CTC cannot align)
+beats_tasks=ks,ic,sid,er,sd,instrument,pitch,key,beat
+mert_tasks=instrument,pitch,key,beat
 size=small       # demo corpus size (tiny: seconds, for the tests)
 steps1=          # HuBERT steps of iteration 1 / 2 (empty: egs/demo/hubert/run.sh defaults)
 steps2=

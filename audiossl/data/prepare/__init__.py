@@ -43,6 +43,11 @@ PREPARERS: dict[str, tuple[str, str, str]] = {
         "prepare_gtzan",
         "SRC/genres[_original]/<genre>/<genre>.000NN.wav (+ optional {train,valid,test}_filtered.txt)",
     ),
+    "magnatagatune": (
+        "audiossl.data.prepare.magnatagatune",
+        "prepare_magnatagatune",
+        "SRC/annotations_final.csv (tab-separated: clip_id, 188 tags, mp3_path) + SRC/mp3/<0-9a-f>/*.mp3",
+    ),
     "nsynth": (
         "audiossl.data.prepare.nsynth",
         "prepare_nsynth",

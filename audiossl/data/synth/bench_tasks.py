@@ -8,6 +8,10 @@
   holds the speech-activity segments, ``start:end:speaker`` tokens in seconds, so the frame
   labels can be drawn at any upstream frame rate; ``rttm/<split>.rttm`` has the same in RTTM (not beside the
   manifest, where every ``<split>.*`` file is read as a one-line-per-row label file).
+* ``qbe`` — query by example: isolated spoken keywords (``<split>_queries.tsv``, ``.kw`` = the
+  keyword) and search documents, sentences of other speakers with one of the keywords inserted
+  or none (``<split>.tsv``, ``.kw`` = the keywords spoken, ``none`` for none, plus ``.wrd``). Only
+  ``valid`` and ``test``: QbE trains nothing, dev picks the layer.
 * ``music_beats`` — rendered 4/4 MIDI grooves at 70-160 BPM with a random phase; ``.beats`` are
   the exact beat times in seconds (known from the tempo), ``.downbeats`` every fourth beat.
 
@@ -33,12 +37,18 @@ class BenchSizes:
     """utterances per intent"""
     conversations: tuple[int, int, int]
     beat_clips: tuple[int, int, int]
+    qbe_keywords: int = 8
+    """keywords of the QbE set (the first n of :data:`QBE_KEYWORDS`)"""
+    qbe_queries: int = 2
+    """queries per keyword and split (valid, test)"""
+    qbe_docs: int = 40
+    """search documents per split (valid, test); three in four contain a keyword"""
 
 
 SIZES = {
-    "tiny": BenchSizes((2, 1, 1), (4, 2, 2), (4, 2, 2)),
-    "small": BenchSizes((8, 2, 2), (40, 8, 8), (40, 10, 10)),
-    "full": BenchSizes((60, 10, 10), (300, 40, 40), (300, 50, 50)),
+    "tiny": BenchSizes((2, 1, 1), (4, 2, 2), (4, 2, 2), 3, 1, 8),
+    "small": BenchSizes((8, 2, 2), (40, 8, 8), (40, 10, 10), 8, 2, 40),
+    "full": BenchSizes((60, 10, 10), (300, 40, 40), (300, 50, 50), 12, 10, 400),
 }
 
 # -- intents (Fluent Speech Commands' slot values) ------------------------------------------------
@@ -133,3 +143,27 @@ def format_segments(segs: list[tuple[float, float, str]]) -> str:
 def rttm_lines(utt: str, segs: list[tuple[float, float, str]]) -> list[str]:
     """NIST RTTM ``SPEAKER <file> 1 <onset> <dur> <NA> <NA> <spk> <NA> <NA>`` lines."""
     return [f"SPEAKER {utt} 1 {s:.3f} {e - s:.3f} <NA> <NA> {spk} <NA> <NA>" for s, e, spk in segs]
+
+
+# -- query by example -----------------------------------------------------------------------------
+
+# Multi-syllable words outside the sentence grammar's vocabulary (so a document holds a keyword
+# only where one was inserted), all read by eSpeak as written.
+QBE_KEYWORDS = ["umbrella", "computer", "elephant", "chocolate", "telephone", "butterfly", "banana",
+                "potato", "tomato", "airplane", "dinosaur", "kangaroo"]
+
+
+def qbe_documents(count: int, keywords: list[str], rng: random.Random) -> list[tuple[list[str], str | None]]:
+    """``count`` documents ``(words, keyword or None)``: every fourth has no keyword, the others
+    take the keywords in turn (each keyword in about the same number of documents), inserted at a
+    random word position of a 3-6 word sentence."""
+    out, j = [], 0
+    for k in range(count):
+        words = text.sentence(rng, 3, 6)
+        kw = None
+        if k % 4 != 3:
+            kw = keywords[j % len(keywords)]
+            j += 1
+            words.insert(rng.randint(0, len(words)), kw)
+        out.append((words, kw))
+    return out

@@ -16,6 +16,7 @@ Opt-in (``tasks=[..., "intents", "conversations", "music_beats"]``; see :mod:`.b
     OUT/intents/           wav/<spk>/...    {train,valid,test}.{tsv,lbl,action,object,location,wrd,spk}
     OUT/conversations/     wav/...          {train,valid,test}.{tsv,seg}  rttm/{train,valid,test}.rttm
     OUT/music/beats/       wav/...          {train,valid,test}.{tsv,beats,downbeats,bpm}
+    OUT/qbe/               wav/{queries,docs}/<spk>/...  {valid,test}.{tsv,kw,wrd}  {valid,test}_queries.{tsv,kw}
 
 Workers only synthesise (eSpeak / SoundFont, no torch); the parent resamples, aligns and
 writes every file atomically, in plan order.
@@ -44,12 +45,13 @@ log = logging.getLogger(__name__)
 VERSION = 1
 SPLITS = ("train", "valid", "test")
 TASKS = ("speech", "speakers_unseen", "keywords", "prosody", "music_notes", "music_keys")
-EXTRA_TASKS = ("intents", "conversations", "music_beats")
+EXTRA_TASKS = ("intents", "conversations", "music_beats", "qbe")
 """made only when named in ``tasks`` (not part of the default demo corpus yet)"""
 TASK_DIRS = {
     "speech": "speech", "speakers_unseen": "speakers_unseen", "keywords": "keywords",
     "prosody": "prosody", "music_notes": "music/notes", "music_keys": "music/keys",
     "intents": "intents", "conversations": "conversations", "music_beats": "music/beats",
+    "qbe": "qbe",
 }
 KW_CLIP = speech.SPEECH_RATE  # 1 s keyword clips
 
@@ -241,6 +243,29 @@ def plan_beats(size: str, seed: int) -> list[Job]:
     return jobs
 
 
+def plan_qbe(size: str, seed: int, speakers: list[speech.Speaker]) -> list[Job]:
+    sz = bench_tasks.SIZES[size]
+    keywords = bench_tasks.QBE_KEYWORDS[: sz.qbe_keywords]
+    jobs = []
+    for split in ("valid", "test"):
+        rng = random.Random(_seed(seed, "qbe", split))
+        for kw in keywords:
+            for k in range(sz.qbe_queries):
+                spk = rng.choice(speakers)
+                name = f"{split}-q-{kw}-{k:02d}"
+                jobs.append(Job("qbe", f"{split}_queries", f"wav/queries/{spk.spk_id}/{name}.wav", "speech",
+                                {"text": kw, "settings": _jitter(spk, rng)}, _seed(seed, "qbe", name),
+                                {"kw": kw, "spk": spk.spk_id}))
+        for k, (words, kw) in enumerate(bench_tasks.qbe_documents(sz.qbe_docs, keywords, rng)):
+            spk = rng.choice(speakers)
+            name = f"{split}-d{k:04d}"
+            found = sorted(set(words) & set(keywords))
+            jobs.append(Job("qbe", split, f"wav/docs/{spk.spk_id}/{name}.wav", "speech",
+                            {"text": " ".join(words), "settings": _jitter(spk, rng)}, _seed(seed, "qbe", name),
+                            {"kw": ",".join(found) or "none", "wrd": " ".join(words).upper(), "spk": spk.spk_id}))
+    return jobs
+
+
 def plan(size: str, seed: int, tasks: list[str]) -> list[Job]:
     cfg = SIZES[size]
     table = speech.speaker_table(cfg.speakers + cfg.unseen_speakers)
@@ -255,6 +280,7 @@ def plan(size: str, seed: int, tasks: list[str]) -> list[Job]:
         "intents": lambda: plan_intents(size, seed, seen),
         "conversations": lambda: plan_conversations(size, seed, seen),
         "music_beats": lambda: plan_beats(size, seed),
+        "qbe": lambda: plan_qbe(size, seed, seen),
     }
     return [job for task in TASKS + EXTRA_TASKS if task in tasks for job in planners[task]()]
 
@@ -436,7 +462,7 @@ def synthesize(out: str | Path, size: str = "tiny", seed: int = 0, workers: int 
     if out.exists() and any(out.iterdir()):
         if not overwrite:
             raise FileExistsError(f"{out}: output directory is not empty; choose another or pass overwrite=True (--overwrite).")
-        for name in ("speech", "speakers_unseen", "keywords", "prosody", "music", "intents", "conversations",
+        for name in ("speech", "speakers_unseen", "keywords", "prosody", "music", "intents", "conversations", "qbe",
                      "corpus.json", "phones.txt", "skipped.txt"):
             p = out / name
             if p.is_dir():
@@ -509,11 +535,12 @@ def _expand_tasks(tasks: list[str]) -> list[str]:
     out = []
     for t in tasks:
         t = t.strip()
-        names = ["music_notes", "music_keys"] if t == "music" else [t.replace("/", "_")]
+        names = (["music_notes", "music_keys"] if t == "music" else list(TASKS) if t == "all"
+                 else [t.replace("/", "_")])
         for name in names:
             if name not in TASKS + EXTRA_TASKS:
                 raise ValueError(f"unknown task {t!r}; choose from {', '.join(TASKS + EXTRA_TASKS)} "
-                                 f"(or 'music' for both music tasks)")
+                                 f"(or 'music' for both music tasks, 'all' for the default set)")
             if name not in out:
                 out.append(name)
     return out

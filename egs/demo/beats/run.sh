@@ -28,6 +28,7 @@ nj=2
 steps1=2000      # BEATs-tiny steps per iteration (~0.05 s each on 2 cores)
 steps2=2000
 tok_steps=800    # tokenizer steps (dead-code restarts need a few hundred to lift codebook usage)
+synth_tasks=all,intents,conversations,music_beats   # the default corpus + the IC, SD and beat sets
 parse_options "$@"
 
 [ -n "$corpus" ] || corpus=$exp/corpus
@@ -35,7 +36,7 @@ data=$exp/data
 mkdir -p "$exp"
 
 if run_stage 0 "synthesise the demo corpus ($size, seed $seed)"; then
-  [ -f "$corpus/corpus.json" ] || audiossl synth "$corpus" --size "$size" --seed "$seed" --workers "$nj" --overwrite
+  [ -f "$corpus/corpus.json" ] || audiossl synth "$corpus" --size "$size" --seed "$seed" --workers "$nj" --tasks "$synth_tasks" --overwrite
   stage_done 0
 fi
 

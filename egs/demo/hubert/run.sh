@@ -3,7 +3,7 @@
 #
 #   egs/demo/hubert/run.sh [--exp DIR] [--stage N] [--stop_stage M] [--size small] [--nj 2]
 #
-# stage 0  synth             writes $exp/corpus (speech + keywords + prosody + music, with labels)
+# stage 0  synth             writes $exp/corpus (speech + keywords + prosody + music + the IC, SD and beat sets, with labels)
 # stage 1  MFCC              reads corpus/speech/{train,valid}.tsv   writes $exp/feats/mfcc/{train,valid}
 # stage 2  k-means on MFCC   writes $exp/km/mfcc.km.*, labels $exp/it1/data/{train,valid}.km (100 Hz)
 # stage 3  iteration 1       pretrains HuBERT-tiny on it1 labels     writes $exp/it1/exp, it1/exp/checkpoint
@@ -30,13 +30,14 @@ layer=1        # hidden layer of HuBERT-tiny to cluster (fairseq: 6 of 12 for Ba
 percent=1.0    # fraction of frames per utterance used to fit k-means
 steps1=3000    # pretraining steps per iteration (~3.5 min each on 2 cores)
 steps2=3000
+synth_tasks=all,intents,conversations,music_beats   # the default corpus + the IC, SD and beat sets
 parse_options "$@"
 
 corpus=$exp/corpus
 mkdir -p "$exp"
 
 if run_stage 0 "synthesise the demo corpus ($size, seed $seed)"; then
-  audiossl synth "$corpus" --size "$size" --seed "$seed" --workers "$nj" --overwrite
+  audiossl synth "$corpus" --size "$size" --seed "$seed" --workers "$nj" --tasks "$synth_tasks" --overwrite
   stage_done 0
 fi
 

@@ -24,6 +24,7 @@ seed=0
 nj=2
 rvq_steps=800    # RVQ-VAE steps (~0.13 s each on 2 cores)
 steps=1000       # MERT-tiny steps (~0.26 s each on 2 cores)
+synth_tasks=all,intents,conversations,music_beats   # the default corpus + the IC, SD and beat sets
 parse_options "$@"
 
 [ -n "$corpus" ] || corpus=$exp/corpus
@@ -31,7 +32,7 @@ data=$exp/data
 mkdir -p "$exp"
 
 if run_stage 0 "synthesise the demo corpus ($size, seed $seed)"; then
-  [ -f "$corpus/corpus.json" ] || audiossl synth "$corpus" --size "$size" --seed "$seed" --workers "$nj" --overwrite
+  [ -f "$corpus/corpus.json" ] || audiossl synth "$corpus" --size "$size" --seed "$seed" --workers "$nj" --tasks "$synth_tasks" --overwrite
   stage_done 0
 fi
 
