@@ -184,9 +184,9 @@ def test_flops_match_flop_counter():
     counter = FlopCounterMode(display=False)
     with sdpa_kernel(SDPBackend.MATH), counter, torch.no_grad():
         model(w, None, torch.randint(0, 50, (1, 9, 8)))
-    # the compacted encoder sequence has one filler patch beyond round(0.25 * 72) = 18
+    # unpadded input: the compacted encoder sequence is exactly round(0.25 * 72) = 18 patches (no filler)
     measured = counter.get_total_flops()
-    assert measured == pretrain_forward_flops(cfg, 24000, num_encoded=19) + fbank_flops(24000)
+    assert measured == pretrain_forward_flops(cfg, 24000, num_encoded=18) + fbank_flops(24000)
     assert abs(pretrain_forward_flops(cfg, 24000) + fbank_flops(24000) - measured) / measured < 0.03
 
 

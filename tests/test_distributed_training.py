@@ -181,10 +181,10 @@ def test_ranks_read_equal_steps_when_a_rank_meets_unreadable_batches_without_a_c
     broken = set(readers[1].sampler.batches(0)[0])
     orig = PretrainDataset._read_crop
 
-    def read_crop(self, path, index, epoch):
+    def read_crop(self, path, index, epoch, *size):
         if index in broken and epoch == 0:
             raise AudioError(path, "unreadable", "broken after the probe")
-        return orig(self, path, index, epoch)
+        return orig(self, path, index, epoch, *size)
 
     monkeypatch.setattr(PretrainDataset, "_read_crop", read_crop)
     steps = [list(r) for r in readers]  # one epoch: [step][batch]

@@ -32,7 +32,10 @@ from torch.nn import functional as F
 
 from audiossl.models.hubert import GradMultiply  # fairseq GradMultiply: identity forward, grad × scale
 from audiossl.models.patch_frontend import NUM_MEL_BINS, SAMPLE_RATE, SHIFT, beats_fbank, num_patch_frames, patch_frame_lengths
-from audiossl.models.rel_pos import BeatsAttention, relative_position_bucket  # noqa: F401 (shared; re-exported)
+from audiossl.models.rel_pos import (  # noqa: F401 (BeatsAttention, relative_position_bucket: shared; re-exported)
+    ATTENTION_IMPLS, BeatsAttention, FlexInputs, key_padding_block_mask, relative_bias_by_distance, relative_position_bucket,
+    resolve_impl,
+)
 from audiossl.models.transformer import ConvPositionalEmbedding, layerdrop_keep
 
 
@@ -87,6 +90,9 @@ class BeatsConfig:
     """Distance (in patches) where the log-spaced buckets end (``max_distance``; BEATs_iter3: 800)."""
     gru_rel_pos: bool = True
     """Gate the relative bias per query and head (``gru_rel_pos``)."""
+    attention_impl: str = "auto"
+    """``eager`` (dense ``[B, H, T, T]`` bias into SDPA) | ``flex`` (compiled flex_attention, bias from a
+    ``score_mod``, padding as a block mask) | ``auto``: flex on CUDA, eager on CPU (:mod:`audiossl.models.rel_pos`)."""
     # --- pretraining (not in the released BEATsConfig; the paper's settings) ---
     mask_prob: float = 0.75
     """Fraction of each item's valid patches hidden from the encoder."""
@@ -119,6 +125,7 @@ class BeatsConfig:
             (self.encoder_embed_dim % self.conv_pos_groups != 0, f"encoder_embed_dim {self.encoder_embed_dim} is not divisible by conv_pos_groups {self.conv_pos_groups}"),
             (self.deep_norm and self.layer_norm_first, "deep_norm needs post-LN blocks: set layer_norm_first=False (as BEATs asserts)"),
             (self.activation_fn != "gelu", f"activation_fn {self.activation_fn!r} is not supported (only 'gelu')"),
+            (self.attention_impl not in ATTENTION_IMPLS, f"attention_impl must be one of {ATTENTION_IMPLS}, got {self.attention_impl!r}"),
             (not 0.0 <= self.mask_prob < 1.0, f"mask_prob must be in [0, 1), got {self.mask_prob}"),
             (self.relative_position_embedding and (self.num_buckets < 4 or self.max_distance <= self.num_buckets // 4),
              f"need num_buckets >= 4 and max_distance > num_buckets / 4, got {self.num_buckets}, {self.max_distance}"),
@@ -157,12 +164,12 @@ class BeatsLayer(nn.Module):
     def _ffn(self, x: Tensor) -> Tensor:
         return self.dropout(self.fc2(self.activation_dropout(F.gelu(self.fc1(x)))))
 
-    def forward(self, x: Tensor, key_mask: Tensor | None, pos_bias: Tensor | None) -> Tensor:
+    def forward(self, x: Tensor, key_mask: Tensor | None, pos_bias: Tensor | None, flex: FlexInputs | None = None) -> Tensor:
         """``x [B, T, D]`` → ``[B, T, D]``."""
         if self.layer_norm_first:
-            x = x + self.dropout(self.self_attn(self.self_attn_layer_norm(x), key_mask, pos_bias))
+            x = x + self.dropout(self.self_attn(self.self_attn_layer_norm(x), key_mask, pos_bias, flex))
             return x + self._ffn(self.final_layer_norm(x))
-        x = self.self_attn_layer_norm(x * self.alpha + self.dropout(self.self_attn(x, key_mask, pos_bias)))
+        x = self.self_attn_layer_norm(x * self.alpha + self.dropout(self.self_attn(x, key_mask, pos_bias, flex)))
         return self.final_layer_norm(x * self.alpha + self._ffn(x))
 
 
@@ -198,6 +205,18 @@ def _pos_bias(layers: nn.ModuleList, cfg: BeatsConfig, t: int, device: torch.dev
     return layers[0].self_attn.relative_attention_bias(buckets).permute(2, 0, 1).contiguous()  # SDPA wants stride 1 last
 
 
+def _attn_inputs(layers: nn.ModuleList, cfg: BeatsConfig, padding_mask: Tensor | None, t: int, device: torch.device):
+    """``(key_mask, pos_bias, flex)`` for a stack: the eager inputs, or :class:`FlexInputs` (then
+    ``pos_bias`` is None: no ``[H, T, T]`` tensor). ``padding_mask`` None (unpadded) → no mask at all."""
+    key_mask = _key_mask(padding_mask)
+    if cfg.relative_position_embedding and resolve_impl(cfg.attention_impl, device) == "flex":
+        table = layers[0].self_attn.relative_attention_bias
+        bias_rel = relative_bias_by_distance(table, t, cfg.num_buckets, cfg.max_distance)
+        block_mask = None if padding_mask is None else key_padding_block_mask((~padding_mask).sum(1), t)
+        return key_mask, None, FlexInputs(bias_rel, block_mask)
+    return key_mask, _pos_bias(layers, cfg, t, device), None
+
+
 class BeatsTransformer(nn.Module):
     """unilm ``TransformerEncoder``: pos conv → (LN if post-LN) → dropout → layers, every hidden state."""
 
@@ -225,8 +244,7 @@ class BeatsTransformer(nn.Module):
         n = len(self.layers) if num_layers is None else num_layers
         if not 0 <= n <= len(self.layers):
             raise ValueError(f"num_layers must be in [0, {len(self.layers)}], got {n}")
-        key_mask = _key_mask(padding_mask)
-        pos_bias = _pos_bias(self.layers, self.cfg, x.shape[1], x.device)
+        key_mask, pos_bias, flex = _attn_inputs(self.layers, self.cfg, padding_mask, x.shape[1], x.device)
         x = x + self.pos_conv(x)
         if not self.cfg.layer_norm_first:
             x = self.layer_norm(x)
@@ -238,7 +256,7 @@ class BeatsTransformer(nn.Module):
             if ratio != 1.0 and torch.is_grad_enabled():
                 x = GradMultiply.apply(x, ratio)
             if kept:
-                x = layer(x, key_mask, pos_bias)
+                x = layer(x, key_mask, pos_bias, flex)
             hidden.append(x)
         if self.cfg.layer_norm_first and n == len(self.layers):
             hidden[-1] = self.layer_norm(hidden[-1])
@@ -378,17 +396,19 @@ class BeatsPredictor(nn.Module):
             nn.init.normal_(lin.weight, mean=0.0, std=0.02)
             nn.init.zeros_(lin.bias)
 
-    def forward(self, encoded: Tensor, order: Tensor, kept_pad: Tensor, padding_mask: Tensor) -> Tensor:
-        """``encoded [B, K, D]`` of patches ``order [B, K]`` (``kept_pad [B, K]`` True = filler) → logits ``[B, P, C]``."""
+    def forward(self, encoded: Tensor, order: Tensor, kept_pad: Tensor | None, padding_mask: Tensor | None, num_patches: int | None = None) -> Tensor:
+        """``encoded [B, K, D]`` of patches ``order [B, K]`` (``kept_pad [B, K]`` True = filler, None = none)
+        → logits ``[B, P, C]``; ``padding_mask [B, P]``, or None for an unpadded batch (then ``num_patches`` = P)."""
         x = self.embed(encoded)
         token = self.mask_token.to(x.dtype)
-        x = torch.where(kept_pad[..., None], token, x)
-        full = token.expand(x.shape[0], padding_mask.shape[1], -1).contiguous()
+        if kept_pad is not None:
+            x = torch.where(kept_pad[..., None], token, x)
+        p = padding_mask.shape[1] if padding_mask is not None else num_patches
+        full = token.expand(x.shape[0], p, -1).contiguous()
         full = full.scatter(1, order[..., None].expand(-1, -1, x.shape[-1]), x)
-        key_mask = _key_mask(padding_mask)
-        pos_bias = _pos_bias(self.layers, self.cfg, full.shape[1], full.device)
+        key_mask, pos_bias, flex = _attn_inputs(self.layers, self.cfg, padding_mask, full.shape[1], full.device)
         for layer in self.layers:
-            full = layer(full, key_mask, pos_bias)
+            full = layer(full, key_mask, pos_bias, flex)
         return self.head(self.layer_norm(full)).float()
 
 
@@ -414,9 +434,16 @@ class BeatsPretrainModel(nn.Module):
         cfg = self.cfg
         patches, _, padding_mask = self.encoder.patch_features(wavs, lengths)
         batch, num_patches, _ = patches.shape
+        n_keep = None
         if mask_indices is None:
             mask_indices = random_patch_mask(padding_mask, cfg.mask_prob, generator)
             k_max = min(num_patches, int(num_patches * (1.0 - cfg.mask_prob)) + 1)  # bound from the shape: no sync
+            if lengths is None:
+                # Unpadded batch: every item keeps exactly n_keep patches, computed on the host as
+                # random_patch_mask does on the device (float32 round), so the encoder and the
+                # predictor run without any mask.
+                n_keep = int(torch.round(torch.tensor(float(num_patches)) * (1.0 - cfg.mask_prob)))
+                k_max = n_keep if n_keep > 0 else k_max
         elif mask_indices.shape != (batch, num_patches):
             raise ValueError(f"mask_indices must be [batch, patches] = {[batch, num_patches]}, got {list(mask_indices.shape)}")
         else:
@@ -425,10 +452,13 @@ class BeatsPretrainModel(nn.Module):
         kept = ~mask_indices & ~padding_mask
         pos = torch.arange(num_patches, device=wavs.device)
         order = torch.where(kept, pos, pos + num_patches).argsort(dim=1)[:, :k_max]  # kept first, in order
-        kept_pad = torch.arange(k_max, device=wavs.device)[None, :] >= kept.sum(1, keepdim=True)
+        if n_keep:
+            kept_pad = None
+        else:
+            kept_pad = torch.arange(k_max, device=wavs.device)[None, :] >= kept.sum(1, keepdim=True)
         gathered = patches.gather(1, order[..., None].expand(-1, -1, patches.shape[-1]))
         encoded = self.encoder.encode(gathered, kept_pad)[-1]
-        logits = self.predictor(encoded, order, kept_pad, padding_mask)  # [B, P, C]
+        logits = self.predictor(encoded, order, kept_pad, padding_mask if lengths is not None else None, num_patches)  # [B, P, C]
 
         steps, targets = num_patches // cfg.num_codebooks, targets.to(wavs.device).long()
         if targets.ndim != 3 or targets.shape[0] != batch or targets.shape[2] != cfg.num_codebooks:

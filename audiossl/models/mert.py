@@ -86,6 +86,9 @@ class MertConfig:
     """Gradient scale into the conv frontend; 0 freezes it."""
     attention_relax: float = -1.0
     """PB-relax attention-logit relaxation factor (MERT HF ``attention_relax``; 32 for 330M); <= 0: off."""
+    attention_impl: str = "auto"
+    """Relaxed attention (``attention_relax > 0``): ``sdpa`` (SDPA with ``scale``; flash-eligible, no
+    ``[B, H, T, T]`` tensor) | ``eager`` (explicit scores, MERT's code; debugging) | ``auto`` = ``sdpa``."""
     normalize: bool = False
     """Zero-mean / unit-variance waveform per utterance before the model (HF ``do_normalize``)."""
     final_dim: int = 64
@@ -142,6 +145,8 @@ class MertConfig:
             raise ValueError(f"ce_reduction must be 'sum' or 'mean', got {self.ce_reduction!r}")
         if self.cqt_target not in ("magnitude", "log_norm"):
             raise ValueError(f"cqt_target must be 'magnitude' or 'log_norm', got {self.cqt_target!r}")
+        if self.attention_impl not in ("auto", "sdpa", "eager"):
+            raise ValueError(f"attention_impl must be 'auto', 'sdpa' or 'eager', got {self.attention_impl!r}")
         if self.final_dim < 1 or self.logit_temp <= 0:
             raise ValueError(f"need final_dim >= 1 and logit_temp > 0, got {self.final_dim}, {self.logit_temp}")
         if any(len(layer) != 3 for layer in self.conv_layers):
@@ -184,20 +189,35 @@ class RelaxedSelfAttention(SelfAttention):
 
     ``softmax(QKᵀ/√d)`` is computed as ``softmax(α · (QKᵀ/(α√d) − max))``: the same function (softmax
     is shift-invariant), but the products are formed at 1/α scale so they cannot overflow in fp16,
-    which destabilised MERT-330M. This path builds the ``[B, H, T, T]`` scores explicitly (no flash
-    kernel); the key-padding mask stays boolean.
+    which destabilised MERT-330M. The key-padding mask stays boolean.
+
+    ``impl="eager"`` builds the ``[B, H, T, T]`` scores explicitly, as MERT's code. ``impl="sdpa"``
+    (default) is the same computation in one SDPA call: ``q' = q / (α√d)`` and ``scale=α``, so the
+    kernel forms ``q'·k`` (the 1/α-scale products), multiplies by α and takes a softmax that
+    subtracts the row max itself (flash / memory-efficient kernels: the running max of the online
+    softmax). Subtracting a per-row constant changes neither the softmax nor its gradient
+    (``∂softmax(s − c)/∂c = 0``), so MERT's ``.detach()`` on the max is a no-op for the maths and
+    needs no counterpart; ``tests/test_attention_impl.py`` checks outputs and gradients agree.
     """
 
-    def __init__(self, dim: int, num_heads: int, dropout: float = 0.0, relax: float = 32.0):
+    def __init__(self, dim: int, num_heads: int, dropout: float = 0.0, relax: float = 32.0, impl: str = "sdpa"):
         super().__init__(dim, num_heads, dropout)
         if relax <= 0:
             raise ValueError(f"attention_relax must be > 0 for RelaxedSelfAttention, got {relax}")
-        self.relax = float(relax)
+        if impl not in ("sdpa", "eager"):
+            raise ValueError(f"impl must be 'sdpa' or 'eager', got {impl!r}")
+        self.relax, self.impl = float(relax), impl
 
     def forward(self, x: Tensor, attn_mask: Tensor | None = None) -> Tensor:
         """``x [batch, frame, dim]``, ``attn_mask`` bool ``[batch, 1, 1, frame]`` (True = attend) or None."""
         b, t, _ = x.shape
         q, k, v = self.qkv(x).view(b, t, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        if self.impl == "sdpa":
+            q = q * (1.0 / (self.relax * math.sqrt(self.head_dim)))
+            y = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0, scale=self.relax
+            )
+            return self.out_proj(y.transpose(1, 2).reshape(b, t, self.dim))
         scores = (q * (1.0 / (self.relax * math.sqrt(self.head_dim)))) @ k.transpose(-1, -2)  # [b, h, t, t]
         if attn_mask is not None:
             scores = scores.masked_fill(~attn_mask, float("-inf"))
@@ -222,7 +242,8 @@ class MertModel(HubertModel):
         if cfg.attention_relax > 0:
             for layer in self.encoder.layers:
                 old = layer.self_attn
-                new = RelaxedSelfAttention(cfg.embed_dim, cfg.num_heads, cfg.attention_dropout, cfg.attention_relax)
+                impl = "eager" if cfg.attention_impl == "eager" else "sdpa"
+                new = RelaxedSelfAttention(cfg.embed_dim, cfg.num_heads, cfg.attention_dropout, cfg.attention_relax, impl)
                 new.qkv, new.out_proj = old.qkv, old.out_proj
                 layer.self_attn = new
 

@@ -1,12 +1,96 @@
-"""Bucketed relative position bias and the gated self-attention that uses it (BEATs / WavLM style)."""
+"""Bucketed relative position bias and the gated self-attention that uses it (BEATs / WavLM style).
+
+Two implementations of the same attention (``attention_impl`` of :class:`~audiossl.models.beats.BeatsConfig`):
+
+* ``eager``: the bias is materialised as a float ``[B, H, T, T]`` ``attn_mask`` of SDPA (CPU, debugging;
+  no flash kernel can take it).
+* ``flex``: :func:`torch.nn.attention.flex_attention` (compiled) with a ``score_mod`` that reads the
+  bias from a ``[H, 2T - 1]`` table indexed by ``key - query`` and the ``[B, H, T]`` gate, so nothing
+  quadratic in ``T`` is ever stored; key padding is a :class:`BlockMask` built from the item lengths
+  (fully padded blocks are skipped), and an unpadded batch passes no mask at all.
+
+``auto`` (the default) resolves per call from the device of the input: ``flex`` on CUDA, ``eager``
+elsewhere (compiled flex on CPU costs ~30 s of compilation per shape family). flex has no attention
+dropout: a layer with ``attention_dropout > 0`` in training runs ``eager``.
+"""
 
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
+
+ATTENTION_IMPLS = ("auto", "eager", "flex")
+
+_FLEX: Callable | None = None
+FLEX_COMPILE = True
+"""Run flex_attention compiled (its fused kernel). Tests set this False to check the ``score_mod``
+maths with flex's unfused eager fallback, which needs no C++ compile."""
+
+
+def flex_attention_fn(device: torch.device | None = None, needs_grad: bool = False) -> Callable:
+    """``torch.compile(flex_attention)`` built once per process (or the eager op, see :data:`FLEX_COMPILE`).
+
+    On CPU the compiled kernel (torch 2.9 inductor C++ template) is forward-only: it returns no
+    logsumexp, so a CPU call that needs gradients runs flex's unfused eager fallback instead.
+    """
+    global _FLEX
+    from torch.nn.attention.flex_attention import flex_attention
+
+    if not FLEX_COMPILE or (needs_grad and device is not None and device.type == "cpu"):
+        return flex_attention
+    if _FLEX is None:
+        _FLEX = torch.compile(flex_attention)  # default dynamic: one recompile, then symbolic T and B
+    return _FLEX
+
+
+def resolve_impl(impl: str, device: torch.device) -> str:
+    """``auto`` → ``flex`` on CUDA, ``eager`` otherwise; other values unchanged (host-side, no sync)."""
+    if impl not in ATTENTION_IMPLS:
+        raise ValueError(f"attention_impl must be one of {ATTENTION_IMPLS}, got {impl!r}")
+    if impl == "auto":
+        return "flex" if device.type == "cuda" else "eager"
+    return impl
+
+
+def relative_bias_by_distance(table: nn.Embedding, t: int, num_buckets: int, max_distance: int) -> Tensor:
+    """``[H, 2t - 1]`` bias of each relative distance ``key - query`` in ``-(t-1) .. t-1`` (column
+    ``t - 1`` is distance 0), from the bucket ``table`` ``[num_buckets, H]``: O(H·T), not O(H·T²)."""
+    rel = torch.arange(-(t - 1), t, device=table.weight.device)
+    return table(relative_position_bucket(rel, num_buckets, max_distance)).t().contiguous()
+
+
+def key_padding_block_mask(key_lengths: Tensor, t: int, block: int = 128):
+    """:class:`BlockMask` letting query ``i`` of item ``b`` see keys ``< key_lengths[b]`` (right padding).
+
+    Built directly from the lengths (``[B]`` long, on the device; no host sync, no ``[B, T, T]``
+    tensor): blocks entirely inside an item are "full" (no mask_mod evaluated), the one straddling
+    its end is partial, the rest are skipped. An item of length 0 attends everywhere (as the eager
+    path, so its padding outputs stay finite).
+    """
+    from torch.nn.attention.flex_attention import BlockMask
+
+    n = -(-t // block)
+    lens = key_lengths.clamp(max=t)
+    lens = torch.where(lens == 0, t, lens)
+    b = lens.shape[0]
+    full = (lens // block).to(torch.int32)
+    partial = (lens % block > 0).to(torch.int32)
+    blocks = torch.arange(n, device=lens.device, dtype=torch.int32)
+    full_idx = blocks.expand(b, 1, n, n).contiguous()
+    part_idx = ((blocks[None, :] + full[:, None]) % n)[:, None, None, :].expand(b, 1, n, n).contiguous()
+
+    def mask_mod(bi: Tensor, h: Tensor, q: Tensor, kv: Tensor) -> Tensor:
+        return kv < lens[bi]
+
+    return BlockMask.from_kv_blocks(
+        partial[:, None, None].expand(b, 1, n).contiguous(), part_idx,
+        full[:, None, None].expand(b, 1, n).contiguous(), full_idx,
+        BLOCK_SIZE=block, mask_mod=mask_mod, seq_lengths=(t, t),
+    )
 
 
 def relative_position_bucket(relative: Tensor, num_buckets: int, max_distance: int) -> Tensor:
@@ -22,14 +106,32 @@ def relative_position_bucket(relative: Tensor, num_buckets: int, max_distance: i
     return bucket + torch.where(dist < exact, dist, far)
 
 
+class FlexInputs:
+    """What the ``flex`` path of :class:`BeatsAttention` needs, shared by all layers of a stack.
+
+    ``bias_rel``: ``[H, 2T - 1]`` bias by relative distance (:func:`relative_bias_by_distance`);
+    ``block_mask``: key padding (:func:`key_padding_block_mask`) or None for an unpadded batch.
+    """
+
+    __slots__ = ("bias_rel", "block_mask")
+
+    def __init__(self, bias_rel: Tensor, block_mask) -> None:
+        self.bias_rel, self.block_mask = bias_rel, block_mask
+
+    def dense(self, t: int) -> Tensor:
+        """``[H, T, T]`` bias (what the eager path takes): ``bias[h, i, j] = bias_rel[h, j - i + T - 1]``."""
+        pos = torch.arange(t, device=self.bias_rel.device)
+        return self.bias_rel[:, pos[None, :] - pos[:, None] + (t - 1)]
+
+
 class BeatsAttention(nn.Module):
     """Self-attention with separate q/k/v projections (unilm key names) and the WavLM gated bias.
 
     With a relative bias the scores are ``q·k/√d + g(q) * bias[h, i, j]`` where the gate
     ``g = a * (b * grep_a - 1) + 2`` comes from ``sigmoid(grep_linear(q))`` per query and head.
-    That bias is a dense float ``[B, H, T, T]`` attn_mask, so SDPA cannot use its flash kernel
-    (no arbitrary additive bias there) and falls back to memory-efficient / math kernels; without
-    it the mask is a boolean key-padding mask and flash stays available.
+    Eager path: that bias is a dense float ``[B, H, T, T]`` attn_mask, so SDPA cannot use its flash
+    kernel; without a bias the mask is a boolean key-padding mask (or None) and flash stays available.
+    flex path (``flex`` given): the same scores from a ``score_mod`` over ``[H, 2T-1]`` and ``[B, H, T]``.
     """
 
     def __init__(self, dim: int, num_heads: int, dropout: float, *, has_bias_table: bool, num_buckets: int, gru_rel_pos: bool):
@@ -44,19 +146,47 @@ class BeatsAttention(nn.Module):
             self.grep_linear = nn.Linear(self.head_dim, 8)
             self.grep_a = nn.Parameter(torch.ones(1, num_heads, 1, 1))
 
-    def forward(self, x: Tensor, key_mask: Tensor | None, pos_bias: Tensor | None) -> Tensor:
-        """``x [B, T, D]``; ``key_mask`` bool ``[B, 1, 1, T]`` (True = attend) or None; ``pos_bias [H, T, T]`` or None."""
+    def _gate(self, q: Tensor) -> Tensor:
+        """``q [B, H, T, d]`` → gate ``[B, H, T, 1]``."""
+        b, _, t, _ = q.shape
+        gates = torch.sigmoid(self.grep_linear(q).view(b, self.num_heads, t, 2, 4).sum(-1))  # [B, H, T, 2]
+        gate_a, gate_b = gates[..., :1], gates[..., 1:]
+        return gate_a * (gate_b * self.grep_a - 1.0) + 2.0
+
+    def forward(self, x: Tensor, key_mask: Tensor | None, pos_bias: Tensor | None, flex: FlexInputs | None = None) -> Tensor:
+        """``x [B, T, D]``; ``key_mask`` bool ``[B, 1, 1, T]`` (True = attend) or None; ``pos_bias [H, T, T]``
+        or None; ``flex``: run the flex path instead (``pos_bias`` unused)."""
         b, t, d = x.shape
         q, k, v = (p(x).view(b, t, self.num_heads, self.head_dim).transpose(1, 2) for p in (self.q_proj, self.k_proj, self.v_proj))
+        dropout = self.dropout if self.training else 0.0
+        if flex is not None and dropout > 0:
+            pos_bias = flex.dense(t)  # flex has no attention dropout
+            flex = None
+        if flex is not None:
+            y = self._flex(q, k, v, flex)
+            return self.out_proj(y.transpose(1, 2).reshape(b, t, d))
         mask = key_mask
         if pos_bias is not None:
             bias = pos_bias[None].to(q.dtype)
             if self.gru_rel_pos:
-                gates = torch.sigmoid(self.grep_linear(q).view(b, self.num_heads, t, 2, 4).sum(-1))  # [B, H, T, 2]
-                gate_a, gate_b = gates[..., :1], gates[..., 1:]
-                bias = (gate_a * (gate_b * self.grep_a - 1.0) + 2.0) * bias  # [B, H, T, T]
+                bias = self._gate(q) * bias  # [B, H, T, T]
             if key_mask is not None:
                 bias = bias.masked_fill(~key_mask, float("-inf"))
             mask = bias.expand(b, self.num_heads, t, t)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
         return self.out_proj(y.transpose(1, 2).reshape(b, t, d))
+
+    def _flex(self, q: Tensor, k: Tensor, v: Tensor, flex: FlexInputs) -> Tensor:
+        bias_rel = flex.bias_rel.to(q.dtype)  # [H, 2T-1]
+        if self.gru_rel_pos:
+            gate = self._gate(q)[..., 0]  # [B, H, T]
+
+            def score_mod(score: Tensor, b: Tensor, h: Tensor, qi: Tensor, kv: Tensor) -> Tensor:
+                return score + gate[b, h, qi] * bias_rel[h, kv - qi + (bias_rel.shape[1] - 1) // 2]
+        else:
+
+            def score_mod(score: Tensor, b: Tensor, h: Tensor, qi: Tensor, kv: Tensor) -> Tensor:
+                return score + bias_rel[h, kv - qi + (bias_rel.shape[1] - 1) // 2]
+
+        needs_grad = torch.is_grad_enabled() and (q.requires_grad or bias_rel.requires_grad)
+        return flex_attention_fn(q.device, needs_grad)(q, k, v, score_mod=score_mod, block_mask=flex.block_mask)

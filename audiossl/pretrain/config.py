@@ -46,6 +46,10 @@ class DataSection:
     """DataLoader worker processes per rank."""
     num_accumulate: int = 1
     """Batches per optimizer step (gradient accumulation, fairseq ``update_freq``)."""
+    batching: str = "bucket"
+    """``bucket``: duration-bucketed batches padded to their longest item (attention gets a key-padding
+    mask) | ``crop_to_shortest``: the same batches, every item randomly cropped to the batch's shortest
+    on the frame grid (fairseq HuBERT's default): rectangular batches, attention without a mask."""
 
 
 @dataclass
@@ -189,6 +193,8 @@ def validate(cfg: PretrainConfig) -> None:
             f"data.max_sample_size={d.max_sample_size} exceeds data.max_tokens={d.max_tokens}: a single crop "
             f"would not fit a batch; lower max_sample_size or raise max_tokens."
         )
+    if d.batching not in ("bucket", "crop_to_shortest"):
+        raise ConfigError(f"data.batching must be 'bucket' or 'crop_to_shortest', got {d.batching!r}")
     if d.min_sample_size > d.max_sample_size:
         raise ConfigError(f"data.min_sample_size={d.min_sample_size} > data.max_sample_size={d.max_sample_size}")
     if cfg.max_steps <= 0 or cfg.log_every <= 0 or cfg.checkpoint_every <= 0:

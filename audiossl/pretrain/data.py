@@ -11,6 +11,12 @@
   *including padding*: utterances are sorted by length (ties broken by a seeded shuffle), cut
   greedily into batches, the batch order is shuffled per epoch, and batches are dealt to
   data-parallel ranks (every rank gets the same number, so DDP steps stay in lock-step).
+* **Batching modes** (``data.batching``). ``bucket``: items are padded to the batch's longest and
+  the model gets a key-padding mask. ``crop_to_shortest`` (fairseq HuBERT's default,
+  ``pad_audio: false``): the same batches, but every item is randomly cropped to the batch's
+  shortest length (crop start on the model's frame grid, labels cut at the same frame offset), so
+  each batch is rectangular, padding efficiency is 100 % and attention runs without any mask; the
+  audio beyond the shortest item is not used in that epoch (``kept_fraction``).
 * **Lock-step without a per-step check.** Every step takes exactly ``num_accumulate`` batches
   from the sampler on every rank (fewer only at the end of the epoch, equally on all ranks). A
   batch whose rows all fail to load becomes a zero-weight stand-in (one clip of silence whose
@@ -78,6 +84,12 @@ class PretrainBatch:
         return self.real_samples / max(1, self.padded_samples)
 
     @property
+    def unpadded(self) -> bool:
+        """No item is padded (decided on the host at collation: the step passes no lengths, so the
+        model builds no attention mask; no device sync)."""
+        return self.real_samples == self.padded_samples
+
+    @property
     def audio_seconds(self) -> float:
         return self.real_samples / self.sample_rate
 
@@ -129,31 +141,38 @@ class PretrainDataset(torch.utils.data.Dataset):
         """``[N]`` lengths after cropping (what a batch really holds)."""
         return np.minimum(self.lengths, self.max_sample_size)
 
-    def _read_crop(self, path: Path, index: int, epoch: int) -> tuple[torch.Tensor, int]:
-        """``(crop [samples], start)``. Files already at ``sample_rate`` are read from ``start`` only
-        (an hour-long file costs one crop, not a full decode); others are decoded, resampled, cut."""
+    def _read_crop(self, path: Path, index: int, epoch: int, size: int) -> tuple[torch.Tensor, int]:
+        """``(crop [<= size samples], start)``. Files already at ``sample_rate`` are read from ``start``
+        only (an hour-long file costs one crop, not a full decode); others are decoded, resampled, cut."""
         length = int(self.lengths[index])
-        if length > self.max_sample_size and audio_info(path).sample_rate == self.sample_rate:
-            start = self.crop_start(index, epoch, length)
-            wav, _ = load_audio(path, self.sample_rate, start=start, frames=self.max_sample_size)
+        if length > size and audio_info(path).sample_rate == self.sample_rate:
+            start = self.crop_start(index, epoch, length, size)
+            wav, _ = load_audio(path, self.sample_rate, start=start, frames=size)
             return wav, start
         wav, _ = load_audio(path, self.sample_rate)
-        start = self.crop_start(index, epoch, len(wav))
-        return wav[start : start + self.max_sample_size], start
+        start = self.crop_start(index, epoch, len(wav), size)
+        return wav[start : start + size], start
 
-    def crop_start(self, index: int, epoch: int, length: int) -> int:
-        """Deterministic in (seed, epoch, index); a multiple of the model hop."""
-        excess = length - self.max_sample_size
+    def crop_start(self, index: int, epoch: int, length: int, size: int | None = None) -> int:
+        """Start of a ``size``-sample crop (default ``max_sample_size``) of a ``length``-sample row:
+        deterministic in (seed, epoch, index); a multiple of the model hop."""
+        excess = length - (self.max_sample_size if size is None else size)
         if excess <= 0:
             return 0
         rng = np.random.default_rng([self.seed, epoch, index])
         return int(rng.integers(0, excess // self.hop + 1)) * self.hop
 
-    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor] | Skipped:
-        index, epoch = key if isinstance(key, tuple) else (key, self.epoch)
+    def __getitem__(self, key: int | tuple[int, int] | tuple[int, int, int]) -> tuple[torch.Tensor, torch.Tensor] | Skipped:
+        """``key``: ``index``, ``(index, epoch)`` or ``(index, epoch, size)``: crop to ``size`` samples
+        (``crop_to_shortest``: the batch's shortest; never more than ``max_sample_size``)."""
+        if isinstance(key, tuple):
+            index, epoch = key[0], key[1]
+            size = min(int(key[2]), self.max_sample_size) if len(key) > 2 else self.max_sample_size
+        else:
+            index, epoch, size = key, self.epoch, self.max_sample_size
         path = self.manifest.path(index)
         try:
-            wav, start = self._read_crop(path, index, epoch)
+            wav, start = self._read_crop(path, index, epoch, size)
         except AudioError as e:
             log.warning("skipping %s: %s", e.path, e.reason + (f" ({e.detail})" if e.detail else ""))
             return Skipped(index)
@@ -200,10 +219,11 @@ class BucketBatchSampler:
     """Duration-bucketed batches of at most ``max_tokens`` padded samples, sharded over ranks.
 
     ``lengths``: ``[N]`` cropped lengths; rows with length < ``min_length`` are left out.
-    Yields lists of ``(index, epoch)`` keys starting at ``position`` (the resume point).
+    Yields lists of ``(index, epoch)`` keys starting at ``position`` (the resume point);
+    ``crop_to_shortest``: ``(index, epoch, shortest)`` keys, every item cropped to the batch's shortest.
     """
 
-    def __init__(self, lengths: np.ndarray, max_tokens: int, *, seed: int = 0, rank: int = 0, world_size: int = 1, min_length: int = 1, shuffle: bool = True) -> None:
+    def __init__(self, lengths: np.ndarray, max_tokens: int, *, seed: int = 0, rank: int = 0, world_size: int = 1, min_length: int = 1, shuffle: bool = True, crop_to_shortest: bool = False) -> None:
         lengths = np.asarray(lengths, dtype=np.int64)
         if lengths.size and lengths.max() > max_tokens:
             raise ValueError(
@@ -212,6 +232,7 @@ class BucketBatchSampler:
             )
         self.lengths, self.max_tokens, self.seed = lengths, max_tokens, seed
         self.rank, self.world_size, self.min_length, self.shuffle = rank, world_size, min_length, shuffle
+        self.crop_to_shortest = crop_to_shortest
         self.epoch, self.position = 0, 0
 
     def batches(self, epoch: int) -> list[list[int]]:
@@ -247,16 +268,30 @@ class BucketBatchSampler:
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         epoch = self.epoch
         for b in self.batches(epoch)[self.position :]:
-            yield [(i, epoch) for i in b]
+            if self.crop_to_shortest:
+                shortest = int(self.lengths[b].min())
+                yield [(i, epoch, shortest) for i in b]
+            else:
+                yield [(i, epoch) for i in b]
 
     def padding_efficiency(self, epoch: int = 0) -> float:
-        """Real samples / padded samples over one epoch of this rank's batches."""
+        """Real samples / padded samples over one epoch of this rank's batches (1.0 when cropping to the shortest)."""
         real = padded = 0
         for b in self.batches(epoch):
             lens = self.lengths[b]
-            real += int(lens.sum())
-            padded += int(lens.max()) * len(b)
+            real += int(lens.min()) * len(b) if self.crop_to_shortest else int(lens.sum())
+            padded += int(lens.min() if self.crop_to_shortest else lens.max()) * len(b)
         return real / max(1, padded)
+
+    def kept_fraction(self, epoch: int = 0) -> float:
+        """Samples the model sees / samples of the (max_sample_size-cropped) rows, over one epoch: 1.0
+        for ``bucket``; below 1 for ``crop_to_shortest``, which drops what is beyond each batch's shortest."""
+        seen = total = 0
+        for b in self.batches(epoch):
+            lens = self.lengths[b]
+            total += int(lens.sum())
+            seen += int(lens.min()) * len(b) if self.crop_to_shortest else int(lens.sum())
+        return seen / max(1, total)
 
 
 class PretrainDataReader(DataReader[PretrainBatch]):

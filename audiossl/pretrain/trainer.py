@@ -249,14 +249,14 @@ def build_reader(paths: RunPaths, split: str, model, cfg: PretrainConfig, gangs:
     too_short = int(((lengths >= 0) & (lengths < d.min_sample_size)).sum())
     sampler = BucketBatchSampler(
         crop, d.max_tokens, seed=cfg.seed, rank=gangs.dp.rank, world_size=gangs.dp.size,
-        min_length=max(1, d.min_sample_size), shuffle=train,
+        min_length=max(1, d.min_sample_size), shuffle=train, crop_to_shortest=d.batching == "crop_to_shortest",
     )
     nb = len(sampler)
     if gangs.root.rank == 0:
         log.info(
             "%s: %d utterances, %d unreadable (skipped), %d shorter than %d samples (left out); %d batches per rank "
-            "per epoch, padding efficiency %.1f%%", tsv, len(manifest), len(problems), too_short, d.min_sample_size,
-            nb, 100 * sampler.padding_efficiency(0),
+            "per epoch, batching %s: padding efficiency %.1f%%, audio kept %.1f%%", tsv, len(manifest), len(problems),
+            too_short, d.min_sample_size, nb, d.batching, 100 * sampler.padding_efficiency(0), 100 * sampler.kept_fraction(0),
         )
     if nb == 0:
         raise ConfigError(

@@ -65,6 +65,13 @@ def metric_descriptors(extra: dict[str, str] | None = None) -> MetricDescriptorR
     )
 
 
+def step_lengths(batch: PretrainBatch) -> Tensor | None:
+    """``batch.lengths``, or None when no item is padded (``crop_to_shortest`` batches, or a bucket
+    whose items happen to be equally long): the model then builds no attention mask and SDPA / flex
+    run unmasked. Decided from host-side sample counts, never from the device tensor."""
+    return None if batch.unpadded else batch.lengths
+
+
 class _Metrics:
     """Which metrics a family reports, and how one output updates them."""
 
@@ -147,7 +154,7 @@ class PretrainTrainUnit(TrainUnit[PretrainBatch]):
             self._t0 = time.perf_counter()
 
     def process_batch(self, batch: PretrainBatch, metric_bag: MetricBag) -> tuple[Tensor, int | None]:
-        out = self._model(batch.wavs, batch.lengths, batch.targets)
+        out = self._model(batch.wavs, step_lengths(batch), batch.targets)
         self._metrics.update(metric_bag, out, batch)
         # out.loss is already a per-frame mean; the trainer divides by the accumulation count.
         # A stand-in for an unreadable batch runs forward/backward (DDP/FSDP collectives) with no weight.
@@ -186,7 +193,7 @@ class PretrainEvalUnit(EvalUnit[PretrainBatch]):
 
     def process_batch(self, batch: PretrainBatch, metric_bag: MetricBag) -> None:
         with torch.no_grad():
-            out = self._model(batch.wavs, batch.lengths, batch.targets)
+            out = self._model(batch.wavs, step_lengths(batch), batch.targets)
         self._metrics.update(metric_bag, out, batch)
 
     def process_metric_values(self, values: MutableMapping[str, object]) -> None:
