@@ -87,7 +87,8 @@ class _Store:
 
 
 def test_batches_by_total_frames():
-    from audiossl.eval.runner import SplitData, make_batches
+    from audiossl.eval.runner import make_batches
+    from audiossl.eval.splits import SplitData
 
     lens = [10, 300, 20, 250, 15, 30, 280, 5]
     ids = [str(i) for i in range(len(lens))]
@@ -105,7 +106,8 @@ def test_batches_by_total_frames():
 
 
 def test_ctc_greedy_decoding():
-    from audiossl.eval.runner import CTCObjective, RunConfig, SplitData
+    from audiossl.eval.runner import CTCObjective, RunConfig
+    from audiossl.eval.splits import SplitData
     from audiossl.eval.tasks import get_task
 
     split = SplitData(_Store({"u": 4}), ["u"], ["a b c"])

@@ -299,7 +299,7 @@ def test_pretrain_probe_names_truncated_files_before_step_1(corpus):
 @pytest.mark.slow
 def test_bench_ks_names_every_bad_file_and_scores_every_good_one(corpus, ckpt, tmp_path, capsys, caplog):
     from audiossl.data.feature_store import FeatureStore
-    from audiossl.eval.runner import load_split
+    from audiossl.eval.splits import load_split
 
     caplog.set_level(logging.WARNING)
     out = tmp_path / "bench"

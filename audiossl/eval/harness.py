@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import json
 import logging
-import re
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+from audiossl.eval.names import slug
 from audiossl.eval.tasks import BenchError, TaskData, available, check_frame_rate, effective, get_task, resolve
 from audiossl.utils.fileio import atomic_open, atomic_write_json
 
@@ -54,10 +54,6 @@ class BenchConfig:
     beam_size: int = 50
     bootstrap: int = 1000
     """bootstrap resamples of the test items for the 95 % confidence intervals (0 = none)"""
-
-
-def slug(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_")[:80] or "upstream"
 
 
 def run_bench(upstreams: list[str], tasks: list[str] | None, data: str | Path, out: str | Path,
@@ -148,7 +144,8 @@ def _run_pair(u: str, up, layer: int | None, td: TaskData, out: Path, cfg: Bench
     from audiossl.eval.cache import CacheConfig, build_cache
     from audiossl.eval.confidence import Items, confidence_intervals, task_seed
     from audiossl.eval.ctc_decode import DecodeConfig
-    from audiossl.eval.runner import RunConfig, concat_splits, load_split, train_and_evaluate
+    from audiossl.eval.runner import RunConfig, train_and_evaluate
+    from audiossl.eval.splits import concat_splits, load_split
 
     spec = td.spec
     run_dir = out / "runs" / slug(u) / spec.name

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from audiossl.data.frame_labels import LabelError
+from audiossl.eval.names import slug
 
 NONE = "none"
 
@@ -135,7 +136,6 @@ def run_pair(u: str, up, layer: int | None, td, out: Path, cfg) -> dict:
     the layer on dev, score test; per-query AP as the bootstrap items."""
     from audiossl.eval.cache import CacheConfig, build_cache, layer_stack
     from audiossl.eval.confidence import Items, confidence_intervals, task_seed
-    from audiossl.eval.harness import slug
     from audiossl.eval.tasks import BenchError
     from audiossl.data.manifest import read_manifest
 

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import csv
 import io
-import re
 from pathlib import Path
 
+from audiossl.eval.names import slug
 from audiossl.eval.tasks import METRICS
 
 CI_METHOD = ("95% percentile bootstrap over test items (fixed seed per task); overall: joint resampling of every "
@@ -264,10 +264,6 @@ def plot(records: list[dict], out: Path) -> list[Path]:
     return paths
 
 
-def _slug(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_")[:80] or "upstream"
-
-
 def figures(records: list[dict], analysis: dict, out: Path) -> list[str]:
     """``results_bars.png`` (every column with CI whiskers, and the overall score) and
     ``layer_weights_<upstream>.png`` (tasks × layers heatmap, upstreams with more than one layer),
@@ -288,7 +284,7 @@ def figures(records: list[dict], analysis: dict, out: Path) -> list[str]:
         w = {t: cell[u, t]["layer_weights"] for t in tasks if (u, t) in cell and len(cell[u, t].get("layer_weights", [])) > 1}
         if w:
             names.append(layer_weight_heatmap(w, f"{u}: learned layer weights (softmax)",
-                                              out / f"layer_weights_{_slug(u)}.png").name)
+                                              out / f"layer_weights_{slug(u)}.png").name)
     return names
 
 

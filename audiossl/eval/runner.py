@@ -23,7 +23,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from audiossl.data.feature_store import FeatureStore
 from audiossl.data.frame_labels import LabelError
 from audiossl.eval import metrics as M
 from audiossl.eval.cache import layer_stack
@@ -31,51 +30,10 @@ from audiossl.eval.confidence import Items
 from audiossl.eval.ctc_decode import DecodeConfig
 from audiossl.eval.featurizer import Featurizer
 from audiossl.eval.heads import build_head
+from audiossl.eval.splits import SplitData
 from audiossl.eval.tasks import TaskSpec, read_trials
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class SplitData:
-    """Cached features of one split and their raw label strings, in manifest order (bad audio dropped)."""
-
-    store: FeatureStore
-    ids: list[str]
-    labels: list[str]
-    label_file: str = ""
-
-    def subset(self, idx: list[int]) -> "SplitData":
-        return SplitData(self.store, [self.ids[i] for i in idx], [self.labels[i] for i in idx], self.label_file)
-
-
-def load_split(store: FeatureStore, tsv: Path, label: str | None) -> SplitData:
-    from audiossl.data.manifest import read_manifest
-
-    m = read_manifest(tsv, labels=[label] if label else [])
-    labs = m.labels[label] if label else [""] * len(m)
-    keep = [i for i, u in enumerate(m.ids) if u in store]
-    return SplitData(store, [m.ids[i] for i in keep], [labs[i] for i in keep], str(m.label_path(label)) if label else "")
-
-
-def concat_splits(parts: list[SplitData]) -> SplitData:
-    """Several splits (ESC-50 training folds) as one; each keeps reading its own store."""
-    out = _Multi(parts)
-    return SplitData(out, [i for p in parts for i in p.ids], [l for p in parts for l in p.labels], parts[0].label_file)
-
-
-class _Multi:
-    """Minimal FeatureStore look-alike over several stores (ids must be unique across them)."""
-
-    def __init__(self, parts: list[SplitData]) -> None:
-        self.by_id = {u: p.store for p in parts for u in p.ids}
-        self.meta = parts[0].store.meta
-
-    def __getitem__(self, key: str) -> np.ndarray:
-        return self.by_id[key][key]
-
-    def __contains__(self, key: str) -> bool:
-        return key in self.by_id
 
 
 @dataclass

@@ -22,7 +22,6 @@ predictor sees the whole sequence with a learned mask token at the masked positi
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, fields, replace
 from typing import ClassVar
 

@@ -88,7 +88,8 @@ def main() -> None:
 
     from audiossl.eval.cache import CacheConfig, build_cache
     from audiossl.eval.heads import masked_mean
-    from audiossl.eval.runner import RunConfig, _collate, _targets, load_split, make_batches, setup, train_epoch
+    from audiossl.eval.runner import RunConfig, _collate, _targets, make_batches, setup, train_epoch
+    from audiossl.eval.splits import load_split
     from audiossl.eval.tasks import get_task
     from audiossl.audio.io import load_audio
 

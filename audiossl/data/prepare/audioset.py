@@ -27,7 +27,6 @@ from __future__ import annotations
 import csv
 import logging
 import re
-from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 

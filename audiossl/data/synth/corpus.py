@@ -24,7 +24,6 @@ writes every file atomically, in plan order.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import multiprocessing as mp
 import random
@@ -32,18 +31,19 @@ import shutil
 import time
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from audiossl.data.synth import bench_tasks, music, speech, text
 from audiossl.data.synth.espeak import ESpeakError
+from audiossl.data.synth.jobs import SPLITS, Job, jitter_voice, clip_seed
+from audiossl.data.synth.plans_extra import plan_beats, plan_conversations, plan_intents, plan_qbe
 
 log = logging.getLogger(__name__)
 
 VERSION = 1
-SPLITS = ("train", "valid", "test")
 TASKS = ("speech", "speakers_unseen", "keywords", "prosody", "music_notes", "music_keys")
 EXTRA_TASKS = ("intents", "conversations", "music_beats", "qbe")
 """made only when named in ``tasks`` (not part of the default demo corpus yet)"""
@@ -77,61 +77,35 @@ SIZES: dict[str, SizeConfig] = {
 }
 
 
-@dataclass
-class Job:
-    """One clip to render. ``kind`` selects the renderer; ``params`` are its arguments."""
-
-    task: str
-    split: str
-    relpath: str
-    kind: str  # "speech" | "note" | "keys"
-    params: dict
-    seed: int
-    labels: dict[str, str] = field(default_factory=dict)
-
-
-def _seed(*parts) -> int:
-    h = hashlib.sha256("/".join(map(str, parts)).encode()).digest()
-    return int.from_bytes(h[:4], "little") & 0x7FFFFFFF
-
-
 # ---------------------------------------------------------------- planning (pure, seeded)
-
-
-def _jitter(spk: speech.Speaker, rng: random.Random, **style) -> dict:
-    s = spk.settings(**style)
-    return asdict(s) | {
-        "rate": int(min(400, max(80, s.rate * rng.uniform(0.92, 1.08)))),
-        "pitch": int(min(99, max(0, s.pitch + rng.randint(-4, 4)))),
-    }
 
 
 def plan_speech(cfg: SizeConfig, seed: int, speakers: list[speech.Speaker]) -> list[Job]:
     jobs = []
     for spk in speakers:
-        rng = random.Random(_seed(seed, "speech", spk.spk_id))
+        rng = random.Random(clip_seed(seed, "speech", spk.spk_id))
         n = 0
         for split, count in zip(SPLITS, cfg.utts_per_speaker):
             for _ in range(count):
                 n += 1
                 words = text.sentence(rng)
                 utt = f"{spk.spk_id}-{n:04d}"
-                params = {"text": " ".join(words), "settings": _jitter(spk, rng)}
+                params = {"text": " ".join(words), "settings": jitter_voice(spk, rng)}
                 labels = {"wrd": " ".join(words).upper(), "ltr": text.letters(words), "spk": spk.spk_id}
-                jobs.append(Job("speech", split, f"wav/{spk.spk_id}/{utt}.wav", "speech", params, _seed(seed, utt), labels))
+                jobs.append(Job("speech", split, f"wav/{spk.spk_id}/{utt}.wav", "speech", params, clip_seed(seed, utt), labels))
     return jobs
 
 
 def plan_unseen(cfg: SizeConfig, seed: int, speakers: list[speech.Speaker]) -> list[Job]:
     jobs = []
     for spk in speakers:
-        rng = random.Random(_seed(seed, "unseen", spk.spk_id))
+        rng = random.Random(clip_seed(seed, "unseen", spk.spk_id))
         for n in range(1, cfg.unseen_utts + 1):
             words = text.sentence(rng)
             utt = f"{spk.spk_id}-{n:04d}"
-            params = {"text": " ".join(words), "settings": _jitter(spk, rng)}
+            params = {"text": " ".join(words), "settings": jitter_voice(spk, rng)}
             jobs.append(
-                Job("speakers_unseen", "test", f"wav/{spk.spk_id}/{utt}.wav", "speech", params, _seed(seed, "unseen", utt),
+                Job("speakers_unseen", "test", f"wav/{spk.spk_id}/{utt}.wav", "speech", params, clip_seed(seed, "unseen", utt),
                     {"spk": spk.spk_id, "wrd": " ".join(words).upper()})
             )
     return jobs
@@ -141,19 +115,19 @@ def plan_keywords(cfg: SizeConfig, seed: int, speakers: list[speech.Speaker]) ->
     jobs = []
     classes = text.KEYWORDS + [text.UNKNOWN, text.SILENCE]
     for split, count in zip(SPLITS, cfg.keywords_per_class):
-        rng = random.Random(_seed(seed, "keywords", split))
+        rng = random.Random(clip_seed(seed, "keywords", split))
         for label in classes:
             for k in range(count):
                 name = f"{split}-{label.strip('_')}-{k:04d}"
                 spk = rng.choice(speakers)
                 word = rng.choice(text.UNKNOWN_WORDS) if label == text.UNKNOWN else label
                 params = {
-                    "text": word, "settings": _jitter(spk, rng), "gain": rng.uniform(0.5, 1.0),
+                    "text": word, "settings": jitter_voice(spk, rng), "gain": rng.uniform(0.5, 1.0),
                     "noise_dbfs": rng.uniform(-65, -45), "silence": label == text.SILENCE,
                     "offset": rng.random(),
                 }
                 jobs.append(Job("keywords", split, f"wav/{label.strip('_')}/{name}.wav", "keyword", params,
-                                _seed(seed, "kw", name), {"lbl": label}))
+                                clip_seed(seed, "kw", name), {"lbl": label}))
     return jobs
 
 
@@ -161,17 +135,17 @@ def plan_prosody(cfg: SizeConfig, seed: int, speakers: list[speech.Speaker]) -> 
     jobs = []
     n = 0
     for split, count in zip(SPLITS, cfg.prosody_sentences):
-        rng = random.Random(_seed(seed, "prosody", split))
+        rng = random.Random(clip_seed(seed, "prosody", split))
         for _ in range(count):
             n += 1
             words = text.sentence(rng, 4, 9)
             spk = rng.choice(speakers)
             for style, (rate, pitch, range_, gap) in speech.PROSODY_STYLES.items():
-                settings = _jitter(spk, rng, rate_scale=rate, pitch_shift=pitch, range_=range_, wordgap=gap)
+                settings = jitter_voice(spk, rng, rate_scale=rate, pitch_shift=pitch, range_=range_, wordgap=gap)
                 settings["range"] = range_  # style sets the range exactly; only rate/pitch jitter
                 name = f"s{n:04d}-{style}"
                 jobs.append(Job("prosody", split, f"wav/{style}/{name}.wav", "speech",
-                                {"text": " ".join(words), "settings": settings}, _seed(seed, "prosody", name),
+                                {"text": " ".join(words), "settings": settings}, clip_seed(seed, "prosody", name),
                                 {"lbl": style, "spk": spk.spk_id, "wrd": " ".join(words).upper()}))
     return jobs
 
@@ -179,13 +153,13 @@ def plan_prosody(cfg: SizeConfig, seed: int, speakers: list[speech.Speaker]) -> 
 def plan_notes(cfg: SizeConfig, seed: int) -> list[Job]:
     jobs = []
     for split, count in zip(SPLITS, cfg.notes_per_family):
-        rng = random.Random(_seed(seed, "notes", split))
+        rng = random.Random(clip_seed(seed, "notes", split))
         for family, (_, (lo, hi)) in music.FAMILIES.items():
             for k in range(count):
                 pitch = rng.randint(lo, hi)
                 name = f"{split}-{family}-{k:04d}-p{pitch:03d}"
                 jobs.append(Job("music_notes", split, f"wav/{family}/{name}.wav", "note",
-                                {"family": family, "pitch": pitch}, _seed(seed, "note", name),
+                                {"family": family, "pitch": pitch}, clip_seed(seed, "note", name),
                                 {"lbl": family, "pitch": str(pitch)}))
     return jobs
 
@@ -198,71 +172,7 @@ def plan_keys(cfg: SizeConfig, seed: int) -> list[Job]:
                 for k in range(count):
                     name = f"{split}-{pc.replace('#', 's')}{mode}-{k:04d}"
                     jobs.append(Job("music_keys", split, f"wav/{name}.wav", "keys", {"tonic": tonic, "mode": mode},
-                                    _seed(seed, "keys", name), {"lbl": f"{pc} {mode}"}))
-    return jobs
-
-
-def plan_intents(size: str, seed: int, speakers: list[speech.Speaker]) -> list[Job]:
-    jobs = []
-    for split, count in zip(SPLITS, bench_tasks.SIZES[size].intent_utts):
-        rng = random.Random(_seed(seed, "intents", split))
-        for n, (action, obj, loc) in enumerate(bench_tasks.INTENTS):
-            for k in range(count):
-                spk = rng.choice(speakers)
-                words = bench_tasks.intent_text(action, obj, loc, rng)
-                name = f"{split}-i{n:02d}-{k:04d}"
-                labels = {"lbl": bench_tasks.intent_label(action, obj, loc), "action": action, "object": obj,
-                          "location": loc, "wrd": words.upper(), "spk": spk.spk_id}
-                jobs.append(Job("intents", split, f"wav/{spk.spk_id}/{name}.wav", "speech",
-                                {"text": words, "settings": _jitter(spk, rng)}, _seed(seed, "intent", name), labels))
-    return jobs
-
-
-def plan_conversations(size: str, seed: int, speakers: list[speech.Speaker]) -> list[Job]:
-    jobs = []
-    for split, count in zip(SPLITS, bench_tasks.SIZES[size].conversations):
-        rng = random.Random(_seed(seed, "conversations", split))
-        for k in range(count):
-            pair = rng.sample(speakers, 2)
-            turns = bench_tasks.conversation_plan(rng)
-            name = f"{split}-conv{k:04d}"
-            params = {"turns": turns, "speakers": [p.spk_id for p in pair],
-                      "settings": [_jitter(pair[t["who"]], rng) for t in turns],
-                      "gains": [rng.uniform(0.6, 1.0), rng.uniform(0.6, 1.0)]}
-            jobs.append(Job("conversations", split, f"wav/{name}.wav", "conversation", params,
-                            _seed(seed, "conv", name)))
-    return jobs
-
-
-def plan_beats(size: str, seed: int) -> list[Job]:
-    jobs = []
-    for split, count in zip(SPLITS, bench_tasks.SIZES[size].beat_clips):
-        for k in range(count):
-            name = f"{split}-groove{k:04d}"
-            jobs.append(Job("music_beats", split, f"wav/{name}.wav", "beats", {}, _seed(seed, "beats", name)))
-    return jobs
-
-
-def plan_qbe(size: str, seed: int, speakers: list[speech.Speaker]) -> list[Job]:
-    sz = bench_tasks.SIZES[size]
-    keywords = bench_tasks.QBE_KEYWORDS[: sz.qbe_keywords]
-    jobs = []
-    for split in ("valid", "test"):
-        rng = random.Random(_seed(seed, "qbe", split))
-        for kw in keywords:
-            for k in range(sz.qbe_queries):
-                spk = rng.choice(speakers)
-                name = f"{split}-q-{kw}-{k:02d}"
-                jobs.append(Job("qbe", f"{split}_queries", f"wav/queries/{spk.spk_id}/{name}.wav", "speech",
-                                {"text": kw, "settings": _jitter(spk, rng)}, _seed(seed, "qbe", name),
-                                {"kw": kw, "spk": spk.spk_id}))
-        for k, (words, kw) in enumerate(bench_tasks.qbe_documents(sz.qbe_docs, keywords, rng)):
-            spk = rng.choice(speakers)
-            name = f"{split}-d{k:04d}"
-            found = sorted(set(words) & set(keywords))
-            jobs.append(Job("qbe", split, f"wav/docs/{spk.spk_id}/{name}.wav", "speech",
-                            {"text": " ".join(words), "settings": _jitter(spk, rng)}, _seed(seed, "qbe", name),
-                            {"kw": ",".join(found) or "none", "wrd": " ".join(words).upper(), "spk": spk.spk_id}))
+                                    clip_seed(seed, "keys", name), {"lbl": f"{pc} {mode}"}))
     return jobs
 
 
@@ -379,7 +289,7 @@ def finish(job: Job, result, task_dir: Path, write) -> tuple[int, float, dict[st
 
 def _trials(ids: list[str], spks: list[str], seed: int) -> list[str]:
     """About one target and one non-target trial per utterance, in a seeded order."""
-    rng = random.Random(_seed(seed, "trials"))
+    rng = random.Random(clip_seed(seed, "trials"))
     by_spk: dict[str, list[str]] = {}
     for uid, s in zip(ids, spks):
         by_spk.setdefault(s, []).append(uid)
