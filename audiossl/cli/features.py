@@ -7,6 +7,11 @@ kinds:
   fbank  Kaldi log mel filterbank, --num-mel-bins dims at 100 Hz
   cqt    log-magnitude constant-Q transform (librosa), --n-bins dims at sample-rate/--hop-length Hz
   model  layer features of a trained checkpoint: --ckpt CKPT --layer N
+  merge  join the parts of a sharded dump: `audiossl features merge OUT` (after every --shard I/N)
+
+Data-parallel: under torchrun each rank dumps rows i % world == rank and rank 0 merges the index
+after a barrier; as a Slurm array, `--shard $SLURM_ARRAY_TASK_ID/N` per task, then one
+`audiossl features merge OUT`. Parts write disjoint shard files; a part that dies resumes.
 
 Bad audio files are reported with path and reason and skipped; the run ends with a count.
 An interrupted run resumes: utterances in finished shards are kept (unless --no-resume).
@@ -21,13 +26,15 @@ import argparse
 from pathlib import Path
 
 HELP = "compute MFCC / fbank / CQT (or model layer) features into a sharded store"
-KINDS = ("mfcc", "fbank", "cqt", "model")
+KINDS = ("mfcc", "fbank", "cqt", "model", "merge")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("kind", choices=KINDS, help="feature kind (see above)")
-    p.add_argument("manifest", type=Path, help="fairseq manifest .tsv (from `audiossl prepare`)")
-    p.add_argument("out", type=Path, help="output store directory")
+    p.add_argument("manifest", type=Path, help="fairseq manifest .tsv (from `audiossl prepare`); merge: the store directory")
+    p.add_argument("out", type=Path, nargs="?", default=None, help="output store directory (not for merge)")
+    p.add_argument("--shard", default=None, metavar="I/N",
+                   help="dump only part I of N (rows i %% N == I; a Slurm array task); join with `features merge OUT`")
     p.add_argument("--workers", type=int, default=2, help="parallel processes, one thread each (model on a GPU: one process)")
     p.add_argument("--sample-rate", type=int, default=None,
                    help="resample audio to this rate; unset = 16000, 24000 for cqt, the checkpoint's rate for model")
@@ -48,6 +55,19 @@ def run(args: argparse.Namespace) -> int:
     import logging
 
     log = logging.getLogger("audiossl.features")
+    if args.kind == "merge":
+        from audiossl.data.feature_store import merge_parts
+
+        try:
+            store = merge_parts(args.manifest)
+        except (FileNotFoundError, ValueError) as e:
+            log.error("%s", e)
+            return 1
+        print(f"merged {store.meta.get('num_parts')} parts: {len(store)} utterances, {store.num_frames} frames -> {store.path}")
+        return 0
+    if args.out is None:
+        log.error("features %s needs MANIFEST OUT", args.kind)
+        return 2
     if args.shard_mb <= 0:
         log.error("--shard-mb must be positive, got %d", args.shard_mb)
         return 2
@@ -66,10 +86,14 @@ def run(args: argparse.Namespace) -> int:
         kwargs["num_mel_bins"] = args.num_mel_bins
     elif args.kind == "cqt":
         kwargs.update(hop_length=args.hop_length, n_bins=args.n_bins, bins_per_octave=args.bins_per_octave, fmin=args.fmin)
+    from audiossl.data.sharding import current_part
+
     try:
+        part = current_part(args.shard)
         summary = dump_features(
             args.kind, args.manifest, args.out, workers=args.workers, sample_rate=sample_rate,
-            resume=not args.no_resume, progress=not args.no_progress, shard_bytes=args.shard_mb << 20, **kwargs,
+            resume=not args.no_resume, progress=not args.no_progress, shard_bytes=args.shard_mb << 20,
+            part=part, **kwargs,
         )
     except (ManifestError, ValueError, OSError) as e:  # ValueError includes CheckpointError
         log.error("%s", e)

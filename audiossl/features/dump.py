@@ -4,6 +4,12 @@ Work is spread over processes, and results are consumed in manifest order, so th
 same for any number of workers. Bad audio (missing, empty, unreadable, NaN/inf, too short for one
 window) is logged with path and reason and skipped; the run ends with a count by reason.
 A rerun with ``resume=True`` keeps every utterance of a finished shard and computes the rest.
+
+Data-parallel: under ``torchrun`` every rank dumps rows ``i % world == rank`` (a model on
+``cuda:LOCAL_RANK``), writes its own shards, and rank 0 merges the index after a barrier; as a
+Slurm array, ``shard=(I, N)`` dumps part I of N and ``audiossl features merge OUT`` (or
+:func:`~audiossl.data.feature_store.merge_parts`) joins them once every part has finished.
+A part that died resumes like a whole dump (same N).
 """
 
 from __future__ import annotations
@@ -26,7 +32,8 @@ import torch
 
 from audiossl.audio.features import FeatureError, FeatureSpec, get_feature
 from audiossl.audio.io import AudioError, audio_info, load_audio
-from audiossl.data.feature_store import FeatureWriter
+from audiossl.data.feature_store import FeatureWriter, merge_parts
+from audiossl.data.sharding import Part
 from audiossl.data.manifest import read_manifest
 from audiossl.utils.fileio import atomic_write_json, check_free_space
 
@@ -230,16 +237,18 @@ def _probe_rate(paths: list[str], tries: int = 5) -> int | None:
     return None
 
 
-def _check_params(out: Path, params: dict[str, Any], resume: bool) -> None:
+def _check_params(out: Path, params: dict[str, Any], resume: bool, write: bool = True) -> None:
     path = out / PARAMS
     if resume and path.is_file():
         old = json.loads(path.read_text())
-        if old.get("feature") != params["feature"]:
-            raise ValueError(
-                f"{path}: the store in {out} was started with {old.get('feature')}, this run asks for "
-                f"{params['feature']}; use another output directory or rerun without resume (--no-resume)."
-            )
-    atomic_write_json(path, params)
+        for key in ("feature", "num_parts"):
+            if old.get(key, 1 if key == "num_parts" else None) != params[key]:
+                raise ValueError(
+                    f"{path}: the store in {out} was started with {key}={old.get(key)}, this run asks for "
+                    f"{params[key]}; use another output directory or rerun without resume (--no-resume)."
+                )
+    if write:  # part 0 only: no two parts write the same file
+        atomic_write_json(path, params)
 
 
 def dump_features(
@@ -252,6 +261,7 @@ def dump_features(
     resume: bool = True,
     progress: bool = True,
     shard_bytes: int = 256 << 20,
+    part: Part | None = None,
     **feature_kwargs: Any,
 ) -> DumpSummary:
     """Compute ``kind`` (``mfcc``, ``fbank``, ``cqt``, ``model``) for every row of ``manifest_tsv``.
@@ -265,26 +275,36 @@ def dump_features(
 
     Raises ``ManifestError`` for a bad manifest, ``OSError`` when the disk cannot hold the store,
     ``ValueError`` when resuming a store made with other parameters.
+
+    ``part``: this process's share (:func:`audiossl.data.sharding.current_part`); rows
+    ``i % part.count == part.index``. Under torchrun rank 0 merges after a barrier; for
+    independent parts (``--shard I/N``) the summary's store is None until
+    :func:`~audiossl.data.feature_store.merge_parts` runs.
     """
     t0 = time.time()
+    part = part or Part()
     tsv = Path(manifest_tsv).resolve()
     # utterance ids come from `<split>.ids` when present (Kaldi wav.scp input), else from relpaths
     manifest = read_manifest(tsv, labels=["ids"] if tsv.with_suffix(".ids").is_file() else [])
     if kind == "model":
+        if part.distributed and torch.cuda.is_available() and feature_kwargs.get("device") in (None, "cuda"):
+            feature_kwargs["device"] = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
         spec = model_feature(sample_rate=sample_rate, **feature_kwargs)
     else:
         spec = get_feature(kind, 16000 if sample_rate is None else sample_rate, **feature_kwargs)
     ids, paths = manifest.ids, [str(p) for p in manifest.paths()]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    params = {"source_manifest": str(tsv), "feature": spec.describe(), "sample_rate": spec.sample_rate}
-    _check_params(out, params, resume)
+    params = {"source_manifest": str(tsv), "feature": spec.describe(), "sample_rate": spec.sample_rate,
+              "num_parts": part.count}
+    _check_params(out, params, resume, write=part.index == 0)
+    mine = [i for i in range(len(ids)) if i % part.count == part.index]
 
     writer = FeatureWriter(out, kind=spec.name, dim=spec.dim, frame_rate=spec.frame_rate,
-                           shard_bytes=shard_bytes, extra=params, resume=resume)
+                           shard_bytes=shard_bytes, extra=params, resume=resume, part=(part.index, part.count))
     done = writer.done_ids
-    todo = [i for i, u in enumerate(ids) if u not in done]
-    summary = DumpSummary(out, spec.name, len(ids), reused=len(ids) - len(todo))
+    todo = [i for i in mine if ids[i] not in done]
+    summary = DumpSummary(out, spec.name, len(mine), reused=len(mine) - len(todo))
     if summary.reused:
         log.info("resuming: %d of %d utterances already in finished shards", summary.reused, len(ids))
 
@@ -302,8 +322,15 @@ def dump_features(
             summary.computed += 1
 
     writer.extra["num_skipped"] = len(summary.skipped)
-    store = writer.close(order=ids)
-    summary.num_frames = store.num_frames
+    if part.single:
+        summary.num_frames = writer.close(order=ids).num_frames
+    else:
+        writer.close_part({ids[i]: i for i in mine})
+        summary.num_frames = int(sum(e.frames for e in writer.entries))
+        part.barrier()
+        if part.distributed and part.index == 0:
+            merge_parts(out)
+        part.barrier()
     summary.seconds = time.time() - t0
     log.info("%s", summary.summary())
     return summary
