@@ -36,6 +36,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overlap-seconds", type=float, default=2.0, help="context on each side of a chunk (seconds)")
     p.add_argument("--prefetch", type=int, default=2,
                    help="batches decoded ahead in a background thread while the model runs; 0 = decode inline (default: 2)")
+    p.add_argument("--shard", default=None, metavar="I/N",
+                   help="extract only inputs i %% N == I into OUT/part-I-of-N (a Slurm array task); under torchrun "
+                        "the rank picks its part (device cuda -> cuda:LOCAL_RANK). Each part is a complete, resumable output")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,14 +49,27 @@ def run(args: argparse.Namespace) -> int:
         max_seconds=args.max_seconds, chunk_seconds=args.chunk_seconds, overlap_seconds=args.overlap_seconds,
         prefetch=args.prefetch,
     )
+    out, inputs = args.out, args.input
     try:
-        report = extract(args.upstream, args.input, args.out, cfg)
+        from audiossl.data.sharding import current_part
+
+        part = current_part(args.shard)
+        if not part.single:
+            import os
+
+            from audiossl.extract.run import list_inputs
+
+            inputs = [p for i, p in enumerate(list_inputs(args.input)) if i % part.count == part.index]
+            out = Path(args.out) / f"part-{part.index:05d}-of-{part.count:05d}"
+            if part.distributed and cfg.device == "cuda":
+                cfg.device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+        report = extract(args.upstream, inputs, out, cfg)
     except (ValueError, FileNotFoundError) as e:
         print(f"audiossl extract: {e}")
         return 2
     for path, reason in report.skipped or []:
         print(f"skipped {path}: {reason}")
-    print(f"extract: {report.summary()} → {args.out}")
+    print(f"extract: {report.summary()} → {out}")
     print(f"extract: {report.timing()}")
     from audiossl.cli.status import produced_or_fail
 

@@ -5,6 +5,12 @@
   audiossl kmeans quality LABELS --ref REF.ali --ref-rate 100  PNMI / purity / codebook usage
 
 A model is a directory with kmeans.safetensors (centroids) and kmeans.json (what made it).
+
+Data-parallel: `fit` under torchrun streams each rank's share of the store's shards and
+all-reduces per-centroid float64 sums and counts (rank 0 writes the model; same centroids as one
+process). `label` under torchrun labels each rank's shards and rank 0 writes the file after a
+barrier; as a Slurm array, `label ... --shard I/N` per task writes LABELS.part-I-of-N.npz, then
+`label ... --merge` writes LABELS. Labels are identical for any number of ranks or shards.
 """
 
 from __future__ import annotations
@@ -45,6 +51,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     la.add_argument("--fairseq-dict", action="store_true", help="also write dict.<ext>.txt beside the labels")
     la.add_argument("--chunk-size", type=int, default=16384, help="frames per distance matmul")
     la.add_argument("--device", default="cpu", help="torch device: cpu, cuda, ...")
+    la.add_argument("--shard", default=None, metavar="I/N", help="label only part I of N of the store's shards (a Slurm array task)")
+    la.add_argument("--merge", action="store_true", help="write LABELS from the finished --shard parts")
 
     q = sub.add_parser("quality", help="PNMI, phone / cluster purity, codebook usage vs reference labels", formatter_class=fmt)
     q.add_argument("labels", type=Path, help="unit label file with its .json sidecar (gives its frame rate)")
@@ -71,16 +79,22 @@ def _fit(args: argparse.Namespace) -> int:
     from audiossl.tokenizers.kmeans import KMeansConfig, fit_kmeans_store
     from audiossl.tokenizers.kmeans_io import save_kmeans
 
+    from audiossl.data.sharding import current_part
+
     try:
+        part = current_part()
         store = FeatureStore(args.store)
         cfg = KMeansConfig(
             k=args.k, percent=args.percent, seed=args.seed, init_size=args.init_size, sample_iters=args.sample_iters,
             swap_rounds=args.swap_rounds, iters=args.iters, tol=args.tol, chunk_size=args.chunk_size,
             device=args.device, num_threads=args.threads,
         )
-        res = fit_kmeans_store(store, cfg)
+        res = fit_kmeans_store(store, cfg, part=part)
     except (FileNotFoundError, ValueError) as e:
         return _fail(str(e))
+    if part.index != 0:  # every rank holds the same centroids; rank 0 writes them
+        part.barrier()
+        return 0
     extra = store.meta.get("extra", {}) or {}
     meta = {
         "feature_kind": store.kind,
@@ -97,6 +111,7 @@ def _fit(args: argparse.Namespace) -> int:
         "empty_reassigned": res.empty_reassigned,
     }
     save_kmeans(args.out, res.centroids, meta)
+    part.barrier()
     print(f"k-means k={args.k} on {res.num_frames} frames: inertia/frame {meta['inertia_per_frame']:.6g} -> {args.out}")
     return 0
 
@@ -122,7 +137,28 @@ def _label(args: argparse.Namespace) -> int:
                     f"{args.manifest}: {len(missing)} of {len(order)} utterances are not in the feature store "
                     f"{args.store}: {shown}. Re-run `audiossl features` on this manifest."
                 )
-        by_id = label_store(store, km.centroids, device=args.device, chunk_size=args.chunk_size)
+        from audiossl.data.sharding import current_part
+
+        part = current_part(args.shard)
+        if args.merge:
+            by_id = _merge_label_parts(args.labels)
+        else:
+            by_id = label_store(store, km.centroids, device=args.device, chunk_size=args.chunk_size,
+                                part=(part.index, part.count))
+            if not part.single:
+                _save_label_part(args.labels, part.index, part.count, by_id)
+                part.barrier()
+                if not part.distributed:
+                    print(f"labelled part {part.index}/{part.count} ({len(by_id)} utterances); "
+                          f"join the parts with `audiossl kmeans label ... --merge`")
+                    return 0
+                if part.index != 0:
+                    part.barrier()
+                    return 0
+                by_id = _merge_label_parts(args.labels)
+        missing = [u for u in order if u not in by_id]
+        if missing:
+            return _fail(f"{args.labels}: no labels for {len(missing)} utterances (e.g. {missing[0]})")
     except (FileNotFoundError, ValueError, ManifestError) as e:
         return _fail(str(e))
     tokenizer = {
@@ -143,9 +179,50 @@ def _label(args: argparse.Namespace) -> int:
         d = write_fairseq_dict(Path(args.labels).parent / f"dict.{ext}.txt", km.k)
         msg += f", {d}"
     print(msg)
+    for p in _label_parts(args.labels):
+        p.unlink()
+    if part.distributed:
+        part.barrier()
     from audiossl.cli.status import produced_or_fail
 
     return produced_or_fail("kmeans label", len(labels), len(labels), "utterances")
+
+
+def _label_parts(labels: Path) -> list[Path]:
+    return sorted(Path(labels).parent.glob(Path(labels).name + ".part-*-of-*.npz"))
+
+
+def _save_label_part(labels: Path, i: int, n: int, by_id: dict) -> None:
+    import os
+
+    import numpy as np
+
+    path = Path(labels).parent / f"{Path(labels).name}.part-{i:05d}-of-{n:05d}.npz"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ids = list(by_id)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, ids=np.array(ids, dtype=str), lengths=np.array([len(by_id[u]) for u in ids], dtype=np.int64),
+             labels=np.concatenate([by_id[u] for u in ids]) if ids else np.empty(0, dtype=np.int64))
+    os.replace(tmp, path)
+
+
+def _merge_label_parts(labels: Path) -> dict:
+    import numpy as np
+
+    parts = _label_parts(labels)
+    counts = {int(p.name.rsplit("-of-", 1)[1].split(".")[0]) for p in parts}
+    if len(counts) != 1:
+        raise FileNotFoundError(f"{labels}: no label parts to merge" if not counts else f"{labels}: parts of different runs {sorted(counts)}")
+    n = counts.pop()
+    have = {int(p.name.rsplit(".part-", 1)[1].split("-of-")[0]) for p in parts}
+    if have != set(range(n)):
+        raise FileNotFoundError(f"{labels}: label parts {sorted(set(range(n)) - have)} of {n} are missing; run them first")
+    by_id = {}
+    for p in parts:
+        z = np.load(p)
+        for u, lab in zip(z["ids"].tolist(), np.split(z["labels"], np.cumsum(z["lengths"])[:-1])):
+            by_id[u] = lab
+    return by_id
 
 
 def _quality(args: argparse.Namespace) -> int:
