@@ -163,3 +163,15 @@ def test_a_part_that_dies_half_way_resumes(tmp_path, monkeypatch):
     _same_store(ref.out, out)
     with pytest.raises(ValueError, match="num_parts"):  # resuming with another N would mix layouts
         dump_features("mfcc", tsv, out, workers=1, progress=False, part=Part(0, 3))
+
+
+def test_extract_shards_split_the_inputs(tmp_path):
+    from audiossl.extract.sinks import read_index
+
+    tsv = _corpus(tmp_path)
+    assert main(["extract", "fbank", str(tsv), str(tmp_path / "one")]) == 0
+    for i in (0, 1):
+        assert main(["extract", "fbank", str(tsv), str(tmp_path / "two"), "--shard", f"{i}/2"]) == 0
+    one = read_index(tmp_path / "one")
+    parts = [read_index(tmp_path / "two" / f"part-{i:05d}-of-00002") for i in (0, 1)]
+    assert not set(parts[0]) & set(parts[1]) and {**parts[0], **parts[1]} == one
