@@ -13,16 +13,15 @@ from audiossl.data.frame_labels import read_frame_labels
 from audiossl.data.manifest import Manifest, Row, write_manifest
 from audiossl.tokenizers.kmeans import (
     KMeansConfig,
-    StoreFrames,
     assign,
     fit_kmeans,
-    fit_kmeans_store,
     inertia,
     kmeans_plusplus,
     lloyd_pass,
     update_centroids,
 )
 from audiossl.tokenizers.kmeans_io import KMeansFileError, load_kmeans, save_kmeans
+from audiossl.tokenizers.kmeans_store import StoreFrames, fit_kmeans_store
 
 ROOT = Path(__file__).resolve().parents[1]
 

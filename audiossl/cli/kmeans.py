@@ -76,7 +76,8 @@ def _fail(msg: str) -> int:
 
 def _fit(args: argparse.Namespace) -> int:
     from audiossl.data.feature_store import FeatureStore
-    from audiossl.tokenizers.kmeans import KMeansConfig, fit_kmeans_store
+    from audiossl.tokenizers.kmeans import KMeansConfig
+    from audiossl.tokenizers.kmeans_store import fit_kmeans_store
     from audiossl.tokenizers.kmeans_io import save_kmeans
 
     from audiossl.data.sharding import current_part
@@ -120,7 +121,7 @@ def _label(args: argparse.Namespace) -> int:
     from audiossl.data.feature_store import FeatureStore
     from audiossl.data.frame_labels import LabelInfo, write_fairseq_dict, write_frame_labels
     from audiossl.data.manifest import ManifestError, read_manifest
-    from audiossl.tokenizers.kmeans import label_store
+    from audiossl.tokenizers.kmeans_store import label_store
     from audiossl.tokenizers.kmeans_io import load_kmeans
 
     try:

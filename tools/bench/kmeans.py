@@ -60,7 +60,8 @@ def run_ours(x, k, seed, threads):
 
 def run_ours_store(x, k, seed, threads, tmp):
     from audiossl.data.feature_store import FeatureWriter
-    from audiossl.tokenizers.kmeans import KMeansConfig, fit_kmeans_store
+    from audiossl.tokenizers.kmeans import KMeansConfig
+    from audiossl.tokenizers.kmeans_store import fit_kmeans_store
 
     w = FeatureWriter(tmp, kind="synthetic", dim=x.shape[1], frame_rate=50.0, shard_bytes=64 << 20)
     for i, s in enumerate(range(0, x.shape[0], 500)):  # 10 s "utterances" of 500 frames
@@ -93,7 +94,8 @@ def run_stream(a) -> dict:
     """Fit and label ``a.stream`` frames streamed from disk on ``a.device``; frames/s of each."""
     import torch
 
-    from audiossl.tokenizers.kmeans import KMeansConfig, fit_kmeans_store, label_store
+    from audiossl.tokenizers.kmeans import KMeansConfig
+    from audiossl.tokenizers.kmeans_store import fit_kmeans_store, label_store
 
     with tempfile.TemporaryDirectory(prefix="kmeans_stream_") as tmp:
         t = time.perf_counter()
