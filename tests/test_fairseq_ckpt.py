@@ -21,7 +21,7 @@ from audiossl.interop.fairseq_ckpt import (
     read_fairseq_checkpoint,
     state_dict_to_fairseq,
 )
-from audiossl.models.hubert import build_hubert, hubert_tiny
+from audiossl.models.hubert.model import build_hubert, hubert_tiny
 
 CONV = ((32, 10, 5),) + ((32, 3, 2),) * 4 + ((32, 2, 2),) * 2
 

@@ -46,12 +46,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"audiossl export: {args.ckpt} holds a {family!r} model; --to {args.to} exports {wanted!r} models")
         return 2
     if args.to == "beats":
-        from audiossl.interop.beats_ckpt import export_beats
+        from audiossl.models.beats.checkpoint import export_beats
 
         print(f"export: wrote {export_beats(args.ckpt, args.out)}")
         return 0
     if args.to == "mert":
-        from audiossl.interop.mert_hf import export_mert
+        from audiossl.models.mert.hf import export_mert
 
         print(f"export: wrote {export_mert(args.ckpt, args.out)}")
         return 0
@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     normalize = args.normalize or bool((meta.get("extra") or {}).get("normalize", False))
     if args.to == "hf":
-        from audiossl.interop.hf import export_hf
+        from audiossl.models.hubert.hf import export_hf
 
         out = export_hf(model, args.out, normalize=normalize)
     else:

@@ -15,7 +15,7 @@ allow-listed here:
 Anything else (e.g. ``os.system`` smuggled in through ``__reduce__``) is refused with
 :class:`FairseqCheckpointError` naming the global.
 
-**Mapping** onto :class:`audiossl.models.hubert.HubertModel`: fairseq's separate q/k/v projections
+**Mapping** onto :class:`audiossl.models.hubert.model.HubertModel`: fairseq's separate q/k/v projections
 are concatenated into our fused ``qkv``; ``label_embs_concat`` rows are reordered so that our row
 ``c`` is fairseq's dictionary entry for cluster ``c`` (fairseq's 4 special symbols are dropped).
 
@@ -207,7 +207,7 @@ def eval_conv_layers(text: str) -> tuple:
 
 def config_from_fairseq(model_cfg: dict, task_cfg: dict, num_classes: int):
     """fairseq HuBERT model/task config dicts → :class:`HubertConfig`."""
-    from audiossl.models.hubert import HubertConfig
+    from audiossl.models.hubert.model import HubertConfig
 
     g = model_cfg.get
     for key, want in (("activation_fn", "gelu"), ("layer_type", "transformer")):
@@ -337,7 +337,7 @@ def _cluster_rows(symbols: list[str]) -> list[int] | None:
 
 def load_fairseq_hubert(path: str | Path, *, pretrain: bool = False):
     """A fairseq HuBERT checkpoint → our ``HubertModel`` (or ``HubertPretrainModel``) and task config."""
-    from audiossl.models.hubert import HubertModel, HubertPretrainModel
+    from audiossl.models.hubert.model import HubertModel, HubertPretrainModel
 
     ck = read_fairseq_checkpoint(path)
     fs = ck["model"]

@@ -1,6 +1,6 @@
 """Model code: encoder blocks, front ends and the HuBERT family (plain torch modules)."""
 
-from audiossl.models.hubert import (
+from audiossl.models.hubert.model import (
     CONFIGS,
     HubertConfig,
     HubertModel,

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from audiossl.models.hubert import HubertConfig, HubertModel, HubertPretrainModel
+from audiossl.models.hubert.model import HubertConfig, HubertModel, HubertPretrainModel
 from audiossl.utils.fileio import atomic_open, atomic_write_json
 
 FORMAT_VERSION = 1

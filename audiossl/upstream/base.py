@@ -17,9 +17,9 @@ Specs:
   see :mod:`audiossl.interop.hf`.
 - ``fairseq:<file>``: a fairseq HuBERT checkpoint, read without fairseq and without unpickling
   code; see :mod:`audiossl.interop.fairseq_ckpt`.
-- ``beats:<file>``: a released BEATs checkpoint (microsoft/unilm layout); :mod:`audiossl.interop.beats_ckpt`.
+- ``beats:<file>``: a released BEATs checkpoint (microsoft/unilm layout); :mod:`audiossl.models.beats.checkpoint`.
 - ``mert:<dir>``: a released HF-format MERT checkpoint directory, read without ``trust_remote_code``;
-  :mod:`audiossl.interop.mert_hf`.
+  :mod:`audiossl.models.mert.hf`.
 - ``s3prl:<name>[:<local ckpt>]``: any s3prl upstream that runs from local files;
   :mod:`audiossl.interop.s3prl_upstream`.
 - ``fbank`` / ``mfcc``: the classic feature baselines; see :mod:`audiossl.upstream.baselines`.

@@ -1,4 +1,4 @@
-"""Released BEATs checkpoints (microsoft/unilm ``beats/BEATs.py``) ↔ our :class:`~audiossl.models.beats.BeatsModel`.
+"""Released BEATs checkpoints (microsoft/unilm ``beats/BEATs.py``) ↔ our :class:`~audiossl.models.beats.model.BeatsModel`.
 
 A released file is ``torch.save({"cfg": {BEATsConfig fields}, "model": state_dict})``. It is read
 with ``torch.load(weights_only=True)``: a pickle that would build anything but tensors and plain
@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from audiossl.models.beats import BeatsConfig, BeatsModel
+from audiossl.models.beats.model import BeatsConfig, BeatsModel
 
 log = logging.getLogger(__name__)
 
@@ -132,12 +132,6 @@ def load_beats_model(path: str | Path) -> BeatsModel:
     return model.eval()
 
 
-def load_beats_upstream(path: str | Path):
-    """``beats:<file>`` upstream spec: a released BEATs checkpoint as a :class:`~audiossl.upstream.encoder.EncoderUpstream`."""
-    from audiossl.upstream.encoder import EncoderUpstream
-
-    return EncoderUpstream(load_beats_model(path), name=f"beats:{path}")
-
 
 def beats_checkpoint_dict(model: BeatsModel) -> dict:
     """``{"cfg": ..., "model": ...}`` in the released layout for ``model`` (our encoder)."""
@@ -151,7 +145,7 @@ def beats_checkpoint_dict(model: BeatsModel) -> dict:
 
 def export_beats(ckpt_dir: str | Path, out_pt: str | Path) -> Path:
     """Our BEATs checkpoint directory → a ``.pt`` that unilm's ``BEATs(BEATsConfig(cfg))`` loads strictly."""
-    from audiossl.models.beats_family import load_pretrain_checkpoint
+    from audiossl.models.beats.family import load_pretrain_checkpoint
     from audiossl.utils.fileio import atomic_open
 
     model = load_pretrain_checkpoint(ckpt_dir).encoder

@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from audiossl.models.hubert import GradMultiply  # fairseq GradMultiply: identity forward, grad × scale
+from audiossl.models.hubert.model import GradMultiply  # fairseq GradMultiply: identity forward, grad × scale
 from audiossl.models.patch_frontend import NUM_MEL_BINS, SAMPLE_RATE, SHIFT, beats_fbank, num_patch_frames, patch_frame_lengths
 from audiossl.models.rel_pos import (  # noqa: F401 (BeatsAttention, relative_position_bucket: shared; re-exported)
     ATTENTION_IMPLS, BeatsAttention, FlexInputs, key_padding_block_mask, relative_bias_by_distance, relative_position_bucket,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from audiossl.models.beats import CONFIGS, BeatsConfig, BeatsPretrainModel, build_beats
+from audiossl.models.beats.model import CONFIGS, BeatsConfig, BeatsPretrainModel, build_beats
 
 __all__ = [
     "CONFIGS", "config_from_dict", "build_pretrain_model", "train_flops_per_second", "load_pretrain_checkpoint",
@@ -23,7 +23,7 @@ build_pretrain_model = build_beats
 
 
 def train_flops_per_second(cfg: BeatsConfig, crop_samples: int) -> float:
-    from audiossl.models.beats_flops import beats_train_flops_per_second
+    from audiossl.models.beats.flops import beats_train_flops_per_second
 
     return beats_train_flops_per_second(cfg, crop_samples)
 
@@ -46,5 +46,5 @@ def load_pretrain_checkpoint(ckpt_dir: str | Path, map_location: str = "cpu") ->
 
 
 def load_encoder(ckpt_dir: str | Path):
-    """The :class:`~audiossl.models.beats.BeatsModel` encoder of a checkpoint."""
+    """The :class:`~audiossl.models.beats.model.BeatsModel` encoder of a checkpoint."""
     return load_pretrain_checkpoint(ckpt_dir).encoder

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from audiossl.models.mert import CONFIGS, MertConfig, MertModel, MertPretrainModel, build_cqt, build_mert
+from audiossl.models.mert.model import CONFIGS, MertConfig, MertModel, MertPretrainModel, build_cqt, build_mert
 
 __all__ = [
     "CONFIGS", "NUM_CODEBOOKS_FIELD", "EXTRA_METRICS", "LABELS_AT_FRAME_RATE", "config_from_dict", "build_pretrain_model",
@@ -29,7 +29,7 @@ build_pretrain_model = build_mert
 
 
 def train_flops_per_second(cfg: MertConfig, crop_samples: int) -> float:
-    from audiossl.models.mert_flops import mert_train_flops_per_second
+    from audiossl.models.mert.flops import mert_train_flops_per_second
 
     return mert_train_flops_per_second(cfg, crop_samples)
 

@@ -9,8 +9,8 @@ teacher (forward only, no gradient: one conv per bin group, :class:`audiossl.aud
 from __future__ import annotations
 
 from audiossl.models.conv_frontend import conv_output_length
-from audiossl.models.flops import forward_flops as encoder_forward_flops
-from audiossl.models.mert import MertConfig, build_cqt
+from audiossl.models.hubert.flops import forward_flops as encoder_forward_flops
+from audiossl.models.mert.model import MertConfig, build_cqt
 
 DEFAULT_CROP_SAMPLES = 120_000  # 5 s at 24 kHz, MERT's crop
 
