@@ -22,7 +22,7 @@ predictor sees the whole sequence with a learned mask token at the masked positi
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from typing import ClassVar
 
 import torch
@@ -36,10 +36,11 @@ from audiossl.models.rel_pos import (  # noqa: F401 (BeatsAttention, relative_po
     resolve_impl,
 )
 from audiossl.models.transformer import ConvPositionalEmbedding, layerdrop_keep
+from audiossl.utils.config import DictConfig
 
 
 @dataclass
-class BeatsConfig:
+class BeatsConfig(DictConfig):
     """Encoder fields mirror the unilm ``BEATsConfig`` option of the same name; defaults = BEATs_iter3."""
     family: ClassVar[str] = "beats"
 
@@ -135,13 +136,6 @@ class BeatsConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> BeatsConfig:
-        known = {f.name for f in fields(cls)}
-        if unknown := sorted(set(d) - known):
-            raise ValueError(f"unknown BeatsConfig fields {unknown}; known fields: {sorted(known)}")
-        return cls(**d)
 
 
 class BeatsLayer(nn.Module):

@@ -27,7 +27,7 @@ HuBERT's convention (``num_layers + 1`` entries, [0] = input of the first layer)
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from typing import ClassVar
 
 import torch
@@ -41,12 +41,13 @@ from audiossl.models.hubert.model import HubertModel
 from audiossl.models.masking import compute_span_mask
 from audiossl.models.transformer import SelfAttention
 from audiossl.audio.mixing import NoiseMixConfig, mix_in_batch_noise
+from audiossl.utils.config import DictConfig
 
 _DEFAULT_CONV = ((512, 10, 5),) + ((512, 3, 2),) * 4 + ((512, 2, 2),) * 2  # ×320: 75 Hz at 24 kHz
 
 
 @dataclass
-class MertConfig:
+class MertConfig(DictConfig):
     """MERT student. Encoder fields mean what they mean in :class:`audiossl.models.hubert.model.HubertConfig`."""
 
     family: ClassVar[str] = "mert"
@@ -174,14 +175,6 @@ class MertConfig:
         if self.noise_mix_snr_db is not None:
             d["noise_mix_snr_db"] = list(self.noise_mix_snr_db)
         return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> MertConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown MertConfig fields {unknown}; known fields: {sorted(known)}")
-        return cls(**d)
 
 
 class RelaxedSelfAttention(SelfAttention):
