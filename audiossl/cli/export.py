@@ -2,7 +2,7 @@
 
 * HuBERT: ``--to hf`` (a directory that ``transformers.HubertModel.from_pretrained(OUT)`` loads) or
   ``--to fairseq`` (a .pt file that s3prl's ``hubert_local`` upstream loads; see
-  audiossl.interop.fairseq_ckpt for what fairseq itself needs).
+  audiossl.models.hubert.fairseq for what fairseq itself needs).
 * BEATs: ``--to beats`` (a .pt file in the layout of microsoft/unilm's released BEATs checkpoints;
   for a BEATs tokenizer checkpoint, the layout of its released tokenizers, ``beats/Tokenizers.py``).
 * MERT: ``--to mert`` (a directory in the layout of the released HF-format MERT checkpoints).
@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
 
         out = export_hf(model, args.out, normalize=normalize)
     else:
-        from audiossl.interop.fairseq_ckpt import export_fairseq
+        from audiossl.models.hubert.fairseq import export_fairseq
 
         out = export_fairseq(model, args.out, normalize=normalize)
     print(f"export: wrote {out}")
