@@ -5,12 +5,11 @@ renamed into place). MERT reuses the key map. The ``hf:<dir>`` upstream is :mod:
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
+
+from audiossl.utils.fileio import atomic_dir
 
 
 # ---------------------------------------------------------------- config + weight mapping (HuBERT)
@@ -172,19 +171,11 @@ def export_hf(model, out_dir: str | Path, *, normalize: bool = False) -> Path:
 
     out_dir = Path(out_dir)
     hf = ours_to_hf(model)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with atomic_dir(out_dir) as tmp:
         hf.save_pretrained(tmp, safe_serialization=True)
         fe = transformers.Wav2Vec2FeatureExtractor(
             feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=normalize,
             return_attention_mask=hf.config.feat_extract_norm == "layer",
         )
         fe.save_pretrained(tmp)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir

@@ -24,14 +24,12 @@ and its weights load into ``transformers.HubertModel`` as they are (no ``trust_r
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 
 from audiossl.models.mert.model import MertConfig, MertModel
+from audiossl.utils.fileio import atomic_dir
 
 UNSUPPORTED = {
     "feature_extractor_cqt": "CQT features concatenated to the conv front end",
@@ -203,9 +201,7 @@ def export_mert(ckpt_dir: str | Path, out_dir: str | Path) -> Path:
     encoder = load_encoder(ckpt_dir)
     cfg = encoder.cfg
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with atomic_dir(out_dir) as tmp:
         save_file(ours_to_hf_state(encoder), str(tmp / "model.safetensors"), metadata={"format": "pt"})
         (tmp / "config.json").write_text(json.dumps(mert_to_hf_config(cfg), indent=2) + "\n", encoding="utf-8")
         pre = {
@@ -214,10 +210,4 @@ def export_mert(ckpt_dir: str | Path, out_dir: str | Path) -> Path:
             "do_normalize": bool(cfg.normalize),
         }
         (tmp / "preprocessor_config.json").write_text(json.dumps(pre, indent=2) + "\n", encoding="utf-8")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir
