@@ -1,23 +1,11 @@
-"""Peak FLOP/s and model-FLOPs utilisation (MFU), shared by the families' FLOP counts
-(``audiossl.models.<family>.flops``; HuBERT's reference numbers below).
-
-Counted (FLOPs = 2 × multiply-accumulates, matmuls and convolutions only; norms, activations,
-softmax and dropout are ignored as negligible): the conv frontend, the feature projection, the
-positional conv, per layer the QKV / output projections, ``QK^T`` and ``AV`` (``T²`` terms) and the
-FFN, and the prediction head (``final_proj`` + cosine logits against every label embedding).
-
-A training step is taken as 3 × forward (backward ≈ 2 × forward). The ``T²`` attention terms make
-the per-second cost depend on utterance length, so the per-second figure is computed for a given
-utterance length. The default is 10 s (160 000 samples at 16 kHz, about the mean LibriSpeech
-utterance after fairseq's 15.6 s crop), where HuBERT Base comes out at 44.5 training GFLOP per
-audio-second (the design card's ≈ 44.6). For reference: 41.6 at 1 s, 43.1 at 5 s, 46.1 at the
-full 15.625 s crop (``max_sample_size=250000``).
+"""Peak FLOP/s and model-FLOPs utilisation (MFU), shared by the families' analytic FLOP counts
+(``audiossl.models.<family>.flops``; the counting convention is described in
+:mod:`audiossl.models.hubert.flops`).
 """
 
 from __future__ import annotations
 
-
-DEFAULT_CROP_SAMPLES = 160_000  # 10 s at 16 kHz; see module docstring
+DEFAULT_CROP_SAMPLES = 160_000  # 10 s at 16 kHz; see audiossl.models.hubert.flops
 
 # Dense bf16 tensor-core peaks (no sparsity), FLOP/s. First matching substring wins.
 PEAK_BF16_FLOPS: list[tuple[str, float]] = [

@@ -11,7 +11,7 @@ the max abs difference of every hidden state vs transformers (and of the last la
 ``--dtype bfloat16|float16`` runs every implementation under the same autocast.
 
 Roofline: each implementation's achieved FLOP/s (analytic forward FLOPs of
-``audiossl.models.flops``, identical for all three since they compute the same thing) is shown
+``audiossl.models.hubert.flops``, identical for all three since they compute the same thing) is shown
 against a peak: on CPU the fp32 GEMM rate measured on this machine in the same run, on CUDA the
 device's dense bf16 peak. On CPU it also prints the *ceiling*: the ratio vs transformers that an
 implementation running every FLOP at the measured GEMM rate would reach.

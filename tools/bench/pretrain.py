@@ -4,7 +4,7 @@
 Both models get the same weights (converted with ``audiossl.models.hubert.torchaudio``), the
 same random batch of equal-length crops and the same optimiser (AdamW); each step is forward +
 masked cross-entropy + feature penalty + backward + optimiser step. Prints audio-seconds per second
-per device, MFU (analytic FLOPs of ``audiossl.models.flops``, conv front end included), peak memory
+per device, MFU (analytic FLOPs of ``audiossl.models.hubert.flops``, conv front end included), peak memory
 on GPU, and our/torchaudio ratio. On CUDA both run under bf16 autocast.
 
     python tools/bench/pretrain.py --size base --batch 8 --seconds 10 --steps 20       # GPU

@@ -1,5 +1,6 @@
 """Analytic FLOP count of HuBERT (nanoGPT ``estimate_mfu`` style); peak FLOP/s and MFU helpers are in
 :mod:`audiossl.models.flops`.
+
 Counted (FLOPs = 2 × multiply-accumulates, matmuls and convolutions only; norms, activations,
 softmax and dropout are ignored as negligible): the conv frontend, the feature projection, the
 positional conv, per layer the QKV / output projections, ``QK^T`` and ``AV`` (``T²`` terms) and the

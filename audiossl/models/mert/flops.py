@@ -1,7 +1,7 @@
-"""Analytic training FLOPs of MERT (counted like :mod:`audiossl.models.flops`: 2 × MACs of matmuls and
+"""Analytic training FLOPs of MERT (counted like :mod:`audiossl.models.hubert.flops`: 2 × MACs of matmuls and
 convolutions; a step is 3 × forward for the trained parts).
 
-The encoder is HuBERT's (:func:`audiossl.models.flops.forward_flops` without its head); MERT adds the
+The encoder is HuBERT's (:func:`audiossl.models.hubert.flops.forward_flops` without its head); MERT adds the
 cosine heads (``final_proj`` + label-embedding similarities), the CQT regression head, and the CQT
 teacher (forward only, no gradient: one conv per bin group, :class:`audiossl.audio.cqt_torch.TorchCQT`).
 """
