@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from audiossl.models import rel_pos
-from audiossl.models.beats import build_beats, beats_tiny
-from audiossl.models.mert import MertModel, RelaxedSelfAttention, mert_tiny
+from audiossl.models.beats.model import build_beats, beats_tiny
+from audiossl.models.mert.model import MertModel, RelaxedSelfAttention, mert_tiny
 
 TOL = 1e-5
 
@@ -84,7 +84,7 @@ def test_beats_flex_training_step_equals_eager(eager_flex, padded):
 
 def test_beats_flex_builds_no_dense_bias(eager_flex, monkeypatch):
     """The flex path never calls the dense ``[H, T, T]`` bias builder."""
-    from audiossl.models import beats
+    from audiossl.models.beats import model as beats
 
     monkeypatch.setattr(beats, "_pos_bias", lambda *a, **k: pytest.fail("dense bias built"))
     _, flex = _beats_pair()

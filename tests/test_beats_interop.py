@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from audiossl.models.beats import BeatsConfig, BeatsModel, beats_tiny, build_beats
+from audiossl.models.beats.model import BeatsConfig, BeatsModel, beats_tiny, build_beats
 
 H, D, E, FFN, LAYERS, K = 4, 96, 64, 192, 2, 16
 CFG = {  # a released-style BEATsConfig dict (BEATs_iter3 switches, small sizes)
@@ -51,7 +51,7 @@ def _reference_state(seed: int = 0) -> dict[str, torch.Tensor]:
 
 
 def _ours_from_reference(sd: dict[str, torch.Tensor]) -> BeatsModel:
-    """The same weights put into our model by hand (independent of audiossl.interop.beats_ckpt)."""
+    """The same weights put into our model by hand (independent of audiossl.models.beats.checkpoint)."""
     cfg = BeatsConfig(**{k: v for k, v in CFG.items() if k != "finetuned_model"})
     model = BeatsModel(cfg).eval()
     with torch.no_grad():
@@ -112,7 +112,7 @@ def test_released_checkpoint_loads_and_matches_our_forward(released):
 
 
 def test_export_round_trips_bit_exactly(released, tmp_path):
-    from audiossl.interop.beats_ckpt import export_beats, load_beats_model
+    from audiossl.models.beats.checkpoint import export_beats, load_beats_model
     from audiossl.models.checkpoint import save_checkpoint
 
     path, sd = released
@@ -131,7 +131,8 @@ def test_export_round_trips_bit_exactly(released, tmp_path):
 
 
 def test_our_model_exports_and_reloads(tmp_path):
-    from audiossl.interop.beats_ckpt import export_beats, load_beats_upstream
+    from audiossl.interop.family_upstreams import load_beats_upstream
+    from audiossl.models.beats.checkpoint import export_beats
     from audiossl.models.checkpoint import save_checkpoint
 
     pre = build_beats(beats_tiny()).eval()
@@ -153,7 +154,7 @@ class _Evil:
 
 def test_malicious_pickle_is_refused(tmp_path):
     from audiossl.upstream.load import load_upstream
-    from audiossl.interop.beats_ckpt import BeatsCheckpointError
+    from audiossl.models.beats.checkpoint import BeatsCheckpointError
 
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.pt"
@@ -164,7 +165,7 @@ def test_malicious_pickle_is_refused(tmp_path):
 
 
 def test_finetuned_head_is_dropped_and_bad_files_are_named(released, tmp_path):
-    from audiossl.interop.beats_ckpt import BeatsCheckpointError, load_beats_model
+    from audiossl.models.beats.checkpoint import BeatsCheckpointError, load_beats_model
 
     path, sd = released
     ft = tmp_path / "ft.pt"

@@ -10,7 +10,7 @@ from torch.nn import functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from audiossl.models.beats import (
+from audiossl.models.beats.model import (
     BeatsConfig,
     beats_base,
     beats_tiny,
@@ -146,7 +146,7 @@ def test_attention_matches_unilm_formulation():
     nn_init.normal_(attn.grep_a, mean=1.0, std=0.5)
     x = torch.randn(2, 40, 96)
     padding = torch.arange(40)[None, :] >= torch.tensor([40, 25])[:, None]
-    from audiossl.models.beats import _key_mask, _pos_bias
+    from audiossl.models.beats.model import _key_mask, _pos_bias
 
     pos_bias = _pos_bias(model.encoder.layers, model.cfg, 40, x.device)
     with torch.no_grad():
@@ -172,7 +172,7 @@ def test_config_round_trip_and_refusals():
 
 
 def test_flops_match_flop_counter():
-    from audiossl.models.beats_flops import encoder_flops, fbank_flops, pretrain_forward_flops
+    from audiossl.models.beats.flops import encoder_flops, fbank_flops, pretrain_forward_flops
 
     cfg = beats_tiny(conv_pos=31, num_classes=50)
     model = build_beats(cfg).eval()
@@ -191,8 +191,8 @@ def test_flops_match_flop_counter():
 
 
 def test_base_flops_per_second():
-    from audiossl.models.beats_family import train_flops_per_second
-    from audiossl.models.beats_flops import pretrain_forward_flops, train_flops
+    from audiossl.models.beats.family import train_flops_per_second
+    from audiossl.models.beats.flops import pretrain_forward_flops, train_flops
 
     cfg = beats_base()
     per_s = train_flops_per_second(cfg, 160_000)
@@ -204,7 +204,7 @@ def test_base_flops_per_second():
 
 def test_checkpoint_to_upstream_round_trip(tmp_path):
     from audiossl.upstream.load import load_upstream
-    from audiossl.models.beats_family import load_pretrain_checkpoint
+    from audiossl.models.beats.family import load_pretrain_checkpoint
     from audiossl.models.checkpoint import save_checkpoint
 
     model = build_beats(beats_tiny(num_classes=40)).eval()

@@ -14,7 +14,7 @@ pytest.importorskip("espnet2.asr.encoder.beats_encoder", reason="needs the parit
 
 from espnet2.asr.encoder.beats_encoder import BeatsEncoder  # noqa: E402
 
-from audiossl.models.beats import BeatsConfig, build_beats  # noqa: E402
+from audiossl.models.beats.model import BeatsConfig, build_beats  # noqa: E402
 
 ATOL = 1e-4
 
@@ -44,7 +44,7 @@ def _randomise(model: torch.nn.Module, seed: int = 0) -> None:
 
 
 def _export(cfg: BeatsConfig, tmp_path, seed: int = 0):
-    from audiossl.interop.beats_ckpt import export_beats
+    from audiossl.models.beats.checkpoint import export_beats
     from audiossl.models.checkpoint import save_checkpoint
 
     pre = build_beats(cfg)

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from audiossl.models.hubert import build_hubert, hubert_tiny
+from audiossl.models.hubert.model import build_hubert, hubert_tiny
 
 
 @pytest.mark.parametrize("padded", [False, True])

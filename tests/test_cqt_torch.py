@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from audiossl.audio.cqt_torch import TorchCQT, log_cqt_target
-from audiossl.models.mert import build_cqt, build_mert, mert_tiny
+from audiossl.models.mert.model import build_cqt, build_mert, mert_tiny
 
 SR, HOP = 24000, 320
 

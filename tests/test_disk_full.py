@@ -20,7 +20,7 @@ def _enospc(*args, **kwargs):
 def test_checkpoint_and_labels_survive_a_full_disk(tmp_path, monkeypatch):
     from audiossl.data.frame_labels import LabelInfo, read_frame_labels, write_frame_labels
     from audiossl.models.checkpoint import load_model, save_checkpoint
-    from audiossl.models.hubert import build_hubert, hubert_tiny
+    from audiossl.models.hubert.model import build_hubert, hubert_tiny
 
     torch.manual_seed(0)
     good = build_hubert(hubert_tiny()).eval()

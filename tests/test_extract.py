@@ -15,7 +15,7 @@ from audiossl.upstream.load import load_upstream
 from audiossl.extract.run import extract, ExtractConfig, list_inputs
 from audiossl.upstream.engine import forward_long
 from audiossl.models.checkpoint import save_checkpoint
-from audiossl.models.hubert import HubertModel, build_hubert, hubert_tiny
+from audiossl.models.hubert.model import HubertModel, build_hubert, hubert_tiny
 
 CONV = ((32, 10, 5),) + ((32, 3, 2),) * 4 + ((32, 2, 2),) * 2
 LENGTHS = {"a": 16000, "sub/b": 9000, "c": 23000, "d": 4100}

@@ -13,15 +13,9 @@ import torch
 from audiossl.upstream.encoder import EncoderUpstream
 
 from audiossl.upstream.load import load_upstream
-from audiossl.interop.fairseq_ckpt import (
-    FairseqCheckpointError,
-    eval_conv_layers,
-    export_fairseq,
-    load_fairseq_hubert,
-    read_fairseq_checkpoint,
-    state_dict_to_fairseq,
-)
-from audiossl.models.hubert import build_hubert, hubert_tiny
+from audiossl.models.fairseq_io import FairseqCheckpointError, eval_conv_layers, read_fairseq_checkpoint
+from audiossl.models.hubert.fairseq import export_fairseq, load_fairseq_hubert, state_dict_to_fairseq
+from audiossl.models.hubert.model import build_hubert, hubert_tiny
 
 CONV = ((32, 10, 5),) + ((32, 3, 2),) * 4 + ((32, 2, 2),) * 2
 

@@ -16,7 +16,7 @@ import torch
 import transformers
 
 from audiossl.upstream.load import load_upstream
-from audiossl.interop.fairseq_ckpt import FairseqCheckpointError
+from audiossl.models.fairseq_io import FairseqCheckpointError
 from audiossl.interop.fairseq_w2v import hf_to_fairseq_state_dict
 
 TOL = 1e-4

@@ -294,7 +294,7 @@ def test_cli_errors(tmp_path, caplog):
 @pytest.fixture
 def tiny_ckpt(tmp_path):
     from audiossl.models.checkpoint import save_checkpoint
-    from audiossl.models.hubert import HubertModel, hubert_tiny
+    from audiossl.models.hubert.model import HubertModel, hubert_tiny
 
     torch.manual_seed(0)
     # the model path keeps torch's threads; on a shared 2-core machine one thread is ~10x faster
@@ -361,11 +361,11 @@ def test_features_model_cli_for_beats_and_mert(tmp_path, family):
 
     torch.manual_seed(0)
     if family == "beats":
-        from audiossl.models.beats import beats_tiny, build_beats
+        from audiossl.models.beats.model import beats_tiny, build_beats
 
         model = build_beats(beats_tiny(encoder_layers=2))
     else:
-        from audiossl.models.mert import build_mert, mert_tiny
+        from audiossl.models.mert.model import build_mert, mert_tiny
 
         model = build_mert(mert_tiny(num_layers=2, num_classes=16, cqt_bins=96, cqt_bins_per_octave=24))
     ckpt = save_checkpoint(model.eval(), tmp_path / "ckpt", extra={"step": 1})

@@ -6,14 +6,8 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from audiossl.models import build_hubert, hubert_base, hubert_large, hubert_tiny
-from audiossl.models.flops import (
-    estimate_mfu,
-    forward_flops,
-    hubert_train_flops_per_second,
-    mfu,
-    peak_flops,
-    train_flops,
-)
+from audiossl.models.flops import mfu, peak_flops
+from audiossl.models.hubert.flops import estimate_mfu, forward_flops, hubert_train_flops_per_second, train_flops
 
 
 LARGE_STYLE = {"extractor_mode": "layer_norm", "conv_bias": True, "layer_norm_first": True}

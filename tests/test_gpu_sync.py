@@ -20,7 +20,7 @@ def _step(model, opt, wavs, lengths, targets, gen):
 
 
 def test_hubert_train_step_has_no_host_sync():
-    from audiossl.models.hubert import build_hubert, hubert_tiny
+    from audiossl.models.hubert.model import build_hubert, hubert_tiny
     from audiossl.pretrain.health import GuardedAdamW
 
     torch.manual_seed(0)

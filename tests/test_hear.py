@@ -7,7 +7,7 @@ import torch
 
 import audiossl.hear as hear
 from audiossl.models.checkpoint import save_checkpoint
-from audiossl.models.hubert import HubertModel, hubert_tiny
+from audiossl.models.hubert.model import HubertModel, hubert_tiny
 
 CONV = ((32, 10, 5),) + ((32, 3, 2),) * 4 + ((32, 2, 2),) * 2
 

@@ -59,7 +59,7 @@ def one_thread():
 def ckpt(tmp_path_factory):
     """A random tiny HuBERT with a one-layer 400/320 conv front end (50 Hz, cheap on 1 hour of audio)."""
     from audiossl.models.checkpoint import save_checkpoint
-    from audiossl.models.hubert import HubertModel, hubert_tiny
+    from audiossl.models.hubert.model import HubertModel, hubert_tiny
 
     torch.manual_seed(0)
     cfg = hubert_tiny(conv_layers=((16, 400, 320),), embed_dim=16, num_layers=2, num_heads=2, ffn_dim=32,

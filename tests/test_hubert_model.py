@@ -8,7 +8,7 @@ import torch
 import torchaudio
 from torch.nn import functional as F
 
-from audiossl.interop.torchaudio_hubert import (
+from audiossl.models.hubert.torchaudio import (
     config_from_torchaudio,
     from_torchaudio,
     state_dict_from_torchaudio,

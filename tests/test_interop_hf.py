@@ -9,8 +9,9 @@ import transformers
 from audiossl.upstream.encoder import EncoderUpstream
 
 from audiossl.upstream.load import load_upstream
-from audiossl.interop.hf import HFUpstream, export_hf, hf_to_ours, hf_upstream_from_model
-from audiossl.models.hubert import build_hubert, hubert_tiny
+from audiossl.interop.hf import HFUpstream, hf_upstream_from_model
+from audiossl.models.hubert.hf import export_hf, hf_to_ours
+from audiossl.models.hubert.model import build_hubert, hubert_tiny
 
 CONV = ((32, 10, 5),) + ((32, 3, 2),) * 4 + ((32, 2, 2),) * 2
 HF_TINY = dict(

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from audiossl.models.beats import BeatsModel, beats_tiny
-from audiossl.models.hubert import HubertModel, hubert_tiny
+from audiossl.models.beats.model import BeatsModel, beats_tiny
+from audiossl.models.hubert.model import HubertModel, hubert_tiny
 from audiossl.models.transformer import seed_layerdrop
 
 NO_DROP = dict(dropout=0.0, attention_dropout=0.0, dropout_input=0.0)

@@ -10,9 +10,9 @@ import transformers
 
 from audiossl.upstream.encoder import EncoderUpstream
 from audiossl.upstream.load import load_upstream
-from audiossl.interop.mert_hf import MertFormatError, export_mert, load_mert_model
+from audiossl.models.mert.hf import MertFormatError, export_mert, load_mert_model
 from audiossl.models.checkpoint import save_checkpoint
-from audiossl.models.mert import build_mert, mert_tiny
+from audiossl.models.mert.model import build_mert, mert_tiny
 
 CONV = ((32, 10, 5),) + ((32, 3, 2),) * 4 + ((32, 2, 2),) * 2
 
@@ -153,8 +153,8 @@ ARCH = ("sample_rate", "conv_layers", "extractor_mode", "conv_bias", "embed_dim"
 @pytest.mark.parametrize("size", ["95m", "330m"])
 def test_released_config_builds_our_builder_architecture(size):
     """A released config.json (group-norm front end, no conv bias, for both sizes) = mert_95m() / mert_330m()."""
-    from audiossl.interop.mert_hf import hf_config_to_mert
-    from audiossl.models.mert import CONFIGS, MertModel
+    from audiossl.models.mert.hf import hf_config_to_mert
+    from audiossl.models.mert.model import CONFIGS, MertModel
 
     ours, released = CONFIGS[size](), hf_config_to_mert(RELEASED[size])
     assert {k: getattr(released, k) for k in ARCH} == {k: getattr(ours, k) for k in ARCH}

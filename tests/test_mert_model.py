@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from audiossl.models.mert import (
+from audiossl.models.mert.model import (
     CONFIGS,
     MertConfig,
     MertModel,
@@ -205,8 +205,8 @@ def test_flops_match_flop_counter_and_per_second():
     from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.utils.flop_counter import FlopCounterMode
 
-    from audiossl.models import mert_family
-    from audiossl.models.mert_flops import forward_flops, mert_train_flops_per_second, train_flops
+    from audiossl.models.mert import family as mert_family
+    from audiossl.models.mert.flops import forward_flops, mert_train_flops_per_second, train_flops
 
     cfg = tiny(num_layers=3, pos_conv_kernel=31, **NO_DROP)
     model = build_mert(cfg).eval()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from audiossl.models.mert import build_mert, mert_tiny
+from audiossl.models.mert.model import build_mert, mert_tiny
 from audiossl.audio.mixing import NoiseMixConfig, mix_in_batch_noise
 
 SR = 24000

@@ -125,15 +125,15 @@ def _intercept(monkeypatch, rec):
 
 def _family(name):
     if name == "hubert":
-        from audiossl.models.hubert import build_hubert, hubert_tiny
+        from audiossl.models.hubert.model import build_hubert, hubert_tiny
 
         return build_hubert(hubert_tiny(attention_dropout=0.0)), 16000, lambda t: torch.randint(0, 100, (3, t))
     if name == "mert":
-        from audiossl.models.mert import build_mert, mert_tiny
+        from audiossl.models.mert.model import build_mert, mert_tiny
 
         model = build_mert(mert_tiny(attention_relax=32.0, layer_norm_first=True, attention_dropout=0.0))
         return model, 24000, lambda t: torch.randint(0, 1024, (3, t, 8))
-    from audiossl.models.beats import beats_tiny, build_beats
+    from audiossl.models.beats.model import beats_tiny, build_beats
 
     return build_beats(beats_tiny(attention_impl="flex")), 16000, lambda t: torch.randint(0, 1024, (3, t, 8))
 

@@ -88,7 +88,7 @@ def test_four_step_loss_trace_is_pinned(full_run):
 
 def test_export_loads_as_upstream(full_run, corpus):
     from audiossl.upstream.load import load_upstream
-    from audiossl.models.beats_family import load_pretrain_checkpoint
+    from audiossl.models.beats.family import load_pretrain_checkpoint
 
     out, result = full_run
     ckpt = result.checkpoint_dir
@@ -115,7 +115,7 @@ def test_recipes_load_and_show_their_command(name):
     cfg = load_config(path)
     assert cfg.model.family == "beats" and cfg.model.size == name
     assert cfg.data.max_sample_size % 2560 == 0 and cfg.data.max_sample_size <= cfg.data.max_tokens
-    from audiossl.models.beats_family import CONFIGS
+    from audiossl.models.beats.family import CONFIGS
 
     model_cfg = CONFIGS[name](**cfg.model.overrides)
     assert model_cfg.num_classes == 1024 and model_cfg.num_codebooks == 8

@@ -21,7 +21,7 @@ GOLDEN = [3.851148843765259, 3.8281097412109375, 3.5630555152893066, 3.307873964
 
 
 def _num_frames(n: int) -> int:
-    from audiossl.models.hubert import build_hubert, hubert_tiny
+    from audiossl.models.hubert.model import build_hubert, hubert_tiny
 
     return build_hubert(hubert_tiny(num_classes=NUM_CLASSES)).encoder.num_frames(n)
 

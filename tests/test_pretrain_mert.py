@@ -22,7 +22,7 @@ GOLDEN = [63.57276407877604, 62.996551513671875, 63.94866434733073, 61.101053873
 
 
 def _num_frames(n: int) -> int:
-    from audiossl.models.mert import MertModel, mert_tiny
+    from audiossl.models.mert.model import MertModel, mert_tiny
 
     return MertModel(mert_tiny()).num_frames(n)
 
@@ -102,7 +102,7 @@ def test_four_step_loss_trace_is_pinned(full_run):
 
 def test_export_and_upstream(full_run, corpus):
     from audiossl.upstream.load import load_upstream
-    from audiossl.models.mert_family import load_pretrain_checkpoint
+    from audiossl.models.mert.family import load_pretrain_checkpoint
 
     out, result = full_run
     ckpt = result.checkpoint_dir
@@ -123,7 +123,7 @@ def test_export_and_upstream(full_run, corpus):
     mask = torch.zeros(2, t, dtype=torch.bool)
     mask[:, 5:15] = True
     wavs = torch.randn(2, 12000)
-    from audiossl.models.mert import build_mert
+    from audiossl.models.mert.model import build_mert
 
     fresh = build_mert(pre.cfg).eval()
     fresh.load_state_dict(pre.state_dict())

@@ -29,7 +29,7 @@ def test_readme_bridge_commands_run(tmp_path):
     pytest.importorskip("s3prl")
     from lhotse import CutSet, Recording
 
-    from audiossl.interop.fairseq_ckpt import export_fairseq
+    from audiossl.models.hubert.fairseq import export_fairseq
     from audiossl.interop.fairseq_w2v import hf_to_fairseq_state_dict
     from tests.test_fairseq_w2v import CASES, _fairseq_cfg, _random_hf
     from tests.test_s3prl_upstream import _tiny

@@ -10,9 +10,9 @@ import torch
 from audiossl.upstream.encoder import EncoderUpstream
 
 from audiossl.upstream.load import load_upstream
-from audiossl.interop.fairseq_ckpt import export_fairseq
+from audiossl.models.hubert.fairseq import export_fairseq
 from audiossl.interop.s3prl_upstream import S3prlUpstreamError
-from audiossl.models.hubert import build_hubert, hubert_tiny
+from audiossl.models.hubert.model import build_hubert, hubert_tiny
 
 pytest.importorskip("s3prl")
 CONV = ((32, 10, 5),) + ((32, 3, 2),) * 4 + ((32, 2, 2),) * 2

@@ -28,7 +28,7 @@ GOLDEN = [1.0496261914571126, 1.0495094060897827, 0.7573884328206381, 0.47975385
 @pytest.fixture(scope="module")
 def teacher(tmp_path_factory) -> Path:
     from audiossl.models.checkpoint import save_checkpoint
-    from audiossl.models.hubert import HubertModel, hubert_tiny
+    from audiossl.models.hubert.model import HubertModel, hubert_tiny
 
     torch.manual_seed(0)
     return save_checkpoint(HubertModel(hubert_tiny()), tmp_path_factory.mktemp("teacher"))
@@ -94,10 +94,10 @@ def test_align_teacher_mean_pools_frames_onto_patch_steps():
     assert out[0, :, 0].tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]
 
 
-@pytest.mark.skipif(importlib.util.find_spec("audiossl.models.beats") is None, reason="BEATs model not built yet")
+@pytest.mark.skipif(importlib.util.find_spec("audiossl.models.beats.model") is None, reason="BEATs model not built yet")
 def test_beats_teacher_gives_per_patch_targets(tmp_path):
     from audiossl.upstream.load import load_upstream
-    from audiossl.models.beats import build_beats, beats_tiny
+    from audiossl.models.beats.model import build_beats, beats_tiny
     from audiossl.models.checkpoint import save_checkpoint
 
     torch.manual_seed(0)

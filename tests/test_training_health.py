@@ -29,7 +29,7 @@ LAYERDROP = {"model.encoder_layerdrop": 0.5}
 
 def _assert_layers_drop(steps: int) -> None:
     """The test config really drops layers in these steps (one forward per step, seed 0)."""
-    from audiossl.models.hubert import build_hubert, hubert_tiny
+    from audiossl.models.hubert.model import build_hubert, hubert_tiny
     from audiossl.models.transformer import layerdrop_keep, seed_layerdrop
 
     enc = build_hubert(hubert_tiny(encoder_layerdrop=LAYERDROP["model.encoder_layerdrop"])).encoder.encoder
@@ -75,7 +75,7 @@ def test_guarded_adamw_matches_adamw_and_skips_nonfinite_steps():
 @pytest.fixture
 def poisoned_steps(monkeypatch):
     """Make the loss NaN on the given training forward calls (1-based); returns the set to fill."""
-    from audiossl.models.hubert import HubertPretrainModel
+    from audiossl.models.hubert.model import HubertPretrainModel
 
     bad: set[int] = set()
     calls = [0]

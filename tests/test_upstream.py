@@ -13,7 +13,7 @@ from audiossl.upstream.load import load_upstream
 
 from audiossl.audio.normalize import normalize_waveform
 from audiossl.models.checkpoint import save_checkpoint
-from audiossl.models.hubert import HubertModel, hubert_tiny
+from audiossl.models.hubert.model import HubertModel, hubert_tiny
 
 CONV = ((32, 10, 5),) + ((32, 3, 2),) * 4 + ((32, 2, 2),) * 2
 

@@ -9,8 +9,8 @@ import torch
 from audiossl.upstream.baselines import build_baseline
 from audiossl.upstream.encoder import EncoderUpstream
 from audiossl.upstream.engine import forward_long
-from audiossl.models.beats import build_beats, beats_tiny
-from audiossl.models.hubert import HubertModel, hubert_tiny
+from audiossl.models.beats.model import build_beats, beats_tiny
+from audiossl.models.hubert.model import HubertModel, hubert_tiny
 
 CONV = ((32, 10, 5),) + ((32, 3, 2),) * 4 + ((32, 2, 2),) * 2
 

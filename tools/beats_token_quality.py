@@ -119,7 +119,7 @@ def main() -> int:
     from audiossl.pretrain.trainer import RunPaths, run_pretraining
 
     teacher = args.teacher
-    if teacher is None and importlib.util.find_spec("audiossl.models.beats_family") and (ROOT / "recipes/beats/tiny.yaml").is_file():
+    if teacher is None and importlib.util.find_spec("audiossl.models.beats.family") and (ROOT / "recipes/beats/tiny.yaml").is_file():
         it1 = work / "beats_it1"
         if not (it1 / "checkpoint" / "config.json").is_file():
             cfg = load_config(ROOT / "recipes/beats/tiny.yaml", [f"max_steps={args.teacher_steps}", "validate_every=null", f"checkpoint_every={args.teacher_steps}", "log_every=50"])

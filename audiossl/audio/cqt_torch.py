@@ -22,7 +22,7 @@ loader already delivers (no feature store to keep in sync with crops), and the n
 applied after it, so the target is clean by construction (:mod:`audiossl.audio.mixing`).
 
 ``center_offset`` (not in MERT) shifts frame ``i`` to sample ``i·hop + center_offset``;
-:func:`audiossl.models.mert.build_cqt` uses it only for the ``cqt_target: log_norm`` option.
+:func:`audiossl.models.mert.model.build_cqt` uses it only for the ``cqt_target: log_norm`` option.
 """
 
 from __future__ import annotations

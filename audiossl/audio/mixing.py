@@ -13,7 +13,7 @@ padding; where a segment does not fit MERT silently skips the item), and padding
 item's own energy, so a quiet clip is never drowned by a loud neighbour; there is no evidence yet
 that it trains better, so it is an option only.
 
-The teachers never see the mixture: :class:`audiossl.models.mert.MertPretrainModel` computes the
+The teachers never see the mixture: :class:`audiossl.models.mert.model.MertPretrainModel` computes the
 CQT target from the clean crop before calling :func:`mix_in_batch_noise`, and the RVQ codes come
 from the label files (made from clean audio). Fully vectorised on the batch's device
 (``[batch, segment, sample]`` index arithmetic, one gather), no ``.item()`` / host sync; every

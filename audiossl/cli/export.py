@@ -2,7 +2,7 @@
 
 * HuBERT: ``--to hf`` (a directory that ``transformers.HubertModel.from_pretrained(OUT)`` loads) or
   ``--to fairseq`` (a .pt file that s3prl's ``hubert_local`` upstream loads; see
-  audiossl.interop.fairseq_ckpt for what fairseq itself needs).
+  audiossl.models.hubert.fairseq for what fairseq itself needs).
 * BEATs: ``--to beats`` (a .pt file in the layout of microsoft/unilm's released BEATs checkpoints;
   for a BEATs tokenizer checkpoint, the layout of its released tokenizers, ``beats/Tokenizers.py``).
 * MERT: ``--to mert`` (a directory in the layout of the released HF-format MERT checkpoints).
@@ -46,12 +46,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"audiossl export: {args.ckpt} holds a {family!r} model; --to {args.to} exports {wanted!r} models")
         return 2
     if args.to == "beats":
-        from audiossl.interop.beats_ckpt import export_beats
+        from audiossl.models.beats.checkpoint import export_beats
 
         print(f"export: wrote {export_beats(args.ckpt, args.out)}")
         return 0
     if args.to == "mert":
-        from audiossl.interop.mert_hf import export_mert
+        from audiossl.models.mert.hf import export_mert
 
         print(f"export: wrote {export_mert(args.ckpt, args.out)}")
         return 0
@@ -62,11 +62,11 @@ def run(args: argparse.Namespace) -> int:
         return 2
     normalize = args.normalize or bool((meta.get("extra") or {}).get("normalize", False))
     if args.to == "hf":
-        from audiossl.interop.hf import export_hf
+        from audiossl.models.hubert.hf import export_hf
 
         out = export_hf(model, args.out, normalize=normalize)
     else:
-        from audiossl.interop.fairseq_ckpt import export_fairseq
+        from audiossl.models.hubert.fairseq import export_fairseq
 
         out = export_fairseq(model, args.out, normalize=normalize)
     print(f"export: wrote {out}")

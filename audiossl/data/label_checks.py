@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -114,32 +114,46 @@ def check_dictionary(ctx: LabelCheckContext) -> None:
             )
 
 
+def refuse_bad_counts(
+    rows: Sequence[np.ndarray], lengths: Sequence[int] | np.ndarray, expected: Callable[[int], float], tol: float,
+    line: Callable[[int, int, float, int], str], *, what: str, advice: str, error: type[LabelError] = LabelError,
+) -> None:
+    """Per-utterance count check shared by frame labels and code streams: row ``i`` of ``rows`` must hold
+    ``expected(n)`` ± ``tol`` frames for ``n = lengths[i]`` samples (``n < 0``: unreadable audio,
+    reported and skipped elsewhere). Raises ``error`` listing the first :data:`MAX_LISTED` misfits
+    (``line(i, got, want, n)`` each) under "``k`` of ``N`` utterances have a ``what``", then ``advice``."""
+    bad: list[str] = []
+    for i, (row, n) in enumerate(zip(rows, lengths)):
+        n = int(n)
+        if n < 0:
+            continue
+        want = expected(n)
+        if abs(len(row) - want) > tol + 1e-9:
+            bad.append(line(i, len(row), want, n))
+    if bad:
+        more = f"\n  ... and {len(bad) - MAX_LISTED} more" if len(bad) > MAX_LISTED else ""
+        raise error(f"{len(bad)} of {len(rows)} utterances have a {what}:\n  " + "\n  ".join(bad[:MAX_LISTED]) + more + "\n" + advice)
+
+
 def check_counts(ctx: LabelCheckContext) -> None:
     """Per-utterance label count vs ``num_frames(samples) * r / f`` (± :func:`label_tolerance`)."""
     r, f = ctx.info.frame_rate, ctx.frame_rate
     tol = label_tolerance(r, f)
-    bad: list[str] = []
     ids = ctx.manifest.ids
-    for i, (lab, n) in enumerate(zip(ctx.labels, ctx.lengths)):
-        if n < 0:
-            continue  # unreadable audio, reported and skipped elsewhere
-        frames = ctx.num_frames(int(n))
-        expected = frames * r / f
-        if abs(len(lab) - expected) > tol + 1e-9:
-            bad.append(
-                f"{ctx.label_path}:{i + 1}: utterance {ids[i]!r} (manifest row {i + 2}) has {len(lab)} labels, "
-                f"expected {expected:g} ± {tol:g} ({int(n)} samples → {frames} model frames at {f:g} Hz, "
-                f"labels at {r:g} Hz)"
-            )
-    if bad:
-        more = f"\n  ... and {len(bad) - MAX_LISTED} more" if len(bad) > MAX_LISTED else ""
-        raise LabelError(
-            f"{len(bad)} of {len(ctx.labels)} utterances have a label count that does not match the audio:\n  "
-            + "\n  ".join(bad[:MAX_LISTED])
-            + more
-            + "\nThe labels were made with another frame shift, from other audio, or for another manifest; "
-            "re-label with the features of this manifest."
+
+    def line(i: int, got: int, expected: float, n: int) -> str:
+        return (
+            f"{ctx.label_path}:{i + 1}: utterance {ids[i]!r} (manifest row {i + 2}) has {got} labels, "
+            f"expected {expected:g} ± {tol:g} ({n} samples → {ctx.num_frames(n)} model frames at {f:g} Hz, "
+            f"labels at {r:g} Hz)"
         )
+
+    refuse_bad_counts(
+        ctx.labels, ctx.lengths, lambda n: ctx.num_frames(n) * r / f, tol, line,
+        what="label count that does not match the audio",
+        advice="The labels were made with another frame shift, from other audio, or for another manifest; "
+               "re-label with the features of this manifest.",
+    )
 
 
 def settle_from_labels(cfg, label_path: Path | None, labels_at_frame_rate: bool = False) -> None:

@@ -1,6 +1,6 @@
 """``fairseq:<file>``: one entry point for every fairseq speech encoder we read.
 
-HuBERT goes onto our own encoder (:mod:`audiossl.interop.fairseq_ckpt`); wav2vec 2.0, WavLM and
+HuBERT goes onto our own encoder (:mod:`audiossl.models.hubert.fairseq`); wav2vec 2.0, WavLM and
 data2vec-audio onto transformers' models (:mod:`audiossl.interop.fairseq_w2v`), wrapped by
 :func:`audiossl.interop.hf.hf_upstream_from_model` (wav2vec 2.0 then runs on our encoder too).
 """
@@ -12,7 +12,7 @@ from pathlib import Path
 
 def load_any_fairseq_upstream(path: str | Path):
     """``fairseq:<file>`` → an :class:`audiossl.upstream.base.Upstream` for the model the file holds."""
-    from audiossl.interop.fairseq_ckpt import load_fairseq_upstream, read_fairseq_checkpoint
+    from audiossl.models.fairseq_io import read_fairseq_checkpoint
     from audiossl.interop.fairseq_w2v import unwrap_finetuned, detect_kind, load_fairseq_hf_model
     from audiossl.interop.hf import hf_upstream_from_model
 
@@ -21,3 +21,12 @@ def load_any_fairseq_upstream(path: str | Path):
         return load_fairseq_upstream(path)
     model, normalize = load_fairseq_hf_model(path)
     return hf_upstream_from_model(model, name=f"fairseq:{path}", normalize=normalize)
+
+
+def load_fairseq_upstream(path: str | Path):
+    """``fairseq:<file>`` spec → :class:`audiossl.upstream.encoder.EncoderUpstream` (task ``normalize`` honoured)."""
+    from audiossl.models.hubert.fairseq import load_fairseq_hubert
+    from audiossl.upstream.encoder import EncoderUpstream
+
+    model, task_cfg = load_fairseq_hubert(path)
+    return EncoderUpstream(model, name=f"fairseq:{path}", normalize=bool(task_cfg.get("normalize", False)))

@@ -1,7 +1,7 @@
 """fairseq wav2vec 2.0, WavLM (microsoft/unilm and s3prl layout) and data2vec-audio checkpoints
 → transformers ``Wav2Vec2Model`` / ``WavLMModel`` / ``Data2VecAudioModel``.
 
-The checkpoint is read by :func:`audiossl.interop.fairseq_ckpt.read_fairseq_checkpoint` (restricted
+The checkpoint is read by :func:`audiossl.models.fairseq_io.read_fairseq_checkpoint` (restricted
 unpickling: no fairseq, no code). Key names follow the layouts that transformers' own conversion
 scripts read (``convert_wav2vec2_original_pytorch_checkpoint_to_pytorch.py``,
 ``convert_wavlm_original_pytorch_checkpoint_to_pytorch.py``,
@@ -32,7 +32,7 @@ from pathlib import Path
 
 import torch
 
-from audiossl.interop.fairseq_ckpt import FairseqCheckpointError, eval_conv_layers, read_fairseq_checkpoint
+from audiossl.models.fairseq_io import FairseqCheckpointError, eval_conv_layers, read_fairseq_checkpoint
 
 KINDS = ("wav2vec2", "wavlm", "data2vec-audio")
 FINETUNED_PREFIX = "w2v_encoder.w2v_model."
@@ -145,7 +145,7 @@ def load_fairseq_hf_model(path: str | Path):
     mc, weights = unwrap_finetuned(ck["model_cfg"], ck["model"])
     kind = detect_kind(mc, weights)
     if kind == "hubert":
-        raise FairseqCheckpointError(f"{path}: a HuBERT checkpoint; load it with audiossl.interop.fairseq_ckpt")
+        raise FairseqCheckpointError(f"{path}: a HuBERT checkpoint; load it with audiossl.models.hubert.fairseq")
     config = hf_config(kind, mc)
     cls = {"wav2vec2": transformers.Wav2Vec2Model, "wavlm": transformers.WavLMModel,
            "data2vec-audio": transformers.Data2VecAudioModel}[kind]

@@ -5,7 +5,7 @@ The ``s3prl`` module comes from the ``espnet-s3prl`` package. ``<name>`` is an e
 that needs no file, e.g. ``fbank``); ``<local ckpt>`` is passed as its ``ckpt``. Names that fetch
 from the network (``hubert``, ``*_url``) are refused: hubs are not reachable, and a spec should
 name the file it uses. The checkpoint is first opened with ``torch.load(weights_only=True)``
-(the same allow-list as :mod:`audiossl.interop.fairseq_ckpt`), so a file that would run code when
+(the same allow-list as :mod:`audiossl.models.fairseq_io`), so a file that would run code when
 unpickled is refused before s3prl sees it.
 
 What the wrapper reports (probed once at load time):
@@ -53,7 +53,7 @@ def _conv_stack(expert: nn.Module) -> list[tuple[int, int]] | None:
 
 def _check_safe(path: Path) -> None:
     """Refuse a checkpoint that needs more than tensors / containers / inert configs to unpickle."""
-    from audiossl.interop.fairseq_ckpt import read_fairseq_checkpoint, FairseqCheckpointError
+    from audiossl.models.fairseq_io import read_fairseq_checkpoint, FairseqCheckpointError
 
     if not path.is_file():
         raise S3prlUpstreamError(f"{path}: no such checkpoint file (s3prl specs take a local file: s3prl:<name>:/path/to/ckpt.pt)")

@@ -1,6 +1,7 @@
-"""Model code: encoder blocks, front ends and the HuBERT family (plain torch modules)."""
+"""Model code: shared encoder blocks, front ends and checkpoint io, the family registry, and one sub-package per
+family (:mod:`audiossl.models.hubert`, :mod:`audiossl.models.beats`, :mod:`audiossl.models.mert`). HuBERT is re-exported here."""
 
-from audiossl.models.hubert import (
+from audiossl.models.hubert.model import (
     CONFIGS,
     HubertConfig,
     HubertModel,

@@ -8,7 +8,7 @@
 HuBERT weights are always stored with the keys of :class:`HubertPretrainModel` (``encoder.*``, plus
 ``final_proj.*`` / ``label_embs`` when saved from the pretraining model). Other families (BEATs,
 MERT) store their pretraining model's ``state_dict()`` under their ``family`` name and read it back
-with :func:`read_meta` (``family=...``), :func:`read_weights` and :func:`load_state_into`. Loading reads safetensors
+with :func:`load_family_checkpoint`. Loading reads safetensors
 only, so an untrusted checkpoint can never run code. Each file is written atomically; the weights
 go first and ``config.json`` last, so a directory with a config always has complete weights. Other
 files in the directory (tokenizer, trainer state) are left alone.
@@ -19,12 +19,12 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import Tensor
 
-from audiossl.models.hubert import HubertConfig, HubertModel, HubertPretrainModel
+from audiossl.models.hubert.model import HubertConfig, HubertModel, HubertPretrainModel
 from audiossl.utils.fileio import atomic_open, atomic_write_json
 
 FORMAT_VERSION = 1
@@ -99,15 +99,6 @@ def read_meta(ckpt_dir: str | os.PathLike, family: str | None = "hubert", check_
     return meta
 
 
-def load_config(ckpt_dir: str | os.PathLike) -> HubertConfig:
-    """The :class:`HubertConfig` stored in a checkpoint."""
-    meta = read_meta(ckpt_dir)
-    try:
-        return HubertConfig.from_dict(meta["config"])
-    except (KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(f"{Path(ckpt_dir) / CONFIG_NAME}: bad 'config' section: {e}") from e
-
-
 def _key_report(missing: list[str], unexpected: list[str]) -> str:
     def show(keys: list[str]) -> str:
         return ", ".join(keys[:20]) + (f", ... ({len(keys)} in all)" if len(keys) > 20 else "") or "none"
@@ -129,17 +120,22 @@ def read_weights(ckpt_dir: str | os.PathLike, map_location: str | torch.device =
         raise CheckpointError(f"{weights}: cannot read safetensors file: {e}") from e
 
 
-def load_state_into(model: torch.nn.Module, state: dict[str, Tensor], source: str | os.PathLike, what: str = "the config") -> torch.nn.Module:
+def load_state_into(
+    model: torch.nn.Module, state: dict[str, Tensor], source: str | os.PathLike, what: str = "the config",
+    hint: Callable[[list[str]], str] | None = None,
+) -> torch.nn.Module:
     """``model.load_state_dict(state, assign=True)`` after checking keys and shapes.
 
     ``model`` may live on the meta device (no random init). Raises :class:`CheckpointError`
-    listing missing / unexpected keys and mismatched shapes, naming ``source``.
+    listing missing / unexpected keys and mismatched shapes, naming ``source``; ``hint(missing)``
+    is appended to the key report.
     """
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
-        raise CheckpointError(f"{source} does not match {what}: {_key_report(missing, unexpected)}")
+        extra = hint(missing) if hint else ""
+        raise CheckpointError(f"{source} does not match {what}: {_key_report(missing, unexpected)}{extra}")
     bad_shapes = [
         f"{k}: checkpoint {list(state[k].shape)} vs model {list(v.shape)}" for k, v in expected.items() if state[k].shape != v.shape
     ]
@@ -149,47 +145,64 @@ def load_state_into(model: torch.nn.Module, state: dict[str, Tensor], source: st
     return model
 
 
+def load_family_checkpoint(
+    ckpt_dir: str | os.PathLike,
+    family: str,
+    config_cls: type,
+    build: Callable[[Any], torch.nn.Module],
+    *,
+    what: str,
+    map_location: str | torch.device = "cpu",
+    strip_prefix: str | None = None,
+    hint: Callable[[list[str]], str] | None = None,
+) -> torch.nn.Module:
+    """The one loader of our checkpoints, for every family: :func:`read_meta` (checked for ``family``) →
+    ``config_cls.from_dict`` → :func:`read_weights` → ``build(cfg)`` on the meta device (no random
+    init: every tensor comes from the file) → :func:`load_state_into`.
+
+    ``strip_prefix``: keep only the weights under it, without it (``"encoder."``: the encoder of a
+    pretraining checkpoint). Raises :class:`CheckpointError` (bad ``config`` section, missing files,
+    keys or shapes that do not fit; ``what`` names the config in the message).
+    """
+    cfg = load_config_section(ckpt_dir, family, config_cls)
+    path, state = read_weights(ckpt_dir, map_location)
+    with torch.device("meta"):
+        model = build(cfg)
+    if strip_prefix:
+        state = {k[len(strip_prefix):]: v for k, v in state.items() if k.startswith(strip_prefix)}
+    return load_state_into(model, state, path, what, hint)
+
+
+def load_config_section(ckpt_dir: str | os.PathLike, family: str, config_cls: type):
+    """``config_cls.from_dict`` of the ``config`` section of a ``family`` checkpoint's ``config.json``."""
+    meta = read_meta(ckpt_dir, family=family)
+    try:
+        return config_cls.from_dict(meta["config"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{Path(ckpt_dir) / CONFIG_NAME}: bad 'config' section: {e}") from e
+
+
+def load_config(ckpt_dir: str | os.PathLike) -> HubertConfig:
+    """The :class:`HubertConfig` stored in a HuBERT checkpoint."""
+    return load_config_section(ckpt_dir, "hubert", HubertConfig)
+
+
 def load_model(
     ckpt_dir: str | os.PathLike, *, pretrain: bool = False, map_location: str | torch.device = "cpu"
 ) -> HubertModel | HubertPretrainModel:
-    """Build the model stored in ``ckpt_dir`` (the encoder, or the pretraining model when ``pretrain``).
+    """Build the HuBERT model stored in ``ckpt_dir`` (the encoder, or the pretraining model when ``pretrain``).
 
     Raises:
         CheckpointError: missing files, or weights that do not match the config (lists the keys).
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
 
-    ckpt_dir = Path(ckpt_dir)
-    cfg = load_config(ckpt_dir)
-    weights = ckpt_dir / WEIGHTS_NAME
-    if not weights.is_file():
-        raise CheckpointError(f"{weights} not found (the checkpoint has a config but no weights)")
-    try:
-        state: dict[str, Tensor] = load_file(str(weights), device=str(map_location))
-    except (SafetensorError, OSError) as e:
-        raise CheckpointError(f"{weights}: cannot read safetensors file: {e}") from e
-
-    with torch.device("meta"):  # no random init: every tensor comes from the file
-        model: HubertModel | HubertPretrainModel = HubertPretrainModel(cfg) if pretrain else HubertModel(cfg)
-    if not pretrain:
-        state = {k[len("encoder.") :]: v for k, v in state.items() if k.startswith("encoder.")}
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    if missing or unexpected:
-        hint = ""
+    def hint(missing: list[str]) -> str:
         if pretrain and any(k in ("label_embs", "final_proj.weight") for k in missing):
-            hint = " (this checkpoint holds the encoder only; load it with pretrain=False)"
-        raise CheckpointError(
-            f"{weights} does not match the HuBERT config in {CONFIG_NAME}: {_key_report(missing, unexpected)}{hint}"
-        )
-    bad_shapes = [
-        f"{k}: checkpoint {list(state[k].shape)} vs model {list(v.shape)}"
-        for k, v in expected.items()
-        if state[k].shape != v.shape
-    ]
-    if bad_shapes:
-        raise CheckpointError(f"{weights}: tensor shapes do not match the config: " + "; ".join(bad_shapes[:10]))
-    model.load_state_dict(state, strict=True, assign=True)
-    return model
+            return " (this checkpoint holds the encoder only; load it with pretrain=False)"
+        return ""
+
+    return load_family_checkpoint(
+        ckpt_dir, "hubert", HubertConfig, HubertPretrainModel if pretrain else HubertModel,
+        what=f"the HuBERT config in {CONFIG_NAME}", map_location=map_location,
+        strip_prefix=None if pretrain else "encoder.", hint=hint,
+    )

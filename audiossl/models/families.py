@@ -36,9 +36,9 @@ import importlib
 from types import ModuleType
 
 FAMILY_MODULES: dict[str, str] = {
-    "hubert": "audiossl.models.hubert_family",
-    "beats": "audiossl.models.beats_family",
-    "mert": "audiossl.models.mert_family",
+    "hubert": "audiossl.models.hubert.family",
+    "beats": "audiossl.models.beats.family",
+    "mert": "audiossl.models.mert.family",
     # tokenizers trained on audio alone (``audiossl tokenizer train``; labels=None)
     "beats_tokenizer": "audiossl.tokenizers.beats_tokenizer_family",
     "rvq": "audiossl.tokenizers.rvq_family",

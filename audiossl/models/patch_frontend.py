@@ -1,6 +1,6 @@
 """BEATs' input: normalised 128-bin Kaldi fbank cut into 16 × 16 (time × mel) patches.
 
-Shared by the BEATs model (:mod:`audiossl.models.beats`) and its tokenizers (random projection,
+Shared by the BEATs model (:mod:`audiossl.models.beats.model`) and its tokenizers (random projection,
 self-distilled VQ), so the model and its targets see the same patches in the same order.
 
 * ``fbank``: ``torchaudio.compliance.kaldi.fbank`` of ``wav * 2**15`` (BEATs feeds int16-scaled

@@ -1,6 +1,6 @@
 """Bucketed relative position bias and the gated self-attention that uses it (BEATs / WavLM style).
 
-Two implementations of the same attention (``attention_impl`` of :class:`~audiossl.models.beats.BeatsConfig`):
+Two implementations of the same attention (``attention_impl`` of :class:`~audiossl.models.beats.model.BeatsConfig`):
 
 * ``eager``: the bias is materialised as a float ``[B, H, T, T]`` ``attn_mask`` of SDPA (CPU, debugging;
   no flash kernel can take it).

@@ -121,7 +121,7 @@ class PretrainTrainUnit(TrainUnit[PretrainBatch]):
 
     ``metrics`` / ``extra_metrics``: what the family reports (its ``METRICS`` / ``EXTRA_METRICS``).
 
-    ``flops_per_audio_second``: training FLOPs per second of audio (``audiossl.models.flops``);
+    ``flops_per_audio_second``: training FLOPs per second of audio (``audiossl.models.<family>.flops``);
     ``peak_flops``: dense peak FLOP/s of one device, or None when unknown (MFU then prints n/a).
     ``before_step``: called with the step number before each step (may raise to end the run).
     ``seed``: the run's seed; LayerDrop decisions are drawn from ``(seed, step)`` (see

@@ -36,23 +36,24 @@ Teacher → patch alignment (``teacher_layout``):
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from audiossl.models.beats import BeatsConfig, BeatsModel
+from audiossl.models.beats.model import BeatsConfig, BeatsModel
 from audiossl.models.patch_frontend import NUM_MEL_BINS, PATCH, PATCH_RATE, beats_fbank, num_patch_frames, patch_frame_lengths, patchify
 from audiossl.models.transformer import TransformerEncoder
 from audiossl.tokenizers.vq import UPDATES, EMAVectorQuantizer, VQConfig
+from audiossl.utils.config import DictConfig, from_dict_checked
 
 ENCODER_TYPES = ("beats", "raw_patch")
 
 
 @dataclass
-class BeatsTokenizerConfig:
+class BeatsTokenizerConfig(DictConfig):
     """BEATs tokenizer; field docstrings name the unilm ``beats/Tokenizers.py`` option where one exists."""
 
     family: ClassVar[str] = "beats_tokenizer"
@@ -184,13 +185,8 @@ class BeatsTokenizerConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> BeatsTokenizerConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown BeatsTokenizerConfig fields {unknown}; known fields: {sorted(known)}")
-        if "encoder_type" not in d:  # saved before the unilm defaults: the earlier variant
-            d = {**d, "encoder_type": "raw_patch", "codebook_update": d.get("codebook_update", "laplace")}
-        return cls(**d)
+        legacy = {"encoder_type": "raw_patch", "codebook_update": "laplace"}  # saved before the unilm defaults: the earlier variant
+        return from_dict_checked(cls, d, defaults=None if "encoder_type" in d else legacy)
 
 
 def beats_tokenizer_tiny(**overrides) -> BeatsTokenizerConfig:

@@ -26,13 +26,13 @@ freshly initialised estimator); export drops ours.
 from __future__ import annotations
 
 import logging
-import pickle
 import re
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
+from audiossl.models.torch_file import read_cfg_model
 from audiossl.tokenizers.beats_tokenizer import BeatsTokenizer, BeatsTokenizerConfig
 
 log = logging.getLogger(__name__)
@@ -68,22 +68,8 @@ class BeatsTokenizerCheckpointError(ValueError):
 
 def read_checkpoint(path: str | Path) -> tuple[dict, dict[str, Tensor]]:
     """``(cfg, state_dict)`` of a released tokenizer ``.pt``, never running code from the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise BeatsTokenizerCheckpointError(f"{path}: no such BEATs tokenizer checkpoint file")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        raise BeatsTokenizerCheckpointError(
-            f"{path}: refused to load: the pickle holds more than tensors and plain containers ({str(e).splitlines()[0]}); "
-            f"released BEATs tokenizers hold only {{'cfg': dict, 'model': state_dict}}"
-        ) from None
-    except (RuntimeError, EOFError, OSError) as e:
-        raise BeatsTokenizerCheckpointError(f"{path}: not a readable torch checkpoint ({e})") from None
-    if not isinstance(obj, dict) or not isinstance(obj.get("cfg"), dict) or not isinstance(obj.get("model"), dict):
-        keys = sorted(obj)[:10] if isinstance(obj, dict) else type(obj).__name__
-        raise BeatsTokenizerCheckpointError(f"{path}: expected a dict with 'cfg' (dict) and 'model' (state dict), got {keys}")
-    return dict(obj["cfg"]), dict(obj["model"])
+    return read_cfg_model(path, BeatsTokenizerCheckpointError, "BEATs tokenizer checkpoint",
+                          advice="Released BEATs tokenizers hold only {'cfg': dict, 'model': state_dict}.")
 
 
 def config_from_unilm(cfg: dict, source: str | Path = "cfg", **overrides) -> BeatsTokenizerConfig:

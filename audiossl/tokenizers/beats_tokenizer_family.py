@@ -88,19 +88,9 @@ def train_flops_per_second(cfg: BeatsTokenizerConfig, crop_samples: int) -> floa
 
 def load_pretrain_checkpoint(ckpt_dir: str | Path) -> BeatsTokenizer:
     """The tokenizer stored in ``ckpt_dir`` (safetensors; the teacher is not loaded)."""
-    import torch
+    from audiossl.models.checkpoint import load_family_checkpoint
 
-    from audiossl.models.checkpoint import CheckpointError, load_state_into, read_meta, read_weights
-
-    meta = read_meta(ckpt_dir, family="beats_tokenizer")
-    try:
-        cfg = config_from_dict(meta["config"])
-    except (KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(f"{Path(ckpt_dir) / 'config.json'}: bad 'config' section: {e}") from e
-    path, state = read_weights(ckpt_dir)
-    with torch.device("meta"):
-        model = BeatsTokenizer(cfg)
-    load_state_into(model, state, path, "the BEATs tokenizer config")
+    model = load_family_checkpoint(ckpt_dir, "beats_tokenizer", BeatsTokenizerConfig, BeatsTokenizer, what="the BEATs tokenizer config")
     # Restore the non-persistent pieces that meta-device construction left empty.
     model.quantizer._forget_flag()
     return model.eval()

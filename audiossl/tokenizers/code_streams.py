@@ -26,10 +26,9 @@ from typing import Callable
 import numpy as np
 
 from audiossl.data.frame_labels import LabelError, LabelInfo, read_frame_labels
+from audiossl.data.label_checks import refuse_bad_counts
 
 log = logging.getLogger(__name__)
-
-MAX_LISTED = 5
 
 
 class CodeStreamError(LabelError):
@@ -120,25 +119,18 @@ def check_code_stream(
             f"{path}: {len(codes)} rows of codes but {len(lengths)} utterances in the manifest; the codes were "
             f"made for another manifest. Re-run `audiossl tokenizer label` on this manifest."
         )
-    bad = []
-    for i, (c, n) in enumerate(zip(codes, lengths)):
-        n = int(n)
-        if n < 0:
-            continue
-        want = student.num_frames(n) if student.num_frames else expected_frames(n, student.sample_rate, student.frame_rate)
-        if abs(len(c) - want) > 1:
-            name = f" utterance {ids[i]!r}" if ids else ""
-            bad.append(
-                f"{path}:{i + 1}:{name} has {len(c)} code frames but the student makes {want} ± 1 "
-                f"({n} samples at {student.sample_rate} Hz, {student.frame_rate:g} Hz frames)"
-            )
-    if bad:
-        more = f"\n  ... and {len(bad) - MAX_LISTED} more" if len(bad) > MAX_LISTED else ""
-        raise CodeStreamError(
-            f"{len(bad)} of {len(codes)} utterances have a code count that does not fit the student:\n  "
-            + "\n  ".join(bad[:MAX_LISTED]) + more
-            + "\nThe codes were made at another hop or from other audio; re-tokenize this manifest."
-        )
+    def expected(n: int) -> int:
+        return student.num_frames(n) if student.num_frames else expected_frames(n, student.sample_rate, student.frame_rate)
+
+    def line(i: int, got: int, want: float, n: int) -> str:
+        name = f" utterance {ids[i]!r}" if ids else ""
+        return (f"{path}:{i + 1}:{name} has {got} code frames but the student makes {want} ± 1 "
+                f"({n} samples at {student.sample_rate} Hz, {student.frame_rate:g} Hz frames)")
+
+    refuse_bad_counts(
+        codes, lengths, expected, 1, line, what="code count that does not fit the student", error=CodeStreamError,
+        advice="The codes were made at another hop or from other audio; re-tokenize this manifest.",
+    )
 
 
 def manifest_lengths(tsv: str | os.PathLike, sample_rate: int) -> tuple[np.ndarray, list[str]]:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -32,6 +32,7 @@ from torch.nn import functional as F
 
 from audiossl.models.patch_frontend import NUM_MEL_BINS, PATCH, PATCH_RATE, beats_fbank, patch_frame_lengths, patchify
 from audiossl.tokenizers.kmeans import assign
+from audiossl.utils.config import DictConfig, from_dict_checked
 
 NORMALIZE = ("l2", "layernorm")
 WEIGHTS_NAME = "random_projection.safetensors"
@@ -39,7 +40,7 @@ META_NAME = "random_projection.json"
 
 
 @dataclass
-class RandomProjectionConfig:
+class RandomProjectionConfig(DictConfig):
     num_codes: int = 1024
     """Codebook size."""
     dim: int = 256
@@ -73,11 +74,7 @@ class RandomProjectionConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> RandomProjectionConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown RandomProjectionConfig fields {unknown}; known fields: {sorted(known)}")
-        return cls(**{"normalize": "layernorm", **d})  # saved before the field existed: LayerNorm'd projections
+        return from_dict_checked(cls, d, defaults={"normalize": "layernorm"})  # saved before the field existed: LayerNorm'd projections
 
 
 class RandomProjectionTokenizer(nn.Module):

@@ -48,17 +48,9 @@ def on_metrics(values: dict) -> None:
 
 def load_pretrain_checkpoint(ckpt_dir: str | Path, map_location: str | torch.device = "cpu") -> RVQVAE:
     """The trained :class:`RVQVAE` of an audiossl checkpoint dir (safetensors only), in eval mode."""
-    from audiossl.models.checkpoint import CONFIG_NAME, CheckpointError, load_state_into, read_meta, read_weights
+    from audiossl.models.checkpoint import load_family_checkpoint
 
-    meta = read_meta(ckpt_dir, family="rvq")
-    try:
-        cfg = config_from_dict(meta["config"])
-    except (KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(f"{Path(ckpt_dir) / CONFIG_NAME}: bad 'config' section: {e}") from e
-    source, state = read_weights(ckpt_dir, map_location)
-    with torch.device("meta"):
-        model = RVQVAE(cfg)
-    return load_state_into(model, state, source, "the RVQ-VAE config").eval()
+    return load_family_checkpoint(ckpt_dir, "rvq", RVQVAEConfig, RVQVAE, what="the RVQ-VAE config", map_location=map_location).eval()
 
 
 def build_upstream(ckpt_dir: Path, meta: dict):

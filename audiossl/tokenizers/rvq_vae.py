@@ -21,10 +21,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from audiossl.tokenizers.rvq import ResidualVQ, RVQConfig
+from audiossl.utils.config import DictConfig
 
 
 @dataclass
-class RVQVAEConfig:
+class RVQVAEConfig(DictConfig):
     family: ClassVar[str] = "rvq"
 
     sample_rate: int = 24000
@@ -78,10 +79,6 @@ class RVQVAEConfig:
         d = asdict(self)
         d["strides"], d["stft_fft_sizes"] = list(self.strides), list(self.stft_fft_sizes)
         return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "RVQVAEConfig":
-        return cls(**d)
 
     def rvq_config(self) -> RVQConfig:
         return RVQConfig(self.num_codebooks, self.codebook_size, self.latent_dim, self.ema_decay,

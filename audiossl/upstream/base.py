@@ -16,10 +16,10 @@ Specs:
 - ``hf:<dir>``: a transformers checkpoint directory (HuBERT, wav2vec 2.0, WavLM, data2vec-audio);
   see :mod:`audiossl.interop.hf`.
 - ``fairseq:<file>``: a fairseq HuBERT checkpoint, read without fairseq and without unpickling
-  code; see :mod:`audiossl.interop.fairseq_ckpt`.
-- ``beats:<file>``: a released BEATs checkpoint (microsoft/unilm layout); :mod:`audiossl.interop.beats_ckpt`.
+  code; see :mod:`audiossl.models.fairseq_io`.
+- ``beats:<file>``: a released BEATs checkpoint (microsoft/unilm layout); :mod:`audiossl.models.beats.checkpoint`.
 - ``mert:<dir>``: a released HF-format MERT checkpoint directory, read without ``trust_remote_code``;
-  :mod:`audiossl.interop.mert_hf`.
+  :mod:`audiossl.models.mert.hf`.
 - ``s3prl:<name>[:<local ckpt>]``: any s3prl upstream that runs from local files;
   :mod:`audiossl.interop.s3prl_upstream`.
 - ``fbank`` / ``mfcc``: the classic feature baselines; see :mod:`audiossl.upstream.baselines`.

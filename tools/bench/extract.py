@@ -1,7 +1,7 @@
 """Benchmark: our HuBERT upstream vs transformers ``HubertModel`` (SDPA) vs torchaudio ``hubert_base``.
 
 One random-init torchaudio ``hubert_base()`` supplies the weights; they are converted onto our
-model (audiossl.interop.torchaudio_hubert) and from ours onto transformers (audiossl.interop.hf),
+model (audiossl.models.hubert.torchaudio) and from ours onto transformers (audiossl.models.hubert.hf),
 so all three run the SAME weights on the SAME inputs, in one process, with the same threads.
 Runs are interleaved, in an order rotated every repeat, so machine-load drifts hit all alike; the
 median of ``--repeats`` timed passes (after one warm-up) is reported.
@@ -11,7 +11,7 @@ the max abs difference of every hidden state vs transformers (and of the last la
 ``--dtype bfloat16|float16`` runs every implementation under the same autocast.
 
 Roofline: each implementation's achieved FLOP/s (analytic forward FLOPs of
-``audiossl.models.flops``, identical for all three since they compute the same thing) is shown
+``audiossl.models.hubert.flops``, identical for all three since they compute the same thing) is shown
 against a peak: on CPU the fp32 GEMM rate measured on this machine in the same run, on CUDA the
 device's dense bf16 peak. On CPU it also prints the *ceiling*: the ratio vs transformers that an
 implementation running every FLOP at the measured GEMM rate would reach.
@@ -49,8 +49,8 @@ def build(quick: bool):
     import torchaudio
 
     from audiossl.upstream.encoder import EncoderUpstream
-    from audiossl.interop.hf import ours_to_hf
-    from audiossl.interop.torchaudio_hubert import from_torchaudio
+    from audiossl.models.hubert.hf import ours_to_hf
+    from audiossl.models.hubert.torchaudio import from_torchaudio
 
     if quick:
         ta = torchaudio.models.wav2vec2_model(
@@ -170,7 +170,8 @@ def main() -> None:
     diff_ta = float((outputs["audiossl"][-1].float() - outputs["torchaudio"][-1].float()).abs().max()) if "torchaudio" in outputs else None
     med = {k: statistics.median(v) for k, v in times.items()}
 
-    from audiossl.models.flops import forward_flops, peak_flops
+    from audiossl.models.flops import peak_flops
+    from audiossl.models.hubert.flops import forward_flops
 
     flops = args.batch * forward_flops(ours.model.cfg, wavs.shape[1], include_head=False)
     if device.type == "cuda":

@@ -63,7 +63,7 @@ def build_upstream(spec: str | None, size: str):
 
     if spec:
         return load_upstream(spec), spec
-    from audiossl.models.hubert import CONFIGS, build_hubert
+    from audiossl.models.hubert.model import CONFIGS, build_hubert
 
     model = build_hubert(CONFIGS[size]()).encoder
     return EncoderUpstream(model, name=f"hubert_{size}_random"), f"hubert_{size}_random"

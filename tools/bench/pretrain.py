@@ -1,10 +1,10 @@
 #!/usr/bin/env python
 """HuBERT pretraining step throughput: audiossl vs torchaudio's ``HuBERTPretrainModel``, one run.
 
-Both models get the same weights (converted with ``audiossl.interop.torchaudio_hubert``), the
+Both models get the same weights (converted with ``audiossl.models.hubert.torchaudio``), the
 same random batch of equal-length crops and the same optimiser (AdamW); each step is forward +
 masked cross-entropy + feature penalty + backward + optimiser step. Prints audio-seconds per second
-per device, MFU (analytic FLOPs of ``audiossl.models.flops``, conv front end included), peak memory
+per device, MFU (analytic FLOPs of ``audiossl.models.hubert.flops``, conv front end included), peak memory
 on GPU, and our/torchaudio ratio. On CUDA both run under bf16 autocast.
 
     python tools/bench/pretrain.py --size base --batch 8 --seconds 10 --steps 20       # GPU
@@ -67,8 +67,9 @@ def main() -> None:
     ap.add_argument("--peak-tflops", type=float, default=None, help="peak dense bf16 TFLOP/s (default: by GPU name)")
     args = ap.parse_args()
 
-    from audiossl.interop.torchaudio_hubert import from_torchaudio
-    from audiossl.models.flops import hubert_train_flops_per_second, peak_flops
+    from audiossl.models.hubert.torchaudio import from_torchaudio
+    from audiossl.models.flops import peak_flops
+    from audiossl.models.hubert.flops import hubert_train_flops_per_second
 
     torch.manual_seed(0)
     device = torch.device(args.device)

@@ -1,4 +1,4 @@
-"""Released BEATs checkpoints (microsoft/unilm ``beats/BEATs.py``) ↔ our :class:`~audiossl.models.beats.BeatsModel`.
+"""Released BEATs checkpoints (microsoft/unilm ``beats/BEATs.py``) ↔ our :class:`~audiossl.models.beats.model.BeatsModel`.
 
 A released file is ``torch.save({"cfg": {BEATsConfig fields}, "model": state_dict})``. It is read
 with ``torch.load(weights_only=True)``: a pickle that would build anything but tensors and plain
@@ -20,14 +20,14 @@ Key names are the same on both sides except:
 from __future__ import annotations
 
 import logging
-import pickle
 import re
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from audiossl.models.beats import BeatsConfig, BeatsModel
+from audiossl.models.beats.model import BeatsConfig, BeatsModel
+from audiossl.models.torch_file import read_cfg_model
 
 log = logging.getLogger(__name__)
 
@@ -53,25 +53,9 @@ class BeatsCheckpointError(ValueError):
 
 def read_beats_checkpoint(path: str | Path) -> tuple[dict, dict[str, Tensor]]:
     """``(cfg, state_dict)`` of a released BEATs ``.pt``, never running code from the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise BeatsCheckpointError(f"{path}: no such BEATs checkpoint file")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        m = re.search(r"GLOBAL (\S+)", str(e)) or re.search(r"(function|object|class) (\S+)", str(e))
-        what = m.group(1) if m else str(e).splitlines()[0]
-        raise BeatsCheckpointError(
-            f"{path}: refused to load: the pickle references {what}, which is not a tensor or plain container. "
-            f"Unpickling it could run arbitrary code. Released BEATs files hold only {{'cfg': dict, 'model': "
-            f"state_dict}}; if you trust this file, re-save those two entries as plain dicts/tensors."
-        ) from None
-    except (RuntimeError, EOFError, OSError) as e:
-        raise BeatsCheckpointError(f"{path}: not a readable torch checkpoint ({e})") from None
-    if not isinstance(obj, dict) or not isinstance(obj.get("cfg"), dict) or not isinstance(obj.get("model"), dict):
-        keys = sorted(obj)[:10] if isinstance(obj, dict) else type(obj).__name__
-        raise BeatsCheckpointError(f"{path}: expected a dict with 'cfg' (dict) and 'model' (state dict), got {keys}")
-    return dict(obj["cfg"]), dict(obj["model"])
+    return read_cfg_model(path, BeatsCheckpointError, "BEATs checkpoint", advice=(
+        "Released BEATs files hold only {'cfg': dict, 'model': state_dict}; if you trust this file, "
+        "re-save those two entries as plain dicts/tensors."))
 
 
 def config_from_beats(cfg: dict, source: str | Path = "cfg") -> BeatsConfig:
@@ -132,12 +116,6 @@ def load_beats_model(path: str | Path) -> BeatsModel:
     return model.eval()
 
 
-def load_beats_upstream(path: str | Path):
-    """``beats:<file>`` upstream spec: a released BEATs checkpoint as a :class:`~audiossl.upstream.encoder.EncoderUpstream`."""
-    from audiossl.upstream.encoder import EncoderUpstream
-
-    return EncoderUpstream(load_beats_model(path), name=f"beats:{path}")
-
 
 def beats_checkpoint_dict(model: BeatsModel) -> dict:
     """``{"cfg": ..., "model": ...}`` in the released layout for ``model`` (our encoder)."""
@@ -151,7 +129,7 @@ def beats_checkpoint_dict(model: BeatsModel) -> dict:
 
 def export_beats(ckpt_dir: str | Path, out_pt: str | Path) -> Path:
     """Our BEATs checkpoint directory → a ``.pt`` that unilm's ``BEATs(BEATsConfig(cfg))`` loads strictly."""
-    from audiossl.models.beats_family import load_pretrain_checkpoint
+    from audiossl.models.beats.family import load_pretrain_checkpoint
     from audiossl.utils.fileio import atomic_open
 
     model = load_pretrain_checkpoint(ckpt_dir).encoder

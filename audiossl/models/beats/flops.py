@@ -13,7 +13,7 @@ one fbank (computed without gradient).
 
 from __future__ import annotations
 
-from audiossl.models.beats import BeatsConfig
+from audiossl.models.beats.model import BeatsConfig
 from audiossl.models.patch_frontend import NUM_MEL_BINS, num_fbank_frames
 
 DEFAULT_CROP_SAMPLES = 160_000  # 10 s at 16 kHz (AudioSet clips are 10 s)
@@ -45,7 +45,7 @@ def encoder_flops(cfg: BeatsConfig, num_patches: int, num_encoded: int | None = 
 
 
 def num_kept(cfg: BeatsConfig, num_patches: int) -> int:
-    """Patches the encoder sees in pretraining (what :func:`~audiossl.models.beats.random_patch_mask` keeps)."""
+    """Patches the encoder sees in pretraining (what :func:`~audiossl.models.beats.model.random_patch_mask` keeps)."""
     return int(round(num_patches * (1.0 - cfg.mask_prob)))
 
 

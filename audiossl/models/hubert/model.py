@@ -15,7 +15,7 @@ Base), [i] is the output of layer i; for pre-LN (Large/XLarge) the final LayerNo
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 
 import torch
 from torch import Tensor, nn
@@ -29,12 +29,13 @@ from audiossl.models.conv_frontend import (
 )
 from audiossl.models.masking import compute_span_mask
 from audiossl.models.transformer import TransformerEncoder
+from audiossl.utils.config import DictConfig
 
 _DEFAULT_CONV = ((512, 10, 5),) + ((512, 3, 2),) * 4 + ((512, 2, 2),) * 2
 
 
 @dataclass
-class HubertConfig:
+class HubertConfig(DictConfig):
     """Every field mirrors the fairseq ``HubertConfig`` option named in its docstring."""
 
     sample_rate: int = 16000
@@ -114,14 +115,6 @@ class HubertConfig:
         d = asdict(self)
         d["conv_layers"] = [list(layer) for layer in self.conv_layers]
         return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> HubertConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown HubertConfig fields {unknown}; known fields: {sorted(known)}")
-        return cls(**d)
 
 
 @dataclass

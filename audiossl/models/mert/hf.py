@@ -6,9 +6,9 @@ Import (``load_mert_upstream(dir)``, the ``mert:<dir>`` upstream spec): ``config
 ``trust_remote_code=True``; we never run it. MERT's weights use transformers' ``HubertModel``
 names (``feature_extractor.conv_layers.N``, ``feature_projection``, ``encoder.pos_conv_embed``,
 ``encoder.layers.N.attention.{q,k,v,out}_proj``, ...), so the mapping is
-:mod:`audiossl.interop.hf`'s HuBERT one with q/k/v fused into our ``qkv``. MERT-only options:
+:mod:`audiossl.models.hubert.hf`'s HuBERT one with q/k/v fused into our ``qkv``. MERT-only options:
 
-- ``attention_relax`` (330M): supported (:class:`audiossl.models.mert.RelaxedSelfAttention`).
+- ``attention_relax`` (330M): supported (:class:`audiossl.models.mert.model.RelaxedSelfAttention`).
 - ``feature_extractor_cqt`` (CQT features concatenated to the conv features), ``conv_pos_batch_norm``
   (BatchNorm in the positional conv), ``deepnorm``, ``feat_proj_layer_norm: false``, non-GELU
   activations: refused with the field named (none of the released MERT-v1 models use them).
@@ -24,14 +24,12 @@ and its weights load into ``transformers.HubertModel`` as they are (no ``trust_r
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 
-from audiossl.models.mert import MertConfig, MertModel
+from audiossl.models.mert.model import MertConfig, MertModel
+from audiossl.utils.fileio import atomic_dir
 
 UNSUPPORTED = {
     "feature_extractor_cqt": "CQT features concatenated to the conv front end",
@@ -83,7 +81,7 @@ def hf_config_to_mert(c: dict, where: str | Path = "config.json") -> MertConfig:
 
 def mert_to_hf_config(cfg: MertConfig) -> dict:
     """Our config → a MERT ``config.json`` dict (transformers HuBERT fields + MERT's own)."""
-    from audiossl.interop.hf import ours_to_hf_config
+    from audiossl.models.hubert.hf import ours_to_hf_config
 
     d = ours_to_hf_config(cfg).to_dict()
     for k in ("transformers_version", "_name_or_path"):
@@ -111,7 +109,7 @@ def _normalise_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def hf_state_to_ours(state: dict[str, torch.Tensor], cfg: MertConfig, source: str | Path) -> dict[str, torch.Tensor]:
     """HF-named MERT weights → our :class:`MertModel` state dict (q/k/v fused); unknown keys refused."""
-    from audiossl.interop.hf import hf_key_map
+    from audiossl.models.hubert.hf import hf_key_map
 
     state = _normalise_keys(state)
     out, used = {}, set()
@@ -139,7 +137,7 @@ def hf_state_to_ours(state: dict[str, torch.Tensor], cfg: MertConfig, source: st
 
 def ours_to_hf_state(model: MertModel) -> dict[str, torch.Tensor]:
     """Our encoder's state dict → HF ``HubertModel`` names (q/k/v split), contiguous CPU tensors."""
-    from audiossl.interop.hf import hf_key_map
+    from audiossl.models.hubert.hf import hf_key_map
 
     cfg, sd = model.cfg, model.state_dict()
     new = {hf: sd[ours] for ours, hf in hf_key_map(cfg).items() if ours in sd}
@@ -193,26 +191,17 @@ def load_mert_model(directory: str | Path) -> tuple[MertModel, bool]:
     return model.eval(), normalize
 
 
-def load_mert_upstream(directory: str | Path):
-    """``mert:<dir>`` → :class:`audiossl.upstream.encoder.EncoderUpstream`."""
-    from audiossl.upstream.encoder import EncoderUpstream
-
-    model, normalize = load_mert_model(directory)
-    return EncoderUpstream(model, name=f"mert:{directory}", normalize=normalize)
-
 
 def export_mert(ckpt_dir: str | Path, out_dir: str | Path) -> Path:
     """Our MERT checkpoint directory → a released-format MERT directory (atomic: temp dir + rename)."""
     from safetensors.torch import save_file
 
-    from audiossl.models.mert_family import load_encoder
+    from audiossl.models.mert.family import load_encoder
 
     encoder = load_encoder(ckpt_dir)
     cfg = encoder.cfg
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with atomic_dir(out_dir) as tmp:
         save_file(ours_to_hf_state(encoder), str(tmp / "model.safetensors"), metadata={"format": "pt"})
         (tmp / "config.json").write_text(json.dumps(mert_to_hf_config(cfg), indent=2) + "\n", encoding="utf-8")
         pre = {
@@ -221,10 +210,4 @@ def export_mert(ckpt_dir: str | Path, out_dir: str | Path) -> Path:
             "do_normalize": bool(cfg.normalize),
         }
         (tmp / "preprocessor_config.json").write_text(json.dumps(pre, indent=2) + "\n", encoding="utf-8")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from audiossl.models.beats import CONFIGS, BeatsConfig, BeatsPretrainModel, build_beats
+from audiossl.models.beats.model import CONFIGS, BeatsConfig, BeatsPretrainModel, build_beats
 
 __all__ = [
     "CONFIGS", "config_from_dict", "build_pretrain_model", "train_flops_per_second", "load_pretrain_checkpoint",
@@ -23,28 +23,19 @@ build_pretrain_model = build_beats
 
 
 def train_flops_per_second(cfg: BeatsConfig, crop_samples: int) -> float:
-    from audiossl.models.beats_flops import beats_train_flops_per_second
+    from audiossl.models.beats.flops import beats_train_flops_per_second
 
     return beats_train_flops_per_second(cfg, crop_samples)
 
 
 def load_pretrain_checkpoint(ckpt_dir: str | Path, map_location: str = "cpu") -> BeatsPretrainModel:
     """Our ``model.safetensors`` + ``config.json`` (family ``beats``) → :class:`BeatsPretrainModel`."""
-    import torch
+    from audiossl.models.checkpoint import load_family_checkpoint
 
-    from audiossl.models.checkpoint import CONFIG_NAME, CheckpointError, load_state_into, read_meta, read_weights
-
-    meta = read_meta(ckpt_dir, family="beats")
-    try:
-        cfg = BeatsConfig.from_dict(meta["config"])
-    except (KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(f"{Path(ckpt_dir) / CONFIG_NAME}: bad 'config' section: {e}") from e
-    path, state = read_weights(ckpt_dir, map_location)
-    with torch.device("meta"):  # no random init: every tensor comes from the file
-        model = BeatsPretrainModel(cfg)
-    return load_state_into(model, state, path, "the BEATs config in config.json")
+    return load_family_checkpoint(ckpt_dir, "beats", BeatsConfig, BeatsPretrainModel,
+                                  what="the BEATs config in config.json", map_location=map_location)
 
 
 def load_encoder(ckpt_dir: str | Path):
-    """The :class:`~audiossl.models.beats.BeatsModel` encoder of a checkpoint."""
+    """The :class:`~audiossl.models.beats.model.BeatsModel` encoder of a checkpoint."""
     return load_pretrain_checkpoint(ckpt_dir).encoder

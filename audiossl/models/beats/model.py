@@ -22,24 +22,25 @@ predictor sees the whole sequence with a learned mask token at the masked positi
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from audiossl.models.hubert import GradMultiply  # fairseq GradMultiply: identity forward, grad × scale
+from audiossl.models.hubert.model import GradMultiply  # fairseq GradMultiply: identity forward, grad × scale
 from audiossl.models.patch_frontend import NUM_MEL_BINS, SAMPLE_RATE, SHIFT, beats_fbank, num_patch_frames, patch_frame_lengths
 from audiossl.models.rel_pos import (  # noqa: F401 (BeatsAttention, relative_position_bucket: shared; re-exported)
     ATTENTION_IMPLS, BeatsAttention, FlexInputs, key_padding_block_mask, relative_bias_by_distance, relative_position_bucket,
     resolve_impl,
 )
 from audiossl.models.transformer import ConvPositionalEmbedding, layerdrop_keep
+from audiossl.utils.config import DictConfig
 
 
 @dataclass
-class BeatsConfig:
+class BeatsConfig(DictConfig):
     """Encoder fields mirror the unilm ``BEATsConfig`` option of the same name; defaults = BEATs_iter3."""
     family: ClassVar[str] = "beats"
 
@@ -135,13 +136,6 @@ class BeatsConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> BeatsConfig:
-        known = {f.name for f in fields(cls)}
-        if unknown := sorted(set(d) - known):
-            raise ValueError(f"unknown BeatsConfig fields {unknown}; known fields: {sorted(known)}")
-        return cls(**d)
 
 
 class BeatsLayer(nn.Module):

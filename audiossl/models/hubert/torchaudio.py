@@ -1,4 +1,4 @@
-"""Weight conversion between torchaudio's wav2vec2/HuBERT models and :mod:`audiossl.models.hubert`.
+"""Weight conversion between torchaudio's wav2vec2/HuBERT models and :mod:`audiossl.models.hubert.model`.
 
 Works for ``torchaudio.models.Wav2Vec2Model`` (``hubert_base()``, ``wav2vec2_model(...)``, ...) and
 ``HuBERTPretrainModel`` (``hubert_pretrain_base()``, ...), in both directions, for state dicts
@@ -18,7 +18,7 @@ import re
 import torch
 from torch import Tensor, nn
 
-from audiossl.models.hubert import HubertConfig, HubertModel, HubertPretrainModel
+from audiossl.models.hubert.model import HubertConfig, HubertModel, HubertPretrainModel
 
 # (torchaudio key, our encoder key); "{n}" = layer number, "{p}" = parameter name
 _ENCODER_RULES: list[tuple[str, str]] = [

@@ -18,8 +18,8 @@ Reference (MERT fairseq fork, ``mert_model.py`` + fairseq's ``hubert`` criterion
 ``loss_masked`` = that sum over codebooks of the masked-frame mean CE (``ce_reduction: mean``
 divides it by the number of codebooks, our earlier choice, kept as an option).
 
-The encoder is :class:`audiossl.models.hubert.HubertModel` with a 24 kHz config (same module and
-parameter names, so the HF HuBERT key mapping of :mod:`audiossl.interop.hf` serves MERT too).
+The encoder is :class:`audiossl.models.hubert.model.HubertModel` with a 24 kHz config (same module and
+parameter names, so the HF HuBERT key mapping of :mod:`audiossl.models.hubert.hf` serves MERT too).
 ``attention_relax > 0`` (MERT-330M) swaps in :class:`RelaxedSelfAttention`. Hidden states follow
 HuBERT's convention (``num_layers + 1`` entries, [0] = input of the first layer).
 """
@@ -27,7 +27,7 @@ HuBERT's convention (``num_layers + 1`` entries, [0] = input of the first layer)
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from typing import ClassVar
 
 import torch
@@ -37,17 +37,18 @@ from torch.nn import functional as F
 from audiossl.audio.cqt_torch import TorchCQT, log_cqt_target
 from audiossl.audio.normalize import normalize_waveform
 from audiossl.models.conv_frontend import receptive_field
-from audiossl.models.hubert import HubertModel
+from audiossl.models.hubert.model import HubertModel
 from audiossl.models.masking import compute_span_mask
 from audiossl.models.transformer import SelfAttention
 from audiossl.audio.mixing import NoiseMixConfig, mix_in_batch_noise
+from audiossl.utils.config import DictConfig
 
 _DEFAULT_CONV = ((512, 10, 5),) + ((512, 3, 2),) * 4 + ((512, 2, 2),) * 2  # ×320: 75 Hz at 24 kHz
 
 
 @dataclass
-class MertConfig:
-    """MERT student. Encoder fields mean what they mean in :class:`audiossl.models.hubert.HubertConfig`."""
+class MertConfig(DictConfig):
+    """MERT student. Encoder fields mean what they mean in :class:`audiossl.models.hubert.model.HubertConfig`."""
 
     family: ClassVar[str] = "mert"
     sample_rate: int = 24000
@@ -174,14 +175,6 @@ class MertConfig:
         if self.noise_mix_snr_db is not None:
             d["noise_mix_snr_db"] = list(self.noise_mix_snr_db)
         return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> MertConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown MertConfig fields {unknown}; known fields: {sorted(known)}")
-        return cls(**d)
 
 
 class RelaxedSelfAttention(SelfAttention):

@@ -1,7 +1,7 @@
-"""Analytic training FLOPs of MERT (counted like :mod:`audiossl.models.flops`: 2 × MACs of matmuls and
+"""Analytic training FLOPs of MERT (counted like :mod:`audiossl.models.hubert.flops`: 2 × MACs of matmuls and
 convolutions; a step is 3 × forward for the trained parts).
 
-The encoder is HuBERT's (:func:`audiossl.models.flops.forward_flops` without its head); MERT adds the
+The encoder is HuBERT's (:func:`audiossl.models.hubert.flops.forward_flops` without its head); MERT adds the
 cosine heads (``final_proj`` + label-embedding similarities), the CQT regression head, and the CQT
 teacher (forward only, no gradient: one conv per bin group, :class:`audiossl.audio.cqt_torch.TorchCQT`).
 """
@@ -9,8 +9,8 @@ teacher (forward only, no gradient: one conv per bin group, :class:`audiossl.aud
 from __future__ import annotations
 
 from audiossl.models.conv_frontend import conv_output_length
-from audiossl.models.flops import forward_flops as encoder_forward_flops
-from audiossl.models.mert import MertConfig, build_cqt
+from audiossl.models.hubert.flops import forward_flops as encoder_forward_flops
+from audiossl.models.mert.model import MertConfig, build_cqt
 
 DEFAULT_CROP_SAMPLES = 120_000  # 5 s at 24 kHz, MERT's crop
 

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
-from audiossl.models.mert import CONFIGS, MertConfig, MertModel, MertPretrainModel, build_cqt, build_mert
+from audiossl.models.mert.model import CONFIGS, MertConfig, MertModel, MertPretrainModel, build_cqt, build_mert
 
 __all__ = [
     "CONFIGS", "NUM_CODEBOOKS_FIELD", "EXTRA_METRICS", "LABELS_AT_FRAME_RATE", "config_from_dict", "build_pretrain_model",
@@ -29,34 +27,25 @@ build_pretrain_model = build_mert
 
 
 def train_flops_per_second(cfg: MertConfig, crop_samples: int) -> float:
-    from audiossl.models.mert_flops import mert_train_flops_per_second
+    from audiossl.models.mert.flops import mert_train_flops_per_second
 
     return mert_train_flops_per_second(cfg, crop_samples)
 
 
 def _load(ckpt_dir: str | Path, pretrain: bool):
-    from audiossl.models.checkpoint import CheckpointError, load_state_into, read_meta, read_weights
+    from audiossl.models.checkpoint import load_family_checkpoint
 
-    meta = read_meta(ckpt_dir, family="mert")
-    try:
-        cfg = MertConfig.from_dict(meta["config"])
-    except (KeyError, TypeError, ValueError) as e:
-        raise CheckpointError(f"{Path(ckpt_dir) / 'config.json'}: bad 'config' section: {e}") from e
-    path, state = read_weights(ckpt_dir)
-    with torch.device("meta"):  # no random init: every tensor comes from the file
-        model = MertPretrainModel(cfg) if pretrain else MertModel(cfg)
-    if not pretrain:
-        state = {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}
-    load_state_into(model, state, path, what="the MERT config in config.json")
+    model = load_family_checkpoint(ckpt_dir, "mert", MertConfig, MertPretrainModel if pretrain else MertModel,
+                                   what="the MERT config in config.json", strip_prefix=None if pretrain else "encoder.")
     if pretrain:
-        model.cqt = build_cqt(cfg)  # non-persistent buffers: rebuilt, not stored
-    return model, meta
+        model.cqt = build_cqt(model.cfg)  # non-persistent buffers: rebuilt, not stored
+    return model
 
 
 def load_pretrain_checkpoint(ckpt_dir: str | Path) -> MertPretrainModel:
-    return _load(ckpt_dir, pretrain=True)[0]
+    return _load(ckpt_dir, pretrain=True)
 
 
 def load_encoder(ckpt_dir: str | Path) -> MertModel:
     """The encoder of a MERT checkpoint (eval mode)."""
-    return _load(ckpt_dir, pretrain=False)[0].eval()
+    return _load(ckpt_dir, pretrain=False).eval()
