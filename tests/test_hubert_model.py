@@ -25,6 +25,7 @@ from audiossl.models import (
     hubert_xlarge,
 )
 from audiossl.models import conv_frontend, hubert, transformer
+from tests.parity_utils import assert_padded_batch_matches_single, randomize_affine
 
 TINY_CONV = [(32, 10, 5)] + [(32, 3, 2)] * 4 + [(32, 2, 2)] * 2
 NO_DROP = dict(dropout=0.0, attention_dropout=0.0, dropout_input=0.0, encoder_layerdrop=0.0)
@@ -102,11 +103,25 @@ def test_parity_hubert_pretrain_base():
     _check_pretrain_parity(ta, ours, torch.randn(1, 4800))
 
 
+def _check_padded_parity(ta, encoder, lengths: list[int], pre_ln: bool) -> None:
+    """Our padded batch, item by item, equals torchaudio's on each item alone (transformer layers;
+    a pre-LN model's last layer differs by torchaudio's final LayerNorm, checked elsewhere)."""
+    wavs = torch.randn(len(lengths), max(lengths))
+    for i, n in enumerate(lengths):
+        wavs[i, n:] = 0.0
+    keep = slice(None, -1) if pre_ln else slice(None)
+    with torch.no_grad():
+        out = encoder(wavs, torch.tensor(lengths))
+        single = lambda i: ta.extract_features(wavs[i : i + 1, : lengths[i]])[0][keep]  # noqa: E731
+        assert_padded_batch_matches_single(out.hidden_states[1:][keep], out.lengths.tolist(), single)
+
+
 def test_parity_tiny_pretrain_and_round_trip():
     torch.manual_seed(1)
-    ta = _ta_tiny_pretrain()
+    ta = randomize_affine(_ta_tiny_pretrain(), seed=1)
     ours = from_torchaudio(ta).eval()
     _check_pretrain_parity(ta, ours, torch.randn(3, 8000))
+    _check_padded_parity(ta.wav2vec2, ours.encoder, [8000, 5123, 2400], pre_ln=False)
     # back to torchaudio: a fresh model gets exactly our weights
     ta2 = to_torchaudio(ours, _ta_tiny_pretrain())
     for k, v in ta.state_dict().items():
@@ -115,8 +130,9 @@ def test_parity_tiny_pretrain_and_round_trip():
 
 def test_parity_tiny_pre_ln_layer_norm_extractor():
     torch.manual_seed(2)
-    ta = _ta_tiny_prelln()
+    ta = randomize_affine(_ta_tiny_prelln(), seed=2)
     ours = from_torchaudio(ta).eval()
+    _check_padded_parity(ta, ours, [6000, 4321, 1900], pre_ln=True)
     assert ours.cfg.layer_norm_first and ours.cfg.extractor_mode == "layer_norm" and ours.cfg.conv_bias
     wavs = torch.randn(2, 6000)
     with torch.no_grad():

@@ -12,6 +12,7 @@ from audiossl.upstream.load import load_upstream
 from audiossl.interop.hf import HFUpstream, hf_upstream_from_model
 from audiossl.models.hubert.hf import export_hf, hf_to_ours
 from audiossl.models.hubert.model import build_hubert, hubert_tiny
+from tests.parity_utils import assert_padded_batch_matches_single, randomize_affine
 
 CONV = ((32, 10, 5),) + ((32, 3, 2),) * 4 + ((32, 2, 2),) * 2
 HF_TINY = dict(
@@ -39,7 +40,7 @@ def hf_hidden(model, wavs):
 @pytest.mark.parametrize("mode,pre_ln", [("group_norm", False), ("layer_norm", True)])
 def test_export_loads_in_transformers_with_equal_hidden_states(tmp_path, mode, pre_ln):
     torch.manual_seed(0)
-    model = build_hubert(tiny(extractor_mode=mode, layer_norm_first=pre_ln, conv_bias=pre_ln)).eval()
+    model = randomize_affine(build_hubert(tiny(extractor_mode=mode, layer_norm_first=pre_ln, conv_bias=pre_ln)).eval())
     out = export_hf(model, tmp_path / "hf")
     hf = transformers.HubertModel.from_pretrained(out).eval()
     assert hf.config.do_stable_layer_norm == pre_ln
@@ -52,6 +53,14 @@ def test_export_loads_in_transformers_with_equal_hidden_states(tmp_path, mode, p
     # and the comparison can fail: a different random model is far away
     other = EncoderUpstream(build_hubert(tiny(extractor_mode=mode, layer_norm_first=pre_ln, conv_bias=pre_ln)).encoder)
     assert max_diff(other(wavs).hidden_states[1:], theirs[1:]) > 1e-2
+    # a padded batch, item by item, equals transformers on each item alone
+    lengths = [12000, 7777, 3000]
+    padded = torch.randn(3, 12000)
+    for i, n in enumerate(lengths):
+        padded[i, n:] = 0.0
+    batch = EncoderUpstream(model.encoder)(padded, torch.tensor(lengths))
+    assert_padded_batch_matches_single(batch.hidden_states, batch.lengths.tolist(),
+                                       lambda i: hf_hidden(hf, padded[i : i + 1, : lengths[i]]))
     # and the exported directory round-trips through the hf: spec
     again = load_upstream(f"hf:{out}")
     assert max_diff(again(wavs).hidden_states, ours) <= 1e-5
@@ -62,7 +71,7 @@ def test_import_transformers_hubert(stable):
     torch.manual_seed(0)
     cfg = transformers.HubertConfig(**HF_TINY, do_stable_layer_norm=stable,
                                     feat_extract_norm="layer" if stable else "group", conv_bias=stable)
-    hf = transformers.HubertModel(cfg).eval()
+    hf = randomize_affine(transformers.HubertModel(cfg).eval(), seed=3)
     up = hf_upstream_from_model(hf, "hf:test")
     assert isinstance(up, EncoderUpstream) and up.num_layers == 3 and up.hidden_dim == 32
     wavs = torch.randn(2, 9000)
