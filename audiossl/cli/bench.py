@@ -56,6 +56,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--beam-size", type=int, default=50, help="beam size of the ASR beam search")
     p.add_argument("--bootstrap", type=int, default=1000,
                    help="bootstrap resamples of the test items for 95%% confidence intervals (0 = none)")
+    p.add_argument("--head-seeds", type=int, default=1,
+                   help="heads trained per task and lr with seeds SEED..SEED+N-1 (lr chosen on their mean dev "
+                        "metric; value = mean over seeds; CI = bootstrap over test items x head seeds). 1 = one head, "
+                        "CI over test items only")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -67,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = BenchConfig(epochs=args.epochs, lr_grid=args.lr_grid, layer=args.layer, device=args.device,
                       seed=args.seed, add_fbank=not args.no_fbank, max_batch_seconds=args.max_batch_seconds,
                       lm=args.lm, lexicon=args.lexicon, lm_weight=args.lm_weight, word_score=args.word_score,
-                      beam_size=args.beam_size, bootstrap=args.bootstrap)
+                      beam_size=args.beam_size, bootstrap=args.bootstrap, head_seeds=args.head_seeds)
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None
     try:
         records = run_bench(args.upstreams, tasks, args.data, args.out, cfg)

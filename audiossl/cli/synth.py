@@ -10,7 +10,7 @@ from pathlib import Path
 
 HELP = "generate the offline demo corpus (speech + music) with labels"
 TASK_CHOICES = ("speech,speakers_unseen,keywords,prosody,music_notes,music_keys (music = both music tasks); "
-                "opt-in, not in 'all': intents,conversations,music_beats,qbe (e.g. all,intents)")
+                "opt-in, not in 'all': intents,conversations,music_beats,qbe,music_genre,music_tagging (e.g. all,intents)")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

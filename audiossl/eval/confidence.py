@@ -14,8 +14,15 @@ a resample of the test set:
 compares two systems **on the same test items** with the same resamples (Koehn 2004): the difference
 is significant at 5 % when the 95 % percentile interval of the resampled differences excludes zero.
 
-Head-seed variance is not included: the runner trains one head per (task, lr) with ``--seed``; the
-intervals cover test-set sampling only.
+Head seeds (``audiossl bench --head-seeds N``, default 1): with one head per (task, lr) the intervals
+cover test-set sampling only. With N heads trained with seeds ``seed, seed+1, ..., seed+N-1`` on the
+same features, :class:`SeedItems` holds one :class:`Items` per head and :func:`bootstrap` resamples
+**items and seeds** (the two-way "pigeonhole" bootstrap of a crossed design, Owen 2007): each
+resample draws the test items with replacement (the very draw the items-only bootstrap makes, so
+rows stay paired) and, independently, N of the N seeds with replacement; the resampled value is the
+mean over the drawn seeds of each seed's metric on the drawn items. The point estimate is the mean
+over seeds. The interval then covers item sampling, head-seed variance and their interaction (the
+pigeonhole bootstrap errs on the wide side); with N = 1 it is the items-only bootstrap, draw for draw.
 """
 
 from __future__ import annotations
@@ -87,9 +94,8 @@ class Items:
                      None if p0.multilabel is None else (cat([p.multilabel[0] for p in parts]),
                                                          cat([p.multilabel[1] for p in parts])))
 
-    def save(self, path: str | Path) -> None:
-        from audiossl.utils.fileio import atomic_open
-
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The named arrays :meth:`save` writes (and :meth:`from_arrays` reads)."""
         arrays = {"ids": np.asarray(self.ids, dtype=str)}
         for k, (n, d) in self.ratio.items():
             arrays[f"ratio.{k}.num"], arrays[f"ratio.{k}.den"] = n, d
@@ -97,16 +103,79 @@ class Items:
             arrays["trials.scores"], arrays["trials.labels"] = self.trials
         if self.multilabel is not None:
             arrays["multilabel.labels"], arrays["multilabel.scores"] = self.multilabel
+        return arrays
+
+    def save(self, path: str | Path) -> None:
+        from audiossl.utils.fileio import atomic_open
+
         with atomic_open(Path(path), "wb") as f:
-            np.savez_compressed(f, **arrays)
+            np.savez_compressed(f, **self.arrays())
+
+    @staticmethod
+    def from_arrays(z) -> "Items":
+        files = list(z.keys()) if isinstance(z, dict) else z.files
+        ratio = {k.split(".")[1]: (z[k], z[k[:-3] + "den"]) for k in files if k.startswith("ratio.") and k.endswith(".num")}
+        trials = (z["trials.scores"], z["trials.labels"]) if "trials.scores" in files else None
+        ml = (z["multilabel.labels"], z["multilabel.scores"]) if "multilabel.labels" in files else None
+        return Items([str(i) for i in z["ids"]], ratio, trials, ml)
 
     @staticmethod
     def load(path: str | Path) -> "Items":
-        z = np.load(Path(path), allow_pickle=False)
-        ratio = {k.split(".")[1]: (z[k], z[k[:-3] + "den"]) for k in z.files if k.startswith("ratio.") and k.endswith(".num")}
-        trials = (z["trials.scores"], z["trials.labels"]) if "trials.scores" in z.files else None
-        ml = (z["multilabel.labels"], z["multilabel.scores"]) if "multilabel.labels" in z.files else None
-        return Items([str(i) for i in z["ids"]], ratio, trials, ml)
+        return Items.from_arrays(np.load(Path(path), allow_pickle=False))
+
+
+@dataclass
+class SeedItems:
+    """Per-test-item statistics of N heads (one per head seed) on the same test items, ``runs[k]``
+    for seed ``seed + k``; a metric's value is the mean over the seeds. Duck-types :class:`Items`
+    where the bootstrap, :func:`align` and the report use it."""
+
+    runs: list[Items]
+
+    def __post_init__(self) -> None:
+        if not self.runs or any(r.ids != self.runs[0].ids for r in self.runs):
+            raise ValueError("SeedItems: every head seed must be scored on the same test items, in the same order")
+
+    @property
+    def ids(self) -> list[str]:
+        return self.runs[0].ids
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def metrics(self) -> list[str]:
+        return self.runs[0].metrics
+
+    def value(self, metric: str, idx: np.ndarray | None = None) -> float:
+        v = np.array([r.value(metric, idx) for r in self.runs])
+        return float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")
+
+    def seed_values(self, metric: str) -> list[float]:
+        return [r.value(metric) for r in self.runs]
+
+    def take(self, idx: np.ndarray) -> "SeedItems":
+        return SeedItems([r.take(idx) for r in self.runs])
+
+    def save(self, path: str | Path) -> None:
+        from audiossl.utils.fileio import atomic_open
+
+        arrays = {"ids": np.asarray(self.ids, dtype=str), "head_seeds": np.asarray(len(self.runs))}
+        for k, r in enumerate(self.runs):
+            arrays |= {f"seed{k}.{name}": a for name, a in r.arrays().items() if name != "ids"}
+        with atomic_open(Path(path), "wb") as f:
+            np.savez_compressed(f, **arrays)
+
+
+def load_items(path: str | Path) -> "Items | SeedItems":
+    """``items.npz`` of a bench run: :class:`Items`, or :class:`SeedItems` when it holds several head seeds."""
+    z = np.load(Path(path), allow_pickle=False)
+    if "head_seeds" not in z.files:
+        return Items.load(path)
+    ids = z["ids"]
+    return SeedItems([Items.from_arrays({"ids": ids} | {f[len(f"seed{k}."):]: z[f] for f in z.files
+                                                         if f.startswith(f"seed{k}.")})
+                      for k in range(int(z["head_seeds"]))])
 
 
 def macro_auc_ap(y: np.ndarray, s: np.ndarray) -> tuple[float, float]:
@@ -153,25 +222,40 @@ def resample_indices(n_items: int, n: int = N_RESAMPLES, seed: int = SEED):
         yield rng.integers(0, n_items, size=(min(_CHUNK, n - start), n_items))
 
 
-def bootstrap(items: Items, metric: str, n: int = N_RESAMPLES, seed: int = SEED) -> np.ndarray:
-    """The metric on ``n`` resamples of the test items, ``[n]`` (NaN where undefined).
+def _resampled(items: Items, metric: str, idx: np.ndarray) -> np.ndarray:
+    """The metric on each row of the ``[chunk, n_items]`` index matrix, ``[chunk]``."""
+    if metric in items.ratio:
+        num, den = items.ratio[metric]
+        d = den[idx].sum(1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(d > 0, 100.0 * num[idx].sum(1) / d, np.nan)
+    return np.array([items.value(metric, row) for row in idx])
+
+
+def bootstrap(items: "Items | SeedItems", metric: str, n: int = N_RESAMPLES, seed: int = SEED) -> np.ndarray:
+    """The metric on ``n`` resamples of the test items, ``[n]`` (NaN where undefined); for
+    :class:`SeedItems`, resamples of items × head seeds (see the module docstring).
 
     Multi-label metrics on large sets use fewer resamples (at least 100; ``n · clips · tags`` ≤ 5·10⁸) so
     AudioSet's eval set (20k clips × 527 tags) takes minutes, not hours.
     """
     if len(items) == 0:
         raise ValueError("bootstrap over 0 test items")
-    if metric in ("auc", "ap") and items.multilabel is not None:
-        n = min(n, max(100, int(5e8 // max(1, items.multilabel[0].size))))
+    runs = items.runs if isinstance(items, SeedItems) else [items]
+    ml = runs[0].multilabel
+    if metric in ("auc", "ap") and ml is not None:
+        n = min(n, max(100, int(5e8 // max(1, ml[0].size * len(runs)))))
+    seed_rng = np.random.default_rng([seed, len(runs)])  # its own stream: item draws match the 1-seed bootstrap
     out = []
     for idx in resample_indices(len(items), n, seed):
-        if metric in items.ratio:
-            num, den = items.ratio[metric]
-            d = den[idx].sum(1)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                out.append(np.where(d > 0, 100.0 * num[idx].sum(1) / d, np.nan))
-        else:
-            out.append(np.array([items.value(metric, row) for row in idx]))
+        per_run = np.stack([_resampled(r, metric, idx) for r in runs], axis=1)  # [chunk, seeds]
+        if len(runs) == 1:
+            out.append(per_run[:, 0])
+            continue
+        drawn = np.take_along_axis(per_run, seed_rng.integers(0, len(runs), size=per_run.shape), axis=1)
+        with np.errstate(invalid="ignore"):
+            ok = np.isfinite(drawn)
+            out.append(np.where(ok.any(1), np.where(ok, drawn, 0.0).sum(1) / np.maximum(ok.sum(1), 1), np.nan))
     return np.concatenate(out)
 
 

@@ -5,7 +5,8 @@ Output directory::
     OUT/cache/<upstream>/<split>_<hash>/     feature caches (FeatureStore), reused across runs
     OUT/runs/<upstream>/<task>/result.json   one finished pair (its presence = done; resume skips it)
     OUT/runs/<upstream>/<task>/head.safetensors   best-dev head + layer weights (per fold: head_<fold>...)
-    OUT/runs/<upstream>/<task>/items.npz     per-test-item statistics (bootstrap CIs, paired tests)
+    OUT/runs/<upstream>/<task>/items.npz     per-test-item statistics (bootstrap CIs, paired tests; one set
+                                             per head seed with --head-seeds N)
     OUT/lm/<task>_train_3gram.arpa           ASR word LM estimated from the training transcripts (no --lm)
     OUT/results.json / results.csv / results.md / plots/*.png   (see :mod:`audiossl.eval.report`)
 
@@ -54,6 +55,10 @@ class BenchConfig:
     beam_size: int = 50
     bootstrap: int = 1000
     """bootstrap resamples of the test items for the 95 % confidence intervals (0 = none)"""
+    head_seeds: int = 1
+    """heads trained per (task, lr), with seeds ``seed .. seed + head_seeds - 1``: the lr is chosen on the
+    mean dev metric, the test value is the mean over seeds and the CI resamples items × seeds
+    (:mod:`audiossl.eval.confidence`); 1 = one head, an items-only bootstrap"""
 
 
 def run_bench(upstreams: list[str], tasks: list[str] | None, data: str | Path, out: str | Path,
@@ -69,6 +74,8 @@ def run_bench(upstreams: list[str], tasks: list[str] | None, data: str | Path, o
     if loader is None:
         from audiossl.upstream.load import load_upstream as loader
     ups = list(dict.fromkeys(upstreams))
+    if cfg.head_seeds < 1:
+        raise BenchError(f"--head-seeds {cfg.head_seeds}: need at least 1 head per task")
     if cfg.add_fbank and "fbank" not in ups:
         ups.append("fbank")
     if tasks:
@@ -138,11 +145,23 @@ def _prepare_lms(tds: list[TaskData], out: Path, cfg: BenchConfig) -> dict[str, 
     return lms
 
 
+def _mean_of_seeds(runs: list):
+    """One :class:`~audiossl.eval.runner.RunResult` for the heads of several seeds: the dev and test metrics
+    are their means; head, curve, layer weights and items are the first seed's (the harness keeps all
+    seeds' items). A single run is returned as it is."""
+    from dataclasses import replace
+
+    if len(runs) == 1:
+        return runs[0]
+    return replace(runs[0], dev=float(np.mean([r.dev for r in runs])),
+                   test={m: float(np.mean([r.test[m] for r in runs])) for m in runs[0].test})
+
+
 def _run_pair(u: str, up, layer: int | None, td: TaskData, out: Path, cfg: BenchConfig, lm: str | None = None) -> dict:
     from safetensors.torch import save
 
     from audiossl.eval.cache import CacheConfig, build_cache
-    from audiossl.eval.confidence import Items, confidence_intervals, task_seed
+    from audiossl.eval.confidence import Items, SeedItems, confidence_intervals, task_seed
     from audiossl.eval.ctc_decode import DecodeConfig
     from audiossl.eval.runner import RunConfig, train_and_evaluate
     from audiossl.eval.splits import concat_splits, load_split
@@ -151,8 +170,12 @@ def _run_pair(u: str, up, layer: int | None, td: TaskData, out: Path, cfg: Bench
     run_dir = out / "runs" / slug(u) / spec.name
     done = run_dir / "result.json"
     if done.is_file():
+        rec = json.loads(done.read_text())
+        if spec.objective != "qbe" and rec.get("head_seeds", 1) != cfg.head_seeds:
+            raise BenchError(f"{done}: this pair was run with --head-seeds {rec.get('head_seeds', 1)}, not "
+                             f"{cfg.head_seeds}; use another --out, or delete {run_dir} to rerun it.")
         log.info("%s / %s: done already (%s), skipping", u, spec.name, done)
-        return json.loads(done.read_text())
+        return rec
     if spec.objective == "qbe":
         from audiossl.eval.qbe import run_pair
 
@@ -177,15 +200,19 @@ def _run_pair(u: str, up, layer: int | None, td: TaskData, out: Path, cfg: Bench
     folds = []
     for fold, train_roles, dev_role, test_role in td.folds():
         train = splits[train_roles[0]] if len(train_roles) == 1 else concat_splits([splits[r] for r in train_roles])
-        per_lr = {}
+        per_lr, seeds_at = {}, {}
         for lr in grid:
-            rcfg = RunConfig(lr=lr, epochs=spec.epochs, batch_frames=spec.batch_frames, device=cfg.device,
-                             seed=cfg.seed, label_subsample=sub, lm=lm, workdir=str(run_dir),
-                             decode=DecodeConfig(lm=lm, lexicon=cfg.lexicon, lm_weight=cfg.lm_weight,
-                                                 word_score=cfg.word_score, beam_size=cfg.beam_size))
-            log.info("%s / %s%s: lr %g, %d epochs", u, spec.name, "" if fold == "all" else f" ({fold})", lr, spec.epochs)
-            per_lr[lr] = train_and_evaluate(spec, train, splits[dev_role], splits[test_role], rcfg,
-                                            int(up.num_layers), layer, td.trials)
+            runs = []
+            for k in range(cfg.head_seeds):
+                rcfg = RunConfig(lr=lr, epochs=spec.epochs, batch_frames=spec.batch_frames, device=cfg.device,
+                                 seed=cfg.seed + k, label_subsample=sub, lm=lm, workdir=str(run_dir),
+                                 decode=DecodeConfig(lm=lm, lexicon=cfg.lexicon, lm_weight=cfg.lm_weight,
+                                                     word_score=cfg.word_score, beam_size=cfg.beam_size))
+                log.info("%s / %s%s: lr %g, %d epochs%s", u, spec.name, "" if fold == "all" else f" ({fold})", lr,
+                         spec.epochs, f", head seed {cfg.seed + k}" if cfg.head_seeds > 1 else "")
+                runs.append(train_and_evaluate(spec, train, splits[dev_role], splits[test_role], rcfg,
+                                               int(up.num_layers), layer, td.trials))
+            per_lr[lr], seeds_at[lr] = _mean_of_seeds(runs), runs
         sign = 1 if spec.higher_is_better else -1
         lr_best = max(grid, key=lambda lr: sign * per_lr[lr].dev)
         best = per_lr[lr_best]
@@ -195,12 +222,15 @@ def _run_pair(u: str, up, layer: int | None, td: TaskData, out: Path, cfg: Bench
                          metadata={"task": spec.name, "upstream": u, "lr": str(lr_best)}))
         folds.append({"fold": fold, "lr": lr_best, "dev": best.dev, "test": best.test, "best_epoch": best.best_epoch,
                       "lr_grid": {str(k): v.dev for k, v in per_lr.items()}, "curve": best.curve,
-                      "layer_weights": best.layer_weights, "items": best.items})
+                      "layer_weights": best.layer_weights, "items": best.items, "seed_runs": seeds_at[lr_best]})
+    seed_runs = [f.pop("seed_runs") for f in folds]  # [fold][seed]
     items = [f.pop("items") for f in folds]
     test = {k: float(np.mean([f["test"][k] for f in folds])) for k in folds[0]["test"]}
     ci, items_file = {}, None
+    if cfg.head_seeds > 1 and all(r.items is not None for runs in seed_runs for r in runs):
+        items = [SeedItems([Items.concat([runs[k].items for runs in seed_runs]) for k in range(cfg.head_seeds)])]
     if all(i is not None for i in items):
-        items = Items.concat(items)
+        items = items[0] if isinstance(items[0], SeedItems) else Items.concat(items)
         items_file = run_dir / "items.npz"
         items.save(items_file)
         items_file = str(items_file.relative_to(out))
@@ -216,6 +246,11 @@ def _run_pair(u: str, up, layer: int | None, td: TaskData, out: Path, cfg: Bench
         "head": asdict(spec.head), "epochs": spec.epochs, "frame_rate": float(up.frame_rate),
         "ci": ci, "items": items_file, "lm": _rel(lm, out),
     }
+    if cfg.head_seeds > 1:
+        rec["head_seeds"] = cfg.head_seeds
+        rec["seeds"] = [{"seed": cfg.seed + k, "dev": float(np.mean([runs[k].dev for runs in seed_runs])),
+                         "test": {m: float(np.mean([runs[k].test[m] for runs in seed_runs])) for m in test}}
+                        for k in range(cfg.head_seeds)]
     atomic_write_json(done, rec)
     if skipped:
         log.warning("%s / %s: %d bad audio files were skipped", u, spec.name, skipped)

@@ -74,12 +74,24 @@ def _ci(r: dict, metric: str) -> list[float] | None:
 
 
 def _load_items(r: dict, out: Path | None):
-    from audiossl.eval.confidence import Items
+    from audiossl.eval.confidence import load_items
 
     if out is None or not r.get("items"):
         return None
     p = Path(out) / r["items"]
-    return Items.load(p) if p.is_file() else None
+    return load_items(p) if p.is_file() else None
+
+
+def _seeds_note(records: list[dict]) -> str:
+    """How head seeds enter the intervals (the footnote's last clause; unchanged text with one seed)."""
+    n = sorted({r.get("head_seeds", 1) for r in records})
+    if n == [1]:
+        return "Head-training seeds are not resampled."
+    return (f"Rows with N = {'/'.join(map(str, n))} head seeds (seeds --seed .. --seed+N−1, lr chosen on their mean "
+            "dev metric): the value is the mean over the N heads, and the interval a two-way bootstrap over test "
+            "items × head seeds (each resample draws the items, and independently N of the N seeds, with "
+            "replacement, and averages the drawn seeds' metrics on the drawn items), so it covers head-seed "
+            "variance too; the paired tests resample the same way.")
 
 
 def analyse(records: list[dict], out: Path | None, n: int = 1000, seed: int = 0) -> dict:
@@ -189,7 +201,8 @@ def markdown(records: list[dict], analysis: dict | None = None, figures: list[st
         "",
         "[a, b] = 95 % confidence interval: percentile bootstrap over test items (1000 resamples, fixed seed; "
         "utterances for WER/PER/CER, which recompute corpus-level error rates; trials for EER; clips for "
-        "AUC/AP and beat F; conversations for DER, recomputed from their seconds; queries for QbE MAP). The overall interval resamples every task jointly. Head-training seeds are not resampled. "
+        "AUC/AP and beat F; conversations for DER, recomputed from their seconds; queries for QbE MAP). The overall interval resamples every task jointly. "
+        + _seeds_note(records) + " "
         f"▲/▼ = significantly better/worse than the `{BASELINE}` row (paired bootstrap on the same test items, "
         "95 % interval of the difference excludes 0).",
         "",
@@ -293,9 +306,11 @@ def write_reports(records: list[dict], out: str | Path, bootstrap: int = 1000, s
     ups, tasks, _ = _table(records)
     by_up = {u: overall_score([r for r in records if r["upstream"] == u], tasks) for u in ups}
     an = analyse(records, out, bootstrap, seed)
+    seeded = any(r.get("head_seeds", 1) > 1 for r in records)
     atomic_write_json(out / "results.json", {"records": records, "overall": by_up, "tasks": tasks,
                                              "overall_ci": an["overall_ci"], "significance": an["significance"],
-                                             "ci_method": CI_METHOD})
+                                             "ci_method": CI_METHOD + ("; rows with head_seeds > 1: two-way bootstrap "
+                                                                       "over test items x head seeds" if seeded else "")})
     write_csv(records, out / "results.csv", an)
     figs = figures(records, an, out)
     atomic_write_text(out / "results.md", markdown(records, an, figs))

@@ -87,6 +87,7 @@ _KS, _NS = ("keywords", "speech_commands", "speechcommands"), ("music/notes", "n
 _LS = ("speech", "librispeech", "mini_librispeech")
 _IC, _SD = ("intents", "fluent_speech_commands", "fsc"), ("conversations", "diarization")
 _BEAT = ("music/beats", "beats", "gtzan_beats", "ballroom")
+_GENRE, _TAGS = ("music/genre", "gtzan"), ("music/tags", "mtt", "magnatagatune")
 _LS_TRAIN, _LS_DEV, _LS_TEST = ("train", "train-clean-100", "train-clean-5"), ("valid", "dev-clean", "dev-clean-2"), ("test", "test-clean")
 
 TASKS: dict[str, TaskSpec] = {
@@ -134,13 +135,12 @@ TASKS: dict[str, TaskSpec] = {
                  "lbl", "key", HeadConfig("pool_mlp", hidden=512), _c(("music/keys", "giantsteps"), _TRAIN),
                  _c(("music/keys", "giantsteps"), _DEV), _c(("music/keys", "giantsteps"), _TEST),
                  pooled=True, lr=1e-3, epochs=50, batch_frames=64),
-        TaskSpec("genre", "genre: pooled features + MLP, accuracy (MARBLE GTZAN)", "utt", "lbl", "acc",
-                 HeadConfig("pool_mlp", hidden=512), _c(("gtzan",), _TRAIN), _c(("gtzan",), _DEV),
-                 _c(("gtzan",), _TEST), pooled=True, lr=1e-3, epochs=50, batch_frames=64),
+        TaskSpec("genre", "genre: pooled features + MLP, accuracy (MARBLE GTZAN; demo: synthesized styles)", "utt",
+                 "lbl", "acc", HeadConfig("pool_mlp", hidden=512), _c(_GENRE, _TRAIN), _c(_GENRE, _DEV),
+                 _c(_GENRE, _TEST), pooled=True, lr=1e-3, epochs=50, batch_frames=64),
         TaskSpec("tagging", "music tagging (comma-separated .tags): pooled + MLP, macro ROC-AUC and AP (MARBLE MTT)",
                  "multilabel", "tags", "auc", HeadConfig("pool_mlp", hidden=512),
-                 _c(("mtt", "magnatagatune"), _TRAIN), _c(("mtt", "magnatagatune"), _DEV),
-                 _c(("mtt", "magnatagatune"), _TEST), pooled=True, lr=1e-3, epochs=50, batch_frames=64),
+                 _c(_TAGS, _TRAIN), _c(_TAGS, _DEV), _c(_TAGS, _TEST), pooled=True, lr=1e-3, epochs=50, batch_frames=64),
         TaskSpec("audioset", "audio event tagging (AudioSet .tags from `audiossl prepare audioset`): pooled + MLP, "
                  "mAP (BEATs/HEAR AudioSet)", "multilabel", "tags", "ap", HeadConfig("pool_mlp", hidden=512),
                  _c(("audioset",), _TRAIN + ("balanced_train",)), _c(("audioset",), _DEV),

@@ -14,6 +14,11 @@
   ``valid`` and ``test``: QbE trains nothing, dev picks the layer.
 * ``music_beats`` — rendered 4/4 MIDI grooves at 70-160 BPM with a random phase; ``.beats`` are
   the exact beat times in seconds (known from the tempo), ``.downbeats`` every fourth beat.
+* ``music_genre`` — 5-s clips of eight synthesized styles (:mod:`.styles`: instrumentation x tempo x
+  harmony x groove, overlapping); ``.lbl`` is the style, ``.bpm`` its tempo. The GTZAN layout.
+* ``music_tagging`` — 4-s mixtures of 1-3 instruments of distinct families (:mod:`.mixtures`);
+  ``.tags`` are the families rendered (comma-separated), ``.programs`` their GM programs in the
+  same order, ``tags.txt`` the tag set. The MagnaTagATune preparer's layout.
 
 Sizes live in :data:`SIZES` (per split: train, valid, test), small enough that ``small`` renders
 in seconds on two cores.
@@ -43,12 +48,20 @@ class BenchSizes:
     """queries per keyword and split (valid, test)"""
     qbe_docs: int = 40
     """search documents per split (valid, test); three in four contain a keyword"""
+    genre_clips: tuple[int, int, int] = (2, 1, 1)
+    """5-s clips per style (8 styles) and split"""
+    tag_clips: tuple[int, int, int] = (12, 6, 6)
+    """4-s mixtures per split"""
 
 
+# music_genre small: 36 test clips x 8 styles = 288; at an accuracy of 75 % the 95 % interval is
+# +-1.96 * sqrt(0.75 * 0.25 / 288) = +-5.0 points (+-5.8 at the worst case, 50 %; +-4.1 at 85 %).
+# music_tagging small: 240 test clips (about 48 positives per tag), the macro AUC's interval is
+# about +-2-4 points (measured: see the note of issue #17).
 SIZES = {
     "tiny": BenchSizes((2, 1, 1), (4, 2, 2), (4, 2, 2), 3, 1, 8),
-    "small": BenchSizes((8, 2, 2), (40, 8, 8), (40, 10, 10), 8, 2, 40),
-    "full": BenchSizes((60, 10, 10), (300, 40, 40), (300, 50, 50), 12, 10, 400),
+    "small": BenchSizes((8, 2, 2), (40, 8, 8), (40, 10, 10), 8, 2, 40, (40, 10, 36), (320, 80, 240)),
+    "full": BenchSizes((60, 10, 10), (300, 40, 40), (300, 50, 50), 12, 10, 400, (150, 25, 50), (2000, 300, 600)),
 }
 
 # -- intents (Fluent Speech Commands' slot values) ------------------------------------------------

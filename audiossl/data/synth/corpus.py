@@ -11,12 +11,14 @@ Layout (a contract other parts rely on)::
     OUT/music/notes/       wav/<family>/... {train,valid,test}.{tsv,lbl,pitch}
     OUT/music/keys/        wav/...          {train,valid,test}.{tsv,lbl}
 
-Opt-in (``tasks=[..., "intents", "conversations", "music_beats"]``; see :mod:`.bench_tasks`)::
+Opt-in (``tasks=[..., "intents", "conversations", "music_beats", ...]``; see :mod:`.bench_tasks`)::
 
     OUT/intents/           wav/<spk>/...    {train,valid,test}.{tsv,lbl,action,object,location,wrd,spk}
     OUT/conversations/     wav/...          {train,valid,test}.{tsv,seg}  rttm/{train,valid,test}.rttm
     OUT/music/beats/       wav/...          {train,valid,test}.{tsv,beats,downbeats,bpm}
     OUT/qbe/               wav/{queries,docs}/<spk>/...  {valid,test}.{tsv,kw,wrd}  {valid,test}_queries.{tsv,kw}
+    OUT/music/genre/       wav/<style>/...  {train,valid,test}.{tsv,lbl,bpm}
+    OUT/music/tags/        wav/...          {train,valid,test}.{tsv,tags,programs}  tags.txt
 
 Workers only synthesise (eSpeak / SoundFont, no torch); the parent resamples, aligns and
 writes every file atomically, in plan order.
@@ -36,22 +38,23 @@ from pathlib import Path
 
 import numpy as np
 
-from audiossl.data.synth import bench_tasks, music, speech, text
+from audiossl.data.synth import bench_tasks, mixtures, music, speech, styles, text
 from audiossl.data.synth.espeak import ESpeakError
 from audiossl.data.synth.jobs import SPLITS, Job, jitter_voice, clip_seed
-from audiossl.data.synth.plans_extra import plan_beats, plan_conversations, plan_intents, plan_qbe
+from audiossl.data.synth.plans_extra import (plan_beats, plan_conversations, plan_genre, plan_intents, plan_qbe,
+                                             plan_tagging)
 
 log = logging.getLogger(__name__)
 
 VERSION = 1
 TASKS = ("speech", "speakers_unseen", "keywords", "prosody", "music_notes", "music_keys")
-EXTRA_TASKS = ("intents", "conversations", "music_beats", "qbe")
+EXTRA_TASKS = ("intents", "conversations", "music_beats", "qbe", "music_genre", "music_tagging")
 """made only when named in ``tasks`` (not part of the default demo corpus yet)"""
 TASK_DIRS = {
     "speech": "speech", "speakers_unseen": "speakers_unseen", "keywords": "keywords",
     "prosody": "prosody", "music_notes": "music/notes", "music_keys": "music/keys",
     "intents": "intents", "conversations": "conversations", "music_beats": "music/beats",
-    "qbe": "qbe",
+    "qbe": "qbe", "music_genre": "music/genre", "music_tagging": "music/tags",
 }
 KW_CLIP = speech.SPEECH_RATE  # 1 s keyword clips
 
@@ -191,6 +194,8 @@ def plan(size: str, seed: int, tasks: list[str]) -> list[Job]:
         "conversations": lambda: plan_conversations(size, seed, seen),
         "music_beats": lambda: plan_beats(size, seed),
         "qbe": lambda: plan_qbe(size, seed, seen),
+        "music_genre": lambda: plan_genre(size, seed),
+        "music_tagging": lambda: plan_tagging(size, seed),
     }
     return [job for task in TASKS + EXTRA_TASKS if task in tasks for job in planners[task]()]
 
@@ -213,6 +218,10 @@ def render(job: Job):
             return music.render_progression(job.params["tonic"], job.params["mode"], job.seed)
         if job.kind == "beats":
             return music.render_beats(job.seed)
+        if job.kind == "style":
+            return styles.render_style(job.params["genre"], job.seed)
+        if job.kind == "mixture":
+            return mixtures.render_mixture(job.seed)
         if job.kind == "conversation":
             from audiossl.data.synth.espeak import VoiceSettings
 
@@ -279,6 +288,15 @@ def finish(job: Job, result, task_dir: Path, write) -> tuple[int, float, dict[st
         info = result[1]
         labels.update(beats=" ".join(f"{b:.4f}" for b in info["beats"]),
                       downbeats=" ".join(f"{b:.4f}" for b in info["downbeats"]), bpm=f"{info['bpm']:.3f}")
+    elif job.kind in ("style", "mixture"):
+        audio, rate = result[0], music.MUSIC_RATE
+        info = result[1]
+        if job.kind == "style":
+            labels["bpm"] = f"{info['bpm']:.2f}"
+        else:  # tags by construction: the families of the parts rendered, programs in the same order
+            labels["tags"] = ",".join(info["tags"])
+            by_family = {p["family"]: p["program"] for p in info["parts"]}
+            labels["programs"] = ",".join(str(by_family[t]) for t in info["tags"])
     else:
         audio, rate = result[0], music.MUSIC_RATE
     if len(audio) == 0:
@@ -306,7 +324,7 @@ def _trials(ids: list[str], spks: list[str], seed: int) -> list[str]:
 
 # Rough bytes per clip, for the free-space check before a run.
 _BYTES_PER_CLIP = {"speech": 110_000, "keyword": 32_000, "note": 72_000, "keys": 200_000, "conversation": 300_000,
-                   "beats": 290_000}
+                   "beats": 290_000, "style": 240_000, "mixture": 192_000}
 
 
 def _ordered_results(pool, jobs: list[Job], window: int):
@@ -425,6 +443,8 @@ def synthesize(out: str | Path, size: str = "tiny", seed: int = 0, workers: int 
             rttm = [line for uid, seg in zip(m.ids, m.labels["seg"]) for line in bench_tasks.rttm_lines(
                 uid, [(float(a), float(b), c) for a, b, c in (t.split(":") for t in seg.split())])]
             atomic_write_text(task_dir / "rttm" / f"{split}.rttm", "\n".join(rttm) + "\n")
+        if task == "music_tagging":
+            atomic_write_text(task_dir / "tags.txt", "\n".join(mixtures.TAGS) + "\n")
     atomic_write_text(out / "phones.txt", "\n".join(speech.PHONES) + "\n")
     summary = {
         "size": size, "seed": seed, "version": VERSION, "tasks": tasks, "counts": counts,

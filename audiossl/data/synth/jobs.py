@@ -18,7 +18,7 @@ class Job:
     task: str
     split: str
     relpath: str
-    kind: str  # "speech" | "note" | "keys"
+    kind: str  # "speech" | "keyword" | "note" | "keys" | "beats" | "conversation" | "style" | "mixture"
     params: dict
     seed: int
     labels: dict[str, str] = field(default_factory=dict)

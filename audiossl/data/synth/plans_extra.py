@@ -1,10 +1,11 @@
-"""Plans of the opt-in bench sets (intents, conversations, music_beats, qbe): pure and seeded."""
+"""Plans of the opt-in bench sets (intents, conversations, music_beats, qbe, music_genre, music_tagging):
+pure and seeded."""
 
 from __future__ import annotations
 
 import random
 
-from audiossl.data.synth import bench_tasks, speech
+from audiossl.data.synth import bench_tasks, mixtures, speech, styles
 from audiossl.data.synth.jobs import SPLITS, Job, jitter_voice, clip_seed
 
 
@@ -69,4 +70,25 @@ def plan_qbe(size: str, seed: int, speakers: list[speech.Speaker]) -> list[Job]:
             jobs.append(Job("qbe", split, f"wav/docs/{spk.spk_id}/{name}.wav", "speech",
                             {"text": " ".join(words), "settings": jitter_voice(spk, rng)}, clip_seed(seed, "qbe", name),
                             {"kw": ",".join(found) or "none", "wrd": " ".join(words).upper(), "spk": spk.spk_id}))
+    return jobs
+
+
+def plan_genre(size: str, seed: int) -> list[Job]:
+    jobs = []
+    for split, count in zip(SPLITS, bench_tasks.SIZES[size].genre_clips):
+        for genre in styles.GENRES:
+            for k in range(count):
+                name = f"{split}-{genre}-{k:04d}"
+                jobs.append(Job("music_genre", split, f"wav/{genre}/{name}.wav", "style", {"genre": genre},
+                                clip_seed(seed, "genre", name), {"lbl": genre}))
+    return jobs
+
+
+def plan_tagging(size: str, seed: int) -> list[Job]:
+    """Tags are filled in from the rendered parts (:func:`audiossl.data.synth.mixtures.render_mixture`)."""
+    jobs = []
+    for split, count in zip(SPLITS, bench_tasks.SIZES[size].tag_clips):
+        for k in range(count):
+            name = f"{split}-mix{k:05d}"
+            jobs.append(Job("music_tagging", split, f"wav/{name}.wav", "mixture", {}, clip_seed(seed, "mixture", name)))
     return jobs
