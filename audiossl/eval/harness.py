@@ -58,7 +58,7 @@ class BenchConfig:
     head_seeds: int = 1
     """heads trained per (task, lr), with seeds ``seed .. seed + head_seeds - 1``: the lr is chosen on the
     mean dev metric, the test value is the mean over seeds and the CI resamples items × seeds
-    (:mod:`audiossl.eval.confidence`); 1 = one head, an items-only bootstrap"""
+    (:mod:`audiossl.eval.confidence`); 1 = one head, an items-only bootstrap. QbE trains no head: unaffected"""
 
 
 def run_bench(upstreams: list[str], tasks: list[str] | None, data: str | Path, out: str | Path,
