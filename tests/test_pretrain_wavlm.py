@@ -142,6 +142,27 @@ def test_export_loads_as_upstream_and_converts(full_run, tmp_path):
         assert torch.equal(a, c)
 
 
+def test_cli_export_to_hf_and_unilm(full_run, tmp_path, capsys):
+    import transformers
+
+    from audiossl.cli.main import main
+    from audiossl.upstream.load import load_upstream
+
+    ckpt = full_run[1].checkpoint_dir
+    assert main(["export", str(ckpt), "--to", "hf", str(tmp_path / "hf")]) == 0
+    assert main(["export", str(ckpt), "--to", "fairseq", str(tmp_path / "WavLM-Tiny.pt")]) == 0
+    assert main(["export", str(ckpt), "--to", "mert", str(tmp_path / "m")]) == 2
+    assert "holds a 'wavlm' model; --to mert exports 'mert' models" in capsys.readouterr().out
+    wav = torch.randn(2, 12000)
+    ours = load_upstream(str(ckpt))(wav).hidden_states
+    with torch.no_grad():
+        hf = transformers.WavLMModel.from_pretrained(tmp_path / "hf").eval()(wav, output_hidden_states=True).hidden_states
+    unilm = load_upstream(f"fairseq:{tmp_path / 'WavLM-Tiny.pt'}")(wav).hidden_states
+    for a, b, c in zip(ours, hf, unilm):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+        torch.testing.assert_close(a, c, atol=0, rtol=0)
+
+
 @pytest.mark.parametrize("name", ["tiny", "base", "base_plus", "large"])
 def test_recipes_load_and_show_their_command(name):
     from audiossl.models.wavlm.family import CONFIGS
