@@ -174,9 +174,8 @@ class WavlmModel(HubertModel):
 
     family: ClassVar[str] = "wavlm"
 
-    def __init__(self, cfg: WavlmConfig):
-        super().__init__(cfg)
-        self.encoder = WavlmTransformer(cfg)
+    def build_transformer(self, cfg: WavlmConfig) -> WavlmTransformer:
+        return WavlmTransformer(cfg)
 
 
 class WavlmPretrainModel(HubertPretrainModel):
