@@ -220,7 +220,8 @@ def wavlm_base_plus(**overrides) -> WavlmConfig:
 
 
 def wavlm_large(**overrides) -> WavlmConfig:
-    """WavLM Large (``microsoft/wavlm-large``): 24 × 1024, pre-LN, layer-norm front end without conv bias."""
+    """WavLM Large (``microsoft/wavlm-large``): 24 × 1024, pre-LN, layer-norm front end without conv bias (as the
+    released config); the pretraining dropouts are HuBERT Large's (the paper does not list them)."""
     cfg = WavlmConfig(
         extractor_mode="layer_norm", conv_bias=False, embed_dim=1024, num_layers=24, num_heads=16, ffn_dim=4096,
         layer_norm_first=True, dropout=0.0, attention_dropout=0.0, encoder_layerdrop=0.0, dropout_input=0.0,
