@@ -84,9 +84,7 @@ def test_beats_flex_training_step_equals_eager(eager_flex, padded):
 
 def test_beats_flex_builds_no_dense_bias(eager_flex, monkeypatch):
     """The flex path never calls the dense ``[H, T, T]`` bias builder."""
-    from audiossl.models.beats import model as beats
-
-    monkeypatch.setattr(beats, "_pos_bias", lambda *a, **k: pytest.fail("dense bias built"))
+    monkeypatch.setattr(rel_pos, "dense_position_bias", lambda *a, **k: pytest.fail("dense bias built"))
     _, flex = _beats_pair()
     flex.encoder(torch.randn(2, 8000), torch.tensor([8000, 6000]))
 

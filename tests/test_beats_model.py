@@ -146,13 +146,13 @@ def test_attention_matches_unilm_formulation():
     nn_init.normal_(attn.grep_a, mean=1.0, std=0.5)
     x = torch.randn(2, 40, 96)
     padding = torch.arange(40)[None, :] >= torch.tensor([40, 25])[:, None]
-    from audiossl.models.beats.model import _key_mask, _pos_bias
+    from audiossl.models.rel_pos import dense_position_bias, key_mask_from_padding
 
-    pos_bias = _pos_bias(model.encoder.layers, model.cfg, 40, x.device)
+    table = model.encoder.layers[0].self_attn.relative_attention_bias
     with torch.no_grad():
-        nn_init.normal_(model.encoder.layers[0].self_attn.relative_attention_bias.weight, std=1.0)
-        pos_bias = _pos_bias(model.encoder.layers, model.cfg, 40, x.device)
-        ours = attn(x, _key_mask(padding), pos_bias)
+        nn_init.normal_(table.weight, std=1.0)
+        pos_bias = dense_position_bias(table, 40, model.cfg.num_buckets, model.cfg.max_distance)
+        ours = attn(x, key_mask_from_padding(padding), pos_bias)
         ref = _unilm_attention(attn, x, pos_bias, padding)
     torch.testing.assert_close(ours, ref, rtol=1e-4, atol=1e-5)
 

@@ -117,5 +117,5 @@ def test_config_that_does_not_match_the_weights_names_the_file(tmp_path):
     mc = _fairseq_cfg(extra)
     sd = hf_to_fairseq_state_dict(_random_hf(kind, mc))
     path = _save(tmp_path, "wavlm-base", {**mc, "encoder_layers": 3}, sd)
-    with pytest.raises(FairseqCheckpointError, match=rf"{path.name}.*missing fairseq tensors.*encoder.layers.2"):
+    with pytest.raises(FairseqCheckpointError, match=rf"{path.name}.*missing keys.*encoder.layers.2"):
         load_upstream(f"fairseq:{path}")

@@ -350,9 +350,9 @@ def test_model_layer_features_on_gpu_match_cpu(tmp_path, tiny_ckpt):
         np.testing.assert_allclose(sg[u], sc[u], rtol=1e-3, atol=1e-3)
 
 
-@pytest.mark.parametrize("family", ["beats", "mert"])
-def test_features_model_cli_for_beats_and_mert(tmp_path, family):
-    """``audiossl features model MANIFEST OUT --ckpt <BEATs or MERT checkpoint> --layer N``: the store
+@pytest.mark.parametrize("family", ["beats", "mert", "wavlm"])
+def test_features_model_cli_for_beats_mert_and_wavlm(tmp_path, family):
+    """``audiossl features model MANIFEST OUT --ckpt <BEATs, MERT or WavLM checkpoint> --layer N``: the store
     holds layer N of the family's upstream at its own sample and frame rate."""
     from audiossl.cli.main import main
     from audiossl.audio.io import load_audio
@@ -364,6 +364,10 @@ def test_features_model_cli_for_beats_and_mert(tmp_path, family):
         from audiossl.models.beats.model import beats_tiny, build_beats
 
         model = build_beats(beats_tiny(encoder_layers=2))
+    elif family == "wavlm":
+        from audiossl.models.wavlm.model import build_wavlm, wavlm_tiny
+
+        model = build_wavlm(wavlm_tiny(num_classes=16))
     else:
         from audiossl.models.mert.model import build_mert, mert_tiny
 

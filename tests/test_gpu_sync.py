@@ -38,3 +38,25 @@ def test_hubert_train_step_has_no_host_sync():
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert torch.isfinite(out.loss)
+
+
+def test_wavlm_train_step_with_utterance_mixing_has_no_host_sync():
+    """Utterance mixing (speech and noise) + the dense gated relative bias (attention dropout on)."""
+    from audiossl.models.wavlm.model import build_wavlm, wavlm_tiny
+    from audiossl.pretrain.health import GuardedAdamW
+
+    torch.manual_seed(0)
+    model = build_wavlm(wavlm_tiny(mix_prob=1.0, mix_noise_share=0.5, attention_impl="eager")).cuda().train()
+    opt = GuardedAdamW(model.parameters(), lr=1e-4)
+    wavs = torch.randn(4, 32000, device="cuda")
+    lengths = torch.tensor([32000, 24000, 20000, 32000], device="cuda")
+    targets = torch.randint(0, 100, (4, 99), device="cuda")
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    _step(model, opt, wavs, lengths, targets, gen)  # warm-up
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        out = _step(model, opt, wavs, lengths, targets, gen)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert torch.isfinite(out.loss)

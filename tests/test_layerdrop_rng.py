@@ -6,6 +6,7 @@ import torch
 from audiossl.models.beats.model import BeatsModel, beats_tiny
 from audiossl.models.hubert.model import HubertModel, hubert_tiny
 from audiossl.models.transformer import seed_layerdrop
+from audiossl.models.wavlm.model import WavlmModel, wavlm_tiny
 
 NO_DROP = dict(dropout=0.0, attention_dropout=0.0, dropout_input=0.0)
 
@@ -18,6 +19,11 @@ def _hubert():
 def _beats():
     torch.manual_seed(0)
     return BeatsModel(beats_tiny(encoder_layers=8, encoder_layerdrop=0.5, **NO_DROP)).train()
+
+
+def _wavlm():
+    torch.manual_seed(0)
+    return WavlmModel(wavlm_tiny(num_layers=8, encoder_layerdrop=0.5, **NO_DROP)).train()
 
 
 def _ran(model, x) -> tuple[bool, ...]:
@@ -41,7 +47,7 @@ def _pattern(model, seed: int, steps=(1, 2, 3), global_seed: int = 0) -> list[tu
     return out
 
 
-@pytest.mark.parametrize("build", [_hubert, _beats], ids=["hubert", "beats"])
+@pytest.mark.parametrize("build", [_hubert, _beats, _wavlm], ids=["hubert", "beats", "wavlm"])
 def test_drops_follow_the_seed_and_step_only(build):
     model = build()
     first = _pattern(model, seed=0)

@@ -133,12 +133,17 @@ def _family(name):
 
         model = build_mert(mert_tiny(attention_relax=32.0, layer_norm_first=True, attention_dropout=0.0))
         return model, 24000, lambda t: torch.randint(0, 1024, (3, t, 8))
+    if name == "wavlm":
+        from audiossl.models.wavlm.model import build_wavlm, wavlm_tiny
+
+        model = build_wavlm(wavlm_tiny(attention_impl="flex", attention_dropout=0.0, mix_prob=1.0))
+        return model, 16000, lambda t: torch.randint(0, 100, (3, t))
     from audiossl.models.beats.model import beats_tiny, build_beats
 
     return build_beats(beats_tiny(attention_impl="flex")), 16000, lambda t: torch.randint(0, 1024, (3, t, 8))
 
 
-@pytest.mark.parametrize("family", ["hubert", "mert", "beats"])
+@pytest.mark.parametrize("family", ["hubert", "mert", "beats", "wavlm"])
 def test_padding_free_step_calls_attention_without_mask(monkeypatch, family):
     import warnings
 
@@ -158,7 +163,7 @@ def test_padding_free_step_calls_attention_without_mask(monkeypatch, family):
     out.loss.backward()
     assert calls, "no attention call seen"
     kinds = {c[0] for c in calls}
-    assert kinds == ({"flex"} if family == "beats" else {"sdpa"})
+    assert kinds == ({"flex"} if family in ("beats", "wavlm") else {"sdpa"})
     for kind, qshape, mask in calls:
         assert mask is None, f"{kind} got a mask in a padding-free step"
     seq = {c[1][-2] for c in calls}

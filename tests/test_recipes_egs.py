@@ -1,4 +1,4 @@
-"""The corpus recipes (egs/librispeech/hubert, egs/audioset/beats, egs/esc50/beats, egs/music/mert):
+"""The corpus recipes (egs/librispeech/{hubert,wavlm}, egs/audioset/beats, egs/esc50/beats, egs/music/mert):
 syntax, --help, option checks, and tiny end-to-end runs (4 steps per training stage) on trees in
 each corpus's real layout, whose reruns are no-ops."""
 
@@ -13,7 +13,7 @@ import pytest
 import soundfile as sf
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPTS = ["egs/librispeech/hubert/run.sh", "egs/audioset/beats/run.sh", "egs/esc50/beats/run.sh", "egs/music/mert/run.sh"]
+SCRIPTS = ["egs/librispeech/hubert/run.sh", "egs/librispeech/wavlm/run.sh", "egs/audioset/beats/run.sh", "egs/esc50/beats/run.sh", "egs/music/mert/run.sh"]
 ENV = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
 
 
@@ -32,6 +32,7 @@ def test_syntax_and_help(script):
 
 @pytest.mark.parametrize("script, needs", [
     ("egs/librispeech/hubert/run.sh", "--librispeech /path/to/LibriSpeech is required"),
+    ("egs/librispeech/wavlm/run.sh", "--librispeech /path/to/LibriSpeech is required"),
     ("egs/audioset/beats/run.sh", "--clips DIR --train_csv CSV --valid_csv CSV are required"),
     ("egs/esc50/beats/run.sh", "--esc50 DIR (with audio/ and meta/esc50.csv) is required"),
     ("egs/music/mert/run.sh", "--music DIR is required"),
@@ -53,6 +54,8 @@ def test_bad_recipe_and_size_refused(tmp_path):
     assert r.returncode != 0 and "--size xl / --config" in r.stderr and "recipe not found" in r.stderr
     r = _bash("egs/librispeech/hubert/run.sh", "--size", "tiny", "positional")
     assert r.returncode != 0 and "unexpected argument 'positional'" in r.stderr
+    r = _bash("egs/librispeech/wavlm/run.sh", "--size", "xl", "--exp", str(tmp_path / "w"))
+    assert r.returncode != 0 and "recipes/wavlm/xl.yaml: recipe not found" in r.stderr
 
 
 def test_split_by_hash_is_deterministic_and_never_empty(tmp_path):
@@ -153,6 +156,28 @@ def test_librispeech_hubert_tiny_end_to_end_and_rerun_is_noop(librispeech, tmp_p
         assert run["run"]["log_every"] == 2  # key=value words reach the trainer
         _assert_checkpoint(exp / it / "exp/checkpoint")
     _assert_rerun_is_noop(args, 7, [exp / "it2/exp/checkpoint/model.safetensors", exp / "it2/data/train.km", exp / "data/train.tsv"])
+
+
+@pytest.mark.slow
+def test_librispeech_wavlm_tiny_end_to_end(librispeech, tmp_path):
+    """The HuBERT recipe's stages with recipes/wavlm/tiny.yaml: both iterations train WavLM, and stage 4
+    reads the iteration-1 WavLM checkpoint through the generic upstream path (`audiossl features model`)."""
+    exp = tmp_path / "exp"
+    args = ["egs/librispeech/wavlm/run.sh", "--librispeech", str(librispeech), "--size", "tiny", "--exp", str(exp),
+            "--train_splits", "train-clean-100", "--nj", "1", "--k1", "6", "--k2", "5", "--percent", "1.0",
+            "--steps1", "2", "--steps2", "2", "log_every=1", "checkpoint_every=2", "validate_every=null"]
+    r = _bash(*args)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
+    assert _stage_markers(exp) == {f".done.stage{n}" for n in range(7)}
+    assert "wavlm (tiny) iteration 1" in r.stderr and "wavlm (tiny) iteration 2" in r.stderr
+    feats = json.loads((exp / "feats/it1_L1/train/meta.json").read_text())["extra"]["feature"]
+    assert (feats["kind"], feats["layer"], feats["dim"], feats["frame_rate"]) == ("model", 1, 128, 50.0)
+    assert Path(feats["ckpt"]).resolve() == (exp / "it1/exp/checkpoint").resolve()
+    for it, rate, k in (("it1", 100.0, 6), ("it2", 50.0, 5)):
+        meta = json.loads((exp / it / "exp/checkpoint/config.json").read_text())
+        assert meta["family"] == "wavlm" and meta["config"]["num_classes"] == k and meta["config"]["mix_prob"] == 0.2
+        assert json.loads((exp / it / "data/train.km.json").read_text())["frame_rate"] == rate
+    _assert_rerun_is_noop(args, 7, [exp / "it2/exp/checkpoint/model.safetensors", exp / "it2/data/train.km"])
 
 
 @pytest.fixture(scope="module")

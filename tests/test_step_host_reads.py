@@ -42,7 +42,7 @@ def _step(family: str, batch: int = 3, seconds: float = 1.5) -> torch.Tensor:
     return out.loss
 
 
-@pytest.mark.parametrize("family", ["hubert", "mert", "rvq"])
+@pytest.mark.parametrize("family", ["hubert", "mert", "rvq", "wavlm"])
 def test_training_step_reads_nothing_back_to_the_host(family):
     torch.manual_seed(0)
     with FakeTensorMode():

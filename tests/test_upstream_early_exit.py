@@ -1,5 +1,5 @@
 """``Upstream.forward(..., max_layer=N)``: the first N+1 hidden states of a full pass, without
-running the layers above N (HuBERT, MERT and BEATs); other upstreams truncate a full pass."""
+running the layers above N (HuBERT, MERT, BEATs and WavLM); other upstreams truncate a full pass."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from audiossl.upstream.encoder import EncoderUpstream
 from audiossl.upstream.engine import forward_long
 from audiossl.models.beats.model import build_beats, beats_tiny
 from audiossl.models.hubert.model import HubertModel, hubert_tiny
+from audiossl.models.wavlm.model import WavlmModel, wavlm_tiny
 
 CONV = ((32, 10, 5),) + ((32, 3, 2),) * 4 + ((32, 2, 2),) * 2
 
@@ -20,6 +21,13 @@ def _hubert(layer_norm_first: bool) -> EncoderUpstream:
     cfg = hubert_tiny(conv_layers=CONV, embed_dim=32, num_layers=4, num_heads=2, ffn_dim=64, pos_conv_kernel=16,
                       pos_conv_groups=4, layer_norm_first=layer_norm_first)
     return EncoderUpstream(HubertModel(cfg))
+
+
+def _wavlm(layer_norm_first: bool) -> EncoderUpstream:
+    torch.manual_seed(0)
+    cfg = wavlm_tiny(conv_layers=CONV, embed_dim=32, num_layers=4, num_heads=2, ffn_dim=64, pos_conv_kernel=16,
+                     pos_conv_groups=4, layer_norm_first=layer_norm_first)
+    return EncoderUpstream(WavlmModel(cfg))
 
 
 def _beats() -> EncoderUpstream:
@@ -38,7 +46,8 @@ def _layers_run(up, encoder_layers, wavs, lengths, max_layer):
     return out, ran
 
 
-@pytest.mark.parametrize("make", [lambda: _hubert(False), lambda: _hubert(True), _beats], ids=["post-ln", "pre-ln", "beats"])
+@pytest.mark.parametrize("make", [lambda: _hubert(False), lambda: _hubert(True), _beats, lambda: _wavlm(False), lambda: _wavlm(True)],
+                         ids=["post-ln", "pre-ln", "beats", "wavlm-post-ln", "wavlm-pre-ln"])
 def test_early_exit_equals_full_pass_and_skips_the_top(make):
     up = make()
     layers = up.model.encoder.layers

@@ -194,7 +194,7 @@ def model_feature(
     ckpt: str | os.PathLike, layer: int, *, device: str | None = None, sample_rate: int | None = None
 ) -> FeatureSpec:
     """A :class:`FeatureSpec` for layer ``layer`` (0 = before the first transformer layer) of the
-    checkpoint directory ``ckpt`` of any family (HuBERT, BEATs, MERT); frame rate, sample rate and
+    checkpoint directory ``ckpt`` of any family (HuBERT, WavLM, BEATs, MERT); frame rate, sample rate and
     dim come from the checkpoint."""
     from audiossl.upstream.load import load_checkpoint_dir
 

@@ -1,8 +1,9 @@
 """``fairseq:<file>``: one entry point for every fairseq speech encoder we read.
 
-HuBERT goes onto our own encoder (:mod:`audiossl.models.hubert.fairseq`); wav2vec 2.0, WavLM and
-data2vec-audio onto transformers' models (:mod:`audiossl.interop.fairseq_w2v`), wrapped by
-:func:`audiossl.interop.hf.hf_upstream_from_model` (wav2vec 2.0 then runs on our encoder too).
+HuBERT and WavLM go onto our own encoders (:mod:`audiossl.models.hubert.fairseq`,
+:mod:`audiossl.models.wavlm.fairseq`); wav2vec 2.0 and data2vec-audio onto transformers' models
+(:mod:`audiossl.interop.fairseq_w2v`), wrapped by :func:`audiossl.interop.hf.hf_upstream_from_model`
+(wav2vec 2.0 then runs on our encoder too).
 """
 
 from __future__ import annotations
@@ -17,8 +18,15 @@ def load_any_fairseq_upstream(path: str | Path):
     from audiossl.interop.hf import hf_upstream_from_model
 
     ck = read_fairseq_checkpoint(path)
-    if detect_kind(*unwrap_finetuned(ck["model_cfg"], ck["model"])) == "hubert":
+    kind = detect_kind(*unwrap_finetuned(ck["model_cfg"], ck["model"]))
+    if kind == "hubert":
         return load_fairseq_upstream(path)
+    if kind == "wavlm":
+        from audiossl.models.wavlm.fairseq import load_fairseq_wavlm
+        from audiossl.upstream.encoder import EncoderUpstream
+
+        model, normalize = load_fairseq_wavlm(path)
+        return EncoderUpstream(model, name=f"fairseq:{path}", normalize=normalize)
     model, normalize = load_fairseq_hf_model(path)
     return hf_upstream_from_model(model, name=f"fairseq:{path}", normalize=normalize)
 

@@ -5,12 +5,15 @@ Import (``load_hf_upstream(dir)``, the ``hf:<dir>`` upstream spec):
 - **HuBERT** and **wav2vec 2.0** (same encoder): weights are converted onto our
   :class:`audiossl.models.hubert.model.HubertModel` (q/k/v fused into ``qkv``), so they run on our SDPA
   encoder and its length-aware GroupNorm.
-- **WavLM** (gated relative position bias) and **data2vec-audio** (a 5-layer positional conv
-  stack): the HF module itself runs inside :class:`HFUpstream`, which maps its outputs onto our
-  convention. Their HF group-norm front ends are not length-aware, so for those the extractor
-  runs one utterance per forward (``padding_invariant = False``); data2vec-audio's 5-layer
-  positional conv also sees padding, so it is always run one utterance at a time. A padded batch
-  given to such an upstream directly is run item by item, so it equals the single passes.
+- **WavLM** (gated relative position bias): converted onto our
+  :class:`audiossl.models.wavlm.model.WavlmModel` (:mod:`audiossl.models.wavlm.hf`), so a group-norm
+  WavLM Base batches with padding too (length-aware GroupNorm) and the bias runs through
+  :mod:`audiossl.models.rel_pos` (flex_attention on CUDA).
+- **data2vec-audio** (a 5-layer positional conv stack): the HF module itself runs inside
+  :class:`HFUpstream`, which maps its outputs onto our convention. Its positional conv sees
+  padding, so it is always run one utterance at a time (``padding_invariant = False``; so is any
+  HF group-norm front end, which is not length-aware). A padded batch given to such an upstream
+  directly is run item by item, so it equals the single passes.
 
 Layer convention: HF ``output_hidden_states=True`` returns ``num_hidden_layers + 1`` tensors: [0] =
 after the positional conv (+ encoder LayerNorm for post-LN models), i.e. the input of the first
@@ -100,9 +103,13 @@ def _load_hf_model(directory: Path) -> torch.nn.Module:
 
 
 def hf_upstream_from_model(hf_model: torch.nn.Module, name: str, normalize: bool = False) -> Upstream:
-    """HuBERT / wav2vec 2.0 → our encoder; WavLM / data2vec-audio → wrapped HF module."""
+    """HuBERT / wav2vec 2.0 / WavLM → our encoder; data2vec-audio → wrapped HF module."""
     if hf_model.config.model_type in ("hubert", "wav2vec2"):
         return EncoderUpstream(hf_to_ours(hf_model), name=name, normalize=normalize)
+    if hf_model.config.model_type == "wavlm":
+        from audiossl.models.wavlm.hf import hf_to_ours as wavlm_to_ours
+
+        return EncoderUpstream(wavlm_to_ours(hf_model), name=name, normalize=normalize)
     return HFUpstream(hf_model, name=name, normalize=normalize)
 
 

@@ -124,6 +124,36 @@ class FlexInputs:
         return self.bias_rel[:, pos[None, :] - pos[:, None] + (t - 1)]
 
 
+def key_mask_from_padding(padding_mask: Tensor | None) -> Tensor | None:
+    """``[B, T]`` True = padding → ``[B, 1, 1, T]`` True = attend (all-padding rows attend everywhere: no NaN)."""
+    if padding_mask is None:
+        return None
+    all_pad = padding_mask.all(dim=1, keepdim=True)
+    return (~(padding_mask & ~all_pad))[:, None, None, :]
+
+
+def dense_position_bias(table: nn.Embedding, t: int, num_buckets: int, max_distance: int) -> Tensor:
+    """``[H, T, T]`` bias ``table[bucket(key - query)]`` (the eager path's input)."""
+    pos = torch.arange(t, device=table.weight.device)
+    buckets = relative_position_bucket(pos[None, :] - pos[:, None], num_buckets, max_distance)
+    return table(buckets).permute(2, 0, 1).contiguous()  # SDPA wants stride 1 last
+
+
+def attention_inputs(table: nn.Embedding | None, num_buckets: int, max_distance: int, impl: str,
+                     padding_mask: Tensor | None, t: int, device: torch.device):
+    """``(key_mask, pos_bias, flex)`` for a stack sharing one bucket ``table`` (None: no relative bias):
+    the eager inputs (``[B, 1, 1, T]`` mask, ``[H, T, T]`` bias), or :class:`FlexInputs` (then ``pos_bias``
+    is None: no ``[H, T, T]`` tensor). ``padding_mask`` None (unpadded) → no mask at all."""
+    key_mask = key_mask_from_padding(padding_mask)
+    if table is None:
+        return key_mask, None, None
+    if resolve_impl(impl, device) == "flex":
+        bias_rel = relative_bias_by_distance(table, t, num_buckets, max_distance)
+        block_mask = None if padding_mask is None else key_padding_block_mask((~padding_mask).sum(1), t)
+        return key_mask, None, FlexInputs(bias_rel, block_mask)
+    return key_mask, dense_position_bias(table, t, num_buckets, max_distance), None
+
+
 class BeatsAttention(nn.Module):
     """Self-attention with separate q/k/v projections (unilm key names) and the WavLM gated bias.
 
@@ -134,8 +164,10 @@ class BeatsAttention(nn.Module):
     flex path (``flex`` given): the same scores from a ``score_mod`` over ``[H, 2T-1]`` and ``[B, H, T]``.
     """
 
-    def __init__(self, dim: int, num_heads: int, dropout: float, *, has_bias_table: bool, num_buckets: int, gru_rel_pos: bool):
+    def __init__(self, dim: int, num_heads: int, dropout: float, *, has_bias_table: bool, num_buckets: int, gru_rel_pos: bool,
+                 gate_from_input: bool = False):
         super().__init__()
+        self.gate_from_input = gate_from_input  # WavLM: the gate reads the layer input x per head, BEATs the projected q
         self.num_heads, self.head_dim, self.dropout = num_heads, dim // num_heads, dropout
         self.k_proj, self.v_proj, self.q_proj = nn.Linear(dim, dim), nn.Linear(dim, dim), nn.Linear(dim, dim)
         self.out_proj = nn.Linear(dim, dim)
@@ -147,7 +179,7 @@ class BeatsAttention(nn.Module):
             self.grep_a = nn.Parameter(torch.ones(1, num_heads, 1, 1))
 
     def _gate(self, q: Tensor) -> Tensor:
-        """``q [B, H, T, d]`` → gate ``[B, H, T, 1]``."""
+        """``q [B, H, T, d]`` (or the input split into heads, ``gate_from_input``) → gate ``[B, H, T, 1]``."""
         b, _, t, _ = q.shape
         gates = torch.sigmoid(self.grep_linear(q).view(b, self.num_heads, t, 2, 4).sum(-1))  # [B, H, T, 2]
         gate_a, gate_b = gates[..., :1], gates[..., 1:]
@@ -158,28 +190,29 @@ class BeatsAttention(nn.Module):
         or None; ``flex``: run the flex path instead (``pos_bias`` unused)."""
         b, t, d = x.shape
         q, k, v = (p(x).view(b, t, self.num_heads, self.head_dim).transpose(1, 2) for p in (self.q_proj, self.k_proj, self.v_proj))
+        gate_src = x.view(b, t, self.num_heads, self.head_dim).transpose(1, 2) if self.gate_from_input else q
         dropout = self.dropout if self.training else 0.0
         if flex is not None and dropout > 0:
             pos_bias = flex.dense(t)  # flex has no attention dropout
             flex = None
         if flex is not None:
-            y = self._flex(q, k, v, flex)
+            y = self._flex(q, k, v, flex, gate_src)
             return self.out_proj(y.transpose(1, 2).reshape(b, t, d))
         mask = key_mask
         if pos_bias is not None:
             bias = pos_bias[None].to(q.dtype)
             if self.gru_rel_pos:
-                bias = self._gate(q) * bias  # [B, H, T, T]
+                bias = self._gate(gate_src) * bias  # [B, H, T, T]
             if key_mask is not None:
                 bias = bias.masked_fill(~key_mask, float("-inf"))
             mask = bias.expand(b, self.num_heads, t, t)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
         return self.out_proj(y.transpose(1, 2).reshape(b, t, d))
 
-    def _flex(self, q: Tensor, k: Tensor, v: Tensor, flex: FlexInputs) -> Tensor:
+    def _flex(self, q: Tensor, k: Tensor, v: Tensor, flex: FlexInputs, gate_src: Tensor) -> Tensor:
         bias_rel = flex.bias_rel.to(q.dtype)  # [H, 2T-1]
         if self.gru_rel_pos:
-            gate = self._gate(q)[..., 0]  # [B, H, T]
+            gate = self._gate(gate_src)[..., 0]  # [B, H, T]
 
             def score_mod(score: Tensor, b: Tensor, h: Tensor, qi: Tensor, kv: Tensor) -> Tensor:
                 return score + gate[b, h, qi] * bias_rel[h, kv - qi + (bias_rel.shape[1] - 1) // 2]

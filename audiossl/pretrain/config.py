@@ -25,7 +25,7 @@ class ConfigError(ValueError):
 @dataclass
 class ModelSection:
     family: str = "hubert"
-    """Model family: ``hubert`` | ``beats`` | ``mert`` (:mod:`audiossl.models.families`)."""
+    """Model family: ``hubert`` | ``beats`` | ``mert`` | ``wavlm`` (:mod:`audiossl.models.families`)."""
     size: str = "tiny"
     """Builder name in the family's ``CONFIGS`` (HuBERT: ``tiny`` | ``base`` | ``large`` | ``xlarge``)."""
     overrides: dict[str, Any] = field(default_factory=dict)

@@ -12,7 +12,7 @@ Every consumer (the extract CLI, the SUPERB-style bench harness, HuBERT k-means 
 Specs:
 
 - ``<dir>`` or ``hubert:<dir>``: an audiossl checkpoint directory (``model.safetensors`` + ``config.json``)
-  of any family (HuBERT, BEATs, MERT; ``config.json``'s ``family`` picks the loader).
+  of any family (HuBERT, WavLM, BEATs, MERT; ``config.json``'s ``family`` picks the loader).
 - ``hf:<dir>``: a transformers checkpoint directory (HuBERT, wav2vec 2.0, WavLM, data2vec-audio);
   see :mod:`audiossl.interop.hf`.
 - ``fairseq:<file>``: a fairseq HuBERT checkpoint, read without fairseq and without unpickling

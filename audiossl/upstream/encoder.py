@@ -1,4 +1,4 @@
-"""Any audiossl encoder (HuBERT, BEATs, MERT: the :class:`audiossl.models.encoder.Encoder`
+"""Any audiossl encoder (HuBERT, WavLM, BEATs, MERT: the :class:`audiossl.models.encoder.Encoder`
 protocol) as a frozen :class:`Upstream` — one wrapper, no per-family adapter classes.
 
 The encoder says its sample rate (``cfg.sample_rate``: MERT runs at 24 kHz, the extract CLI and

@@ -1,6 +1,6 @@
 """``load_upstream(spec)``: a spec (see :mod:`audiossl.upstream.specs`) → a frozen :class:`Upstream`.
 
-An audiossl checkpoint directory of a model family (HuBERT, BEATs, MERT) is read by its family's
+An audiossl checkpoint directory of a model family (HuBERT, WavLM, BEATs, MERT) is read by its family's
 ``load_encoder`` and wrapped generically (:class:`~audiossl.upstream.encoder.EncoderUpstream`);
 a tokenizer family's checkpoint (BEATs tokenizer, RVQ-VAE) brings its own ``build_upstream``.
 """

@@ -24,7 +24,7 @@ class Scheme:
 
 SCHEMES: dict[str, Scheme] = {
     "hubert": Scheme("<dir> | hubert:<dir>", "audiossl.upstream.load:load_checkpoint_dir",
-                     "an audiossl checkpoint directory of any family (HuBERT, BEATs, MERT)"),
+                     "an audiossl checkpoint directory of any family (HuBERT, WavLM, BEATs, MERT)"),
     "hf": Scheme("hf:<dir>", "audiossl.interop.hf:load_hf_upstream",
                  "a local transformers HuBERT / wav2vec 2.0 / WavLM / data2vec-audio directory"),
     "fairseq": Scheme("fairseq:<file>", "audiossl.interop.fairseq_upstream:load_any_fairseq_upstream",

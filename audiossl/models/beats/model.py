@@ -32,8 +32,8 @@ from torch.nn import functional as F
 from audiossl.models.hubert.model import GradMultiply  # fairseq GradMultiply: identity forward, grad × scale
 from audiossl.models.patch_frontend import NUM_MEL_BINS, SAMPLE_RATE, SHIFT, beats_fbank, num_patch_frames, patch_frame_lengths
 from audiossl.models.rel_pos import (  # noqa: F401 (BeatsAttention, relative_position_bucket: shared; re-exported)
-    ATTENTION_IMPLS, BeatsAttention, FlexInputs, key_padding_block_mask, relative_bias_by_distance, relative_position_bucket,
-    resolve_impl,
+    ATTENTION_IMPLS, BeatsAttention, FlexInputs, attention_inputs, key_padding_block_mask, relative_bias_by_distance,
+    relative_position_bucket, resolve_impl,
 )
 from audiossl.models.transformer import ConvPositionalEmbedding, layerdrop_keep
 from audiossl.utils.config import DictConfig
@@ -181,33 +181,11 @@ def _init_layers(layers: nn.ModuleList, deep_norm: bool) -> None:
                 nn.init.xavier_normal_(lin.weight, gain=gain)
 
 
-def _key_mask(padding_mask: Tensor | None) -> Tensor | None:
-    """``[B, T]`` True = padding → ``[B, 1, 1, T]`` True = attend (all-padding rows attend everywhere: no NaN)."""
-    if padding_mask is None:
-        return None
-    all_pad = padding_mask.all(dim=1, keepdim=True)
-    return (~(padding_mask & ~all_pad))[:, None, None, :]
-
-
-def _pos_bias(layers: nn.ModuleList, cfg: BeatsConfig, t: int, device: torch.device) -> Tensor | None:
-    """``[H, T, T]`` relative position bias from the table of layer 0 (shared by all layers), or None."""
-    if not cfg.relative_position_embedding:
-        return None
-    pos = torch.arange(t, device=device)
-    buckets = relative_position_bucket(pos[None, :] - pos[:, None], cfg.num_buckets, cfg.max_distance)
-    return layers[0].self_attn.relative_attention_bias(buckets).permute(2, 0, 1).contiguous()  # SDPA wants stride 1 last
-
-
 def _attn_inputs(layers: nn.ModuleList, cfg: BeatsConfig, padding_mask: Tensor | None, t: int, device: torch.device):
-    """``(key_mask, pos_bias, flex)`` for a stack: the eager inputs, or :class:`FlexInputs` (then
-    ``pos_bias`` is None: no ``[H, T, T]`` tensor). ``padding_mask`` None (unpadded) → no mask at all."""
-    key_mask = _key_mask(padding_mask)
-    if cfg.relative_position_embedding and resolve_impl(cfg.attention_impl, device) == "flex":
-        table = layers[0].self_attn.relative_attention_bias
-        bias_rel = relative_bias_by_distance(table, t, cfg.num_buckets, cfg.max_distance)
-        block_mask = None if padding_mask is None else key_padding_block_mask((~padding_mask).sum(1), t)
-        return key_mask, None, FlexInputs(bias_rel, block_mask)
-    return key_mask, _pos_bias(layers, cfg, t, device), None
+    """``(key_mask, pos_bias, flex)`` for a stack (:func:`~audiossl.models.rel_pos.attention_inputs`), the
+    bias table being layer 0's (shared by all layers)."""
+    table = layers[0].self_attn.relative_attention_bias if cfg.relative_position_embedding else None
+    return attention_inputs(table, cfg.num_buckets, cfg.max_distance, cfg.attention_impl, padding_mask, t, device)
 
 
 class BeatsTransformer(nn.Module):

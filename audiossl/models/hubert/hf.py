@@ -105,7 +105,7 @@ def hf_key_map(cfg) -> dict[str, str]:
     return m
 
 
-def _hf_state_dict(hf_model: torch.nn.Module) -> dict[str, torch.Tensor]:
+def hf_state_dict(hf_model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """HF state dict with the legacy weight-norm names (``weight_g``/``weight_v``) normalised."""
     sd = dict(hf_model.state_dict())
     for old, new in (("weight_g", "parametrizations.weight.original0"), ("weight_v", "parametrizations.weight.original1")):
@@ -120,7 +120,7 @@ def hf_to_ours(hf_model: torch.nn.Module):
     from audiossl.models.hubert import HubertModel
 
     cfg = hf_config_to_ours(hf_model.config)
-    sd = _hf_state_dict(hf_model)
+    sd = hf_state_dict(hf_model)
     out = {}
     for ours, hf in hf_key_map(cfg).items():
         if hf in sd:
@@ -148,7 +148,7 @@ def ours_to_hf(model):
     cfg = encoder.cfg
     hf = transformers.HubertModel(ours_to_hf_config(cfg)).eval()
     sd = encoder.state_dict()
-    target = _hf_state_dict(hf)
+    target = hf_state_dict(hf)
     new = {hf_k: sd[ours_k] for ours_k, hf_k in hf_key_map(cfg).items() if ours_k in sd and hf_k in target}
     for i in range(cfg.num_layers):
         for kind in ("weight", "bias"):

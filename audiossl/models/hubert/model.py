@@ -191,7 +191,13 @@ class HubertModel(nn.Module):
         self.post_extract_proj = nn.Linear(self.frontend.out_dim, cfg.embed_dim)
         self.dropout_input = nn.Dropout(cfg.dropout_input)
         self.mask_emb = nn.Parameter(torch.empty(cfg.embed_dim).uniform_())
-        self.encoder = TransformerEncoder(
+        self.encoder = self.build_transformer(cfg)
+        self._init_weights()
+
+    def build_transformer(self, cfg: HubertConfig) -> nn.Module:
+        """The transformer stack (a family with other layers, e.g. WavLM, overrides this): called as
+        ``encoder(x [B, T, D], padding_mask [B, T] | None, num_layers) → num_layers + 1 × [B, T, D]``."""
+        return TransformerEncoder(
             cfg.embed_dim,
             cfg.num_layers,
             cfg.num_heads,
@@ -204,7 +210,6 @@ class HubertModel(nn.Module):
             layer_norm_first=cfg.layer_norm_first,
             layerdrop=cfg.encoder_layerdrop,
         )
-        self._init_weights()
 
     def _init_weights(self) -> None:
         # fairseq: kaiming-normal conv frontend, BERT init (N(0, 0.02), zero bias) in the encoder

@@ -45,6 +45,8 @@ parse_options "$@"
 [ -f "$config" ] || die "--size $size / --config $config: recipe not found (recipes/hubert/{tiny,base,large}.yaml)"
 [ -n "$layer" ] || { if [ "$size" = tiny ]; then layer=1; else layer=6; fi; }
 [ -n "$steps1" ] || [ "$size" != base ] || steps1=250000
+model=$(sed -n 's/^ *family: *\([a-z_]*\).*/\1/p' "$config" | head -n 1)  # for the log lines (egs/librispeech/wavlm reuses this script)
+model=${model:-hubert}
 
 if run_stage 0 "prepare LibriSpeech manifests ($train_splits + $valid_split)"; then
   [ -n "$librispeech" ] || die "--librispeech /path/to/LibriSpeech is required"
@@ -100,7 +102,7 @@ pretrain() {  # $1 = iteration dir, $2 = steps (empty: the recipe's); rate and c
     ${overrides[@]+"${overrides[@]}"}
 }
 
-if run_stage 3 "HuBERT ($size) iteration 1 on MFCC k-means labels"; then pretrain it1 "$steps1"; stage_done 3; fi
+if run_stage 3 "$model ($size) iteration 1 on MFCC k-means labels"; then pretrain it1 "$steps1"; stage_done 3; fi
 
 if run_stage 4 "layer-$layer features of iteration 1"; then
   for s in train valid; do
@@ -114,5 +116,5 @@ if run_stage 5 "k-means (k=$k2) on layer $layer, label"; then
   stage_done 5
 fi
 
-if run_stage 6 "HuBERT ($size) iteration 2 on layer-$layer k-means labels"; then pretrain it2 "$steps2"; stage_done 6; fi
+if run_stage 6 "$model ($size) iteration 2 on layer-$layer k-means labels"; then pretrain it2 "$steps2"; stage_done 6; fi
 log "finished stages $stage..$stop_stage in $exp"
