@@ -39,6 +39,7 @@ FAMILY_MODULES: dict[str, str] = {
     "hubert": "audiossl.models.hubert.family",
     "beats": "audiossl.models.beats.family",
     "mert": "audiossl.models.mert.family",
+    "data2vec2": "audiossl.models.data2vec2.family",  # trained on audio alone (labels=None)
     # tokenizers trained on audio alone (``audiossl tokenizer train``; labels=None)
     "beats_tokenizer": "audiossl.tokenizers.beats_tokenizer_family",
     "rvq": "audiossl.tokenizers.rvq_family",
