@@ -49,8 +49,17 @@ class StackedConvPositionalEncoder(nn.Module):
         self.layers = nn.ModuleList(PosConvBlock(dim, kernel, groups) for _ in range(depth))
         self.kernel, self.groups = kernel, groups
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, padding_mask: Tensor | None = None) -> Tensor:
+        """``x [B, T, D]`` with padded frames zeroed; ``padding_mask [B, T]`` (True = padding) or None.
+
+        Padded frames are zeroed again before every block: a block turns zeros into non-zeros (bias, LN),
+        which the next block's kernel would carry into the item's last frames. So a padded batch gives
+        each item its single-pass values (HF and fairseq do not re-zero, so their padded batches differ
+        from single items in the last few frames)."""
+        keep = None if padding_mask is None else (~padding_mask)[:, None, :].to(x.dtype)
         y = x.transpose(1, 2)
-        for layer in self.layers:
+        for i, layer in enumerate(self.layers):
+            if keep is not None and i > 0:
+                y = y * keep
             y = layer(y)
         return y.transpose(1, 2)

@@ -200,7 +200,7 @@ class ContextEncoder(nn.Module):
         n = len(self.layers) if num_layers is None else num_layers
         if not 0 <= n <= len(self.layers):
             raise ValueError(f"num_layers must be in [0, {len(self.layers)}], got {n}")
-        x = x + self.pos_conv(x)
+        x = x + self.pos_conv(x, padding_mask)
         if ids_keep is not None:
             x = x.gather(1, ids_keep[..., None].expand(-1, -1, x.shape[-1]))
             if padding_mask is not None:
