@@ -19,9 +19,8 @@ SR = 16000
 GOLDEN = [9.711675643920898, 9.334760665893555, 8.809489250183105, 8.405009269714355]
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("corpus")
+def make_corpus(d: Path) -> Path:
+    """Eight chirps of 0.3–0.6 s with a ``train.tsv`` manifest (no labels) under ``d``."""
     rng = np.random.default_rng(0)
     rows = []
     for i, n in enumerate([4800, 5200, 6000, 6400, 7200, 8000, 8800, 9600]):
@@ -31,6 +30,11 @@ def corpus(tmp_path_factory) -> Path:
         rows.append(Row(f"wav/utt{i}.wav", n))
     write_manifest(Manifest(d, rows), d / "train.tsv")
     return d
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    return make_corpus(tmp_path_factory.mktemp("corpus"))
 
 
 BASE = [
@@ -48,7 +52,7 @@ def _cfg(**over):
     return load_config(None, BASE + [f"{k}={v}" for k, v in over.items()])
 
 
-def _train(corpus: Path, out: Path, **over):
+def train(corpus: Path, out: Path, **over):
     from fairseq2.device import Device
     from fairseq2.gang import create_fake_gangs
 
@@ -58,27 +62,36 @@ def _train(corpus: Path, out: Path, **over):
         return run_pretraining(_cfg(**over), RunPaths(corpus, "train", None, out), gangs=create_fake_gangs(Device("cpu")))
 
 
-def _losses(out: Path) -> dict[int, float]:
+def cli_args(corpus: Path, out: Path, steps: int) -> list[str]:
+    """The `audiossl pretrain` command line of :func:`_train`'s config, with a checkpoint after every step."""
+    import sys
+
+    over = [a for a in BASE if not a.startswith(("max_steps=", "checkpoint_every="))]
+    return [sys.executable, "-m", "audiossl.cli.main", "pretrain", "--manifest-dir", str(corpus), "--labels", "none",
+            "--out", str(out), *over, f"max_steps={steps}", "checkpoint_every=1", "keep_last_checkpoints=null"]
+
+
+def losses(out: Path) -> dict[int, float]:
     lines = (out / "metrics" / "train.jsonl").read_text().splitlines()
     return {r["Step"]: r["Loss"] for r in map(json.loads, lines)}
 
 
-def _step_state(out: Path, step: int) -> dict[str, torch.Tensor]:
+def step_state(out: Path, step: int) -> dict[str, torch.Tensor]:
     return torch.load(out / f"checkpoints/step_{step}/model/pp_00/tp_00/sdp_00.pt", weights_only=True)
 
 
 @pytest.fixture(scope="module")
 def full_run(corpus, tmp_path_factory):
     out = tmp_path_factory.mktemp("full")
-    return out, _train(corpus, out)
+    return out, train(corpus, out)
 
 
 @pytest.mark.golden
 def test_four_step_loss_trace_is_pinned(full_run):
     out, result = full_run
-    losses = _losses(out)
-    assert sorted(losses) == [1, 2, 3, 4] and result.step_nr == 4
-    trace = [losses[s] for s in (1, 2, 3, 4)]
+    got = losses(out)
+    assert sorted(got) == [1, 2, 3, 4] and result.step_nr == 4
+    trace = [got[s] for s in (1, 2, 3, 4)]
     print("loss trace", trace)
     assert all(np.isfinite(trace))
     assert trace == pytest.approx(GOLDEN, rel=RTOL)
@@ -90,7 +103,7 @@ def test_four_step_loss_trace_is_pinned(full_run):
 
 def test_teacher_moves_and_lives_in_the_checkpoint(full_run):
     out, _ = full_run
-    s2, s4 = _step_state(out, 2), _step_state(out, 4)
+    s2, s4 = step_state(out, 2), step_state(out, 4)
     assert s4["num_updates"].item() == 3 and s2["num_updates"].item() == 1
     key = "teacher.layers.0.ffn.fc1.weight"
     assert not torch.equal(s2[key], s4[key])
@@ -99,15 +112,15 @@ def test_teacher_moves_and_lives_in_the_checkpoint(full_run):
 
 
 def test_resume_after_stop_gives_the_same_losses_and_teacher(corpus, full_run, tmp_path):
-    first = _train(corpus, tmp_path, stop_after_steps=2)
+    first = train(corpus, tmp_path, stop_after_steps=2)
     assert first.step_nr == 2 and first.checkpoint_dir is None
-    second = _train(corpus, tmp_path)
+    second = train(corpus, tmp_path)
     assert second.step_nr == 4 and second.checkpoint_dir is not None
-    want, got = _losses(full_run[0]), _losses(tmp_path)
+    want, got = losses(full_run[0]), losses(tmp_path)
     assert sorted(got) == [1, 2, 3, 4]
     for step in (1, 2, 3, 4):
         assert got[step] == pytest.approx(want[step], rel=1e-6), step
-    a, b = _step_state(full_run[0], 4), _step_state(tmp_path, 4)
+    a, b = step_state(full_run[0], 4), step_state(tmp_path, 4)
     assert a.keys() == b.keys()
     for k in a:
         if k.startswith("teacher.") or k in ("num_updates", "ema_decay"):
@@ -122,7 +135,7 @@ def test_export_is_the_student_and_loads_as_an_upstream(full_run, tmp_path):
     ckpt = result.checkpoint_dir
     meta = json.loads((ckpt / "config.json").read_text())
     assert meta["family"] == "data2vec2" and meta["extra"]["step"] == 4
-    state = _step_state(out, 4)
+    state = step_state(out, 4)
     pre = load_pretrain_checkpoint(ckpt)
     for k, v in pre.state_dict().items():
         assert torch.equal(v, state[k]), k
