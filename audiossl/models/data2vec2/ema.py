@@ -15,7 +15,7 @@ After every optimizer step ``n`` (``n = 1, 2, ...``) the teacher moves towards t
 
 from __future__ import annotations
 
-import copy
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -35,16 +35,22 @@ def params_to_buffers(module: nn.Module) -> nn.Module:
             if p is None:
                 continue
             del sub._parameters[name]
-            sub.register_buffer(name, p.detach().clone())
+            sub.register_buffer(name, p.detach())
     return module
 
 
-def make_teacher(student: nn.Module) -> nn.Module:
-    """A frozen copy of ``student`` with its parameters as buffers (eval mode, no LayerDrop)."""
-    teacher = params_to_buffers(copy.deepcopy(student))
+def make_teacher(student: nn.Module, build: Callable[[], nn.Module]) -> nn.Module:
+    """A frozen copy of ``student`` with its parameters as buffers (eval mode, no LayerDrop).
+
+    ``build()`` makes a module of the student's class; it runs on the meta device (no random init,
+    so the global RNG is not consumed) and then takes clones of the student's tensors."""
+    with torch.device("meta"):
+        teacher = build()
+    teacher.load_state_dict({k: v.detach().clone() for k, v in student.state_dict().items()}, strict=True, assign=True)
+    teacher = params_to_buffers(teacher)
     if hasattr(teacher, "layerdrop"):
         teacher.layerdrop = 0.0
-    return teacher.eval()
+    return teacher.requires_grad_(False).eval()
 
 
 def ema_pairs(teacher: nn.Module, student: nn.Module) -> tuple[list[Tensor], list[Tensor]]:

@@ -26,7 +26,7 @@ from audiossl.audio.normalize import normalize_waveform
 from audiossl.models.data2vec2.decoder import ConvDecoder
 from audiossl.models.data2vec2.ema import ema_decay_at, ema_update_, make_teacher
 from audiossl.models.data2vec2.masking import BlockMask, compute_block_mask
-from audiossl.models.data2vec2.model import Data2Vec2Config, Data2Vec2Model
+from audiossl.models.data2vec2.model import ContextEncoder, Data2Vec2Config, Data2Vec2Model
 
 
 @dataclass
@@ -82,7 +82,7 @@ class Data2Vec2PretrainModel(nn.Module):
         self.encoder = Data2Vec2Model(cfg)
         self.decoder = ConvDecoder(cfg.embed_dim, cfg.decoder_dim, cfg.decoder_kernel, cfg.decoder_groups, cfg.decoder_layers,
                                    cfg.decoder_input_dropout, cfg.mask_noise_std)
-        self.teacher = make_teacher(self.encoder.context)
+        self.teacher = make_teacher(self.encoder.context, lambda: ContextEncoder(cfg))
         self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))
         """Optimizer updates the teacher has absorbed (fairseq ``num_updates`` at the last EMA step)."""
         self.register_buffer("ema_decay", torch.tensor(cfg.ema_decay, dtype=torch.float32))
