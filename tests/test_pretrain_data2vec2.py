@@ -169,3 +169,13 @@ def test_recipes_load_and_show_their_command(name):
     cfg = load_config(path)
     assert cfg.model.family == "data2vec2" and cfg.model.size == name and cfg.data.max_sample_size <= cfg.data.max_tokens
     get_family("data2vec2").CONFIGS[name](**cfg.model.overrides)
+
+
+def test_fsdp_is_refused_before_building():
+    from audiossl.pretrain.config import ConfigError
+    from audiossl.pretrain.trainer import build_model
+
+    with pytest.raises(ConfigError, match="data_parallelism='fsdp': model family data2vec2 supports ddp"):
+        build_model(_cfg(data_parallelism="fsdp"))
+    model, cfg = build_model(_cfg())
+    assert cfg.family == "data2vec2" and model.encoder.frame_rate == 50.0

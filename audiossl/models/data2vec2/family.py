@@ -14,13 +14,15 @@ from audiossl.models.data2vec2.model import CONFIGS, Data2Vec2Config, Data2Vec2M
 from audiossl.models.data2vec2.pretrain import Data2Vec2PretrainModel, build_data2vec2
 
 __all__ = [
-    "CONFIGS", "METRICS", "EXTRA_METRICS", "config_from_dict", "build_pretrain_model", "train_flops_per_second",
+    "CONFIGS", "METRICS", "EXTRA_METRICS", "DATA_PARALLELISM", "config_from_dict", "build_pretrain_model", "train_flops_per_second",
     "load_pretrain_checkpoint", "load_encoder", "on_metrics",
 ]
 
 config_from_dict = Data2Vec2Config.from_dict
 build_pretrain_model = build_data2vec2
 METRICS = ("loss",)
+DATA_PARALLELISM = ("ddp",)
+"""The EMA teacher is updated from the full student weights on every rank; FSDP shards them."""
 EXTRA_METRICS = {
     "target_var": "Target Std",
     "pred_var": "Prediction Std",
