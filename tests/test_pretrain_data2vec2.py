@@ -179,3 +179,13 @@ def test_fsdp_is_refused_before_building():
         build_model(_cfg(data_parallelism="fsdp"))
     model, cfg = build_model(_cfg())
     assert cfg.family == "data2vec2" and model.encoder.frame_rate == 50.0
+
+
+def test_cli_needs_no_labels_and_refuses_a_label_extension(corpus, tmp_path, capsys):
+    from audiossl.cli.main import main
+
+    args = ["pretrain", "--manifest-dir", str(corpus), "--out", str(tmp_path / "run"), *BASE, "max_steps=2", "checkpoint_every=2"]
+    assert main(args[:3] + ["--labels", "km"] + args[3:]) == 2
+    assert "trains on audio alone" in capsys.readouterr().err and not (tmp_path / "run" / "checkpoints").exists()
+    assert main(args) == 0
+    assert json.loads((tmp_path / "run/checkpoint/config.json").read_text())["extra"]["step"] == 2

@@ -1,7 +1,7 @@
 """data2vec 2.0 as a pretraining family (contract: :mod:`audiossl.models.families`).
 
-Trained on audio alone: run ``audiossl pretrain ... --labels none`` (the trainer passes empty targets,
-which the model ignores). The checkpoint holds the student, the decoder and the EMA teacher (buffers);
+Trained on audio alone: ``audiossl pretrain`` needs no ``--labels`` (``AUDIO_ONLY``; the trainer passes
+empty targets, which the model ignores). The checkpoint holds the student, the decoder and the EMA teacher (buffers);
 the upstream (``load_encoder``) is the **student** encoder, as fairseq's fine-tuning code loads it
 (the ``_ema`` teacher entry is dropped there).
 """
@@ -14,13 +14,15 @@ from audiossl.models.data2vec2.model import CONFIGS, Data2Vec2Config, Data2Vec2M
 from audiossl.models.data2vec2.pretrain import Data2Vec2PretrainModel, build_data2vec2
 
 __all__ = [
-    "CONFIGS", "METRICS", "EXTRA_METRICS", "DATA_PARALLELISM", "config_from_dict", "build_pretrain_model", "train_flops_per_second",
+    "CONFIGS", "METRICS", "EXTRA_METRICS", "AUDIO_ONLY", "DATA_PARALLELISM", "config_from_dict", "build_pretrain_model", "train_flops_per_second",
     "load_pretrain_checkpoint", "load_encoder", "on_metrics",
 ]
 
 config_from_dict = Data2Vec2Config.from_dict
 build_pretrain_model = build_data2vec2
 METRICS = ("loss",)
+AUDIO_ONLY = True
+"""No labels: ``audiossl pretrain`` defaults to ``--labels none`` for this family."""
 DATA_PARALLELISM = ("ddp",)
 """The EMA teacher is updated from the full student weights on every rank; FSDP shards them."""
 EXTRA_METRICS = {
