@@ -189,3 +189,22 @@ def test_base_flops_per_audio_second():
     assert train_flops(cfg, 160000) == 3 * (f["frontend"] + f["student"] + f["decoder"]) + f["teacher"]
     assert 150e9 < per_s < 175e9  # 162.4 GFLOP per audio-second: ~3.6 × HuBERT Base (8 copies on 59% of the frames)
     assert data2vec2_train_flops_per_second(data2vec2_base(clone_batch=1)) < per_s / 3
+
+
+def test_alibi_slopes_and_kept_frames_keep_their_true_distances():
+    from audiossl.models.data2vec2.alibi import alibi_bias, alibi_slopes, attention_bias
+
+    assert alibi_slopes(8) == [2.0 ** -(i + 1) for i in range(8)]
+    assert alibi_slopes(12)[:8] == alibi_slopes(8)
+    assert alibi_slopes(12)[8:] == pytest.approx([2 ** -0.5, 2 ** -1.5, 2 ** -2.5, 2 ** -3.5])
+    slopes, scale = torch.tensor(alibi_slopes(4)), torch.tensor([1.0, 0.5, -1.0, 2.0])
+    full = alibi_bias(torch.arange(10)[None], slopes, scale)  # [1, H, 10, 10]
+    assert full[0, 0, 2, 7] == -0.25 * 5 and full[0, 3, 7, 2] == -2.0 * slopes[3] * 5
+    assert (full[0, 2] == 0).all()  # a negative scale is clamped to 0
+    keep = torch.tensor([[0, 3, 4, 9]])
+    # the bias of the kept frames is the full bias gathered at their positions (fairseq masked_alibi)
+    assert torch.equal(alibi_bias(keep, slopes, scale)[0], full[0][:, keep[0]][:, :, keep[0]])
+    pad = torch.tensor([[False, False, True, True]])
+    m = attention_bias(alibi_bias(keep, slopes, scale), pad, torch.float32)
+    assert torch.isinf(m[0, :, :, 2:]).all() and torch.isfinite(m[0, :, :, :2]).all()
+    assert attention_bias(None, None, torch.float32) is None
