@@ -78,6 +78,16 @@ def test_export_hf_loads_with_from_pretrained_and_gives_equal_outputs(tmp_path):
     assert_padded_batch_matches_single(
         out.hidden_states, out.lengths.tolist(), lambda i: _hf_states(hf, wavs[i : i + 1, : LENGTHS[i]], lengths[i : i + 1]), atol=3e-5
     )
+    # the exported directory is also an `hf:` upstream, equal to ours (waveform normalisation included)
+    from audiossl.upstream.encoder import EncoderUpstream
+    from audiossl.upstream.load import load_upstream
+
+    up, ours = load_upstream(f"hf:{out_dir}"), EncoderUpstream(model.encoder.eval())
+    assert up.num_layers == ours.num_layers == 4
+    with torch.no_grad():
+        a, b = up(wavs[:1], lengths[:1]), ours(wavs[:1], lengths[:1])
+    for x, y in zip(a.hidden_states, b.hidden_states, strict=True):
+        torch.testing.assert_close(x, y, atol=3e-5, rtol=0)
 
 
 def test_export_refuses_alibi_models(tmp_path):
