@@ -1,5 +1,5 @@
 """Multi-process training: ``torchrun --standalone --nproc_per_node=2`` on CPU (gloo) through the
-real CLI, for HuBERT under DDP and FSDP and for the RVQ-VAE tokenizer.
+real CLI, for HuBERT under DDP and FSDP, for the RVQ-VAE tokenizer and for data2vec 2.0 under DDP.
 
 * a 2-rank run completes, checkpoints and exports;
 * ``kill -9`` of one rank kills the run; the same command resumes and gives the loss trace of an
@@ -238,6 +238,35 @@ def test_rvq_tokenizer_resumes_after_kill_9_of_rank_0(rvq_straight, demo, tmp_pa
     _ok(_torchrun(_rvq_argv(demo, run)))
     _check_complete(run)
     assert _trace(run) == _trace(rvq_straight)
+
+
+# --- data2vec 2.0: an EMA teacher (buffers, updated on every rank from the same student) ------------
+@pytest.fixture(scope="module")
+def d2v2_corpus(tmp_path_factory):
+    from tests.test_pretrain_data2vec2 import make_corpus
+
+    return make_corpus(tmp_path_factory.mktemp("d2v2_corpus"))
+
+
+def _d2v2_argv(corpus: Path, out: Path) -> list[str]:
+    from tests.test_pretrain_data2vec2 import cli_args
+
+    return cli_args(corpus, out, STEPS)[3:]
+
+
+def test_data2vec2_ddp_kill_9_of_one_rank_then_rerun_resumes_the_same_trace_and_teacher(d2v2_corpus, tmp_path):
+    from tests.test_training_health import _assert_same_run
+
+    reference = tmp_path / "reference"
+    _ok(_torchrun(_d2v2_argv(d2v2_corpus, reference)))
+    _check_complete(reference)
+    run = tmp_path / "run"
+    died = _torchrun(_d2v2_argv(d2v2_corpus, run), fault="1:4:KILL")
+    assert died.returncode != 0 and re.search(r"exitcode\s*:\s*-9", died.stderr), died.stderr[-3000:]
+    _check_died_after_step_2(run)
+    _ok(_torchrun(_d2v2_argv(d2v2_corpus, run)))
+    _check_complete(run)
+    _assert_same_run(reference, run, STEPS)
 
 
 def test_stop_check_every_is_validated_and_defaults_to_log_every():

@@ -19,7 +19,7 @@ from tests.golden import THREADS_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN_FILES = ["tests/test_pretrain_hubert.py", "tests/test_pretrain_beats.py", "tests/test_pretrain_mert.py",
-                "tests/test_tokenizer_beats.py", "tests/test_pretrain_wavlm.py"]
+                "tests/test_tokenizer_beats.py", "tests/test_pretrain_wavlm.py", "tests/test_pretrain_data2vec2.py"]
 KERNELS = {
     "machine": {},
     "default": {"ATEN_CPU_CAPABILITY": "default"},

@@ -60,3 +60,27 @@ def test_wavlm_train_step_with_utterance_mixing_has_no_host_sync():
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert torch.isfinite(out.loss)
+
+
+def test_data2vec2_train_step_and_teacher_update_have_no_host_sync():
+    """data2vec 2.0: block masks with a host-sized gather, ALiBi masks, the decoder, and the EMA step."""
+    from audiossl.models.data2vec2 import build_data2vec2, data2vec2_tiny
+    from audiossl.pretrain.health import GuardedAdamW
+
+    torch.manual_seed(0)
+    model = build_data2vec2(data2vec2_tiny(encoder_layerdrop=0.2)).cuda().train()
+    opt = GuardedAdamW(model.parameters(), lr=1e-4)
+    wavs = torch.randn(4, 32000, device="cuda")
+    lengths = torch.tensor([32000, 24000, 20000, 32000], device="cuda")
+    targets = torch.zeros(4, 0, dtype=torch.long, device="cuda")
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    model.before_train_step(1)
+    _step(model, opt, wavs, lengths, targets, gen)  # warm-up
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        model.before_train_step(2)
+        out = _step(model, opt, wavs, lengths, targets, gen)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert torch.isfinite(out.loss) and model.num_updates.item() == 1

@@ -71,3 +71,25 @@ def test_demo_recipe_tiny_end_to_end_and_idempotent(tmp_path):
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.stderr.count("already done") == 6
     assert [p.stat().st_mtime_ns for p in watched] == before
+
+
+@pytest.mark.slow
+def test_demo_data2vec2_tiny_end_to_end_and_rerun_is_noop(tmp_path):
+    """egs/demo/data2vec2 (not part of egs/demo/run.sh yet): synth → pretrain → layer features → PNMI."""
+    import json
+
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    exp = tmp_path / "d2v2"
+    cmd = ["bash", str(ROOT / "egs/demo/data2vec2/run.sh"), "--exp", str(exp), "--size", "tiny", "--steps", "4", "--k", "8",
+           "log_every=2", "checkpoint_every=4"]
+    r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
+    assert {p.name for p in exp.glob(".done.stage*")} == {f".done.stage{n}" for n in range(4)}
+    meta = json.loads((exp / "exp/checkpoint/config.json").read_text())
+    assert meta["family"] == "data2vec2" and meta["extra"]["step"] == 4
+    q = json.loads((exp / "quality.json").read_text())
+    assert q["num_units"] == 8 and 0.0 <= q["pnmi"] <= 1.0 and q["num_frames"] > 0
+    stamp = (exp / "exp/checkpoint/model.safetensors").stat().st_mtime_ns
+    again = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0 and again.stderr.count("already done") == 4
+    assert (exp / "exp/checkpoint/model.safetensors").stat().st_mtime_ns == stamp

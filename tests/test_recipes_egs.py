@@ -1,4 +1,4 @@
-"""The corpus recipes (egs/librispeech/{hubert,wavlm}, egs/audioset/beats, egs/esc50/beats, egs/music/mert):
+"""The corpus recipes (egs/librispeech/{hubert,wavlm,data2vec2}, egs/audioset/beats, egs/esc50/beats, egs/music/mert):
 syntax, --help, option checks, and tiny end-to-end runs (4 steps per training stage) on trees in
 each corpus's real layout, whose reruns are no-ops."""
 
@@ -13,7 +13,7 @@ import pytest
 import soundfile as sf
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPTS = ["egs/librispeech/hubert/run.sh", "egs/librispeech/wavlm/run.sh", "egs/audioset/beats/run.sh", "egs/esc50/beats/run.sh", "egs/music/mert/run.sh"]
+SCRIPTS = ["egs/librispeech/hubert/run.sh", "egs/librispeech/wavlm/run.sh", "egs/librispeech/data2vec2/run.sh", "egs/audioset/beats/run.sh", "egs/esc50/beats/run.sh", "egs/music/mert/run.sh"]
 ENV = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
 
 
@@ -33,6 +33,7 @@ def test_syntax_and_help(script):
 @pytest.mark.parametrize("script, needs", [
     ("egs/librispeech/hubert/run.sh", "--librispeech /path/to/LibriSpeech is required"),
     ("egs/librispeech/wavlm/run.sh", "--librispeech /path/to/LibriSpeech is required"),
+    ("egs/librispeech/data2vec2/run.sh", "--librispeech /path/to/LibriSpeech is required"),
     ("egs/audioset/beats/run.sh", "--clips DIR --train_csv CSV --valid_csv CSV are required"),
     ("egs/esc50/beats/run.sh", "--esc50 DIR (with audio/ and meta/esc50.csv) is required"),
     ("egs/music/mert/run.sh", "--music DIR is required"),
@@ -178,6 +179,20 @@ def test_librispeech_wavlm_tiny_end_to_end(librispeech, tmp_path):
         assert meta["family"] == "wavlm" and meta["config"]["num_classes"] == k and meta["config"]["mix_prob"] == 0.2
         assert json.loads((exp / it / "data/train.km.json").read_text())["frame_rate"] == rate
     _assert_rerun_is_noop(args, 7, [exp / "it2/exp/checkpoint/model.safetensors", exp / "it2/data/train.km"])
+def test_librispeech_data2vec2_tiny_end_to_end_and_rerun_is_noop(librispeech, tmp_path):
+    exp = tmp_path / "exp"
+    args = ["egs/librispeech/data2vec2/run.sh", "--librispeech", str(librispeech), "--size", "tiny", "--exp", str(exp),
+            "--train_splits", "train-clean-100 train-other-500", "--nj", "1", "--steps", "4", "log_every=2", "checkpoint_every=4"]
+    r = _bash(*args)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
+    assert _stage_markers(exp) == {".done.stage0", ".done.stage1"}
+    n_rows = [len((exp / "data" / f"{s}.tsv").read_text().splitlines()) - 1 for s in ("train", "valid")]
+    assert n_rows == [24 + 6, 6]
+    run = json.loads((exp / "exp/run_config.json").read_text())
+    assert run["run"]["model"]["family"] == "data2vec2" and run["label_path"] is None and run["run"]["log_every"] == 2
+    _assert_checkpoint(exp / "exp/checkpoint")
+    assert json.loads((exp / "exp/checkpoint/config.json").read_text())["extra"]["step"] == 4
+    _assert_rerun_is_noop(args, 2, [exp / "exp/checkpoint/model.safetensors", exp / "data/train.tsv"])
 
 
 @pytest.fixture(scope="module")

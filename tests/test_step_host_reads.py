@@ -42,12 +42,24 @@ def _step(family: str, batch: int = 3, seconds: float = 1.5) -> torch.Tensor:
     return out.loss
 
 
-@pytest.mark.parametrize("family", ["hubert", "mert", "rvq", "wavlm"])
+@pytest.mark.parametrize("family", ["hubert", "mert", "rvq", "wavlm", "data2vec2"])
 def test_training_step_reads_nothing_back_to_the_host(family):
     torch.manual_seed(0)
     with FakeTensorMode():
         loss = _step(family)
     assert loss.shape == ()
+
+
+def test_data2vec2_teacher_update_reads_nothing_back_to_the_host():
+    """The EMA step between optimizer steps (the decay comes from the host-side step number)."""
+    from audiossl.models.data2vec2 import build_data2vec2, data2vec2_tiny
+
+    with FakeTensorMode():
+        model = build_data2vec2(data2vec2_tiny()).train()
+        for step in (1, 2, 3):
+            model.before_train_step(step)
+            model(torch.randn(2, 8000), None).loss.backward()
+    assert model.num_updates.shape == ()
 
 
 def test_the_check_catches_a_host_read():

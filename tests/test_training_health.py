@@ -4,6 +4,9 @@
 * SIGTERM → checkpoint at the next step boundary, clean exit, resume → the same trace;
 * NaN/inf loss → the step is skipped (weights and optimizer untouched) and counted; K in a row
   stop the run with a message.
+
+The kill -9, SIGTERM and NaN paths also run for data2vec 2.0 (its EMA teacher is model state: the
+resumed run must end with the same teacher weights, not only the same losses).
 """
 
 from __future__ import annotations
@@ -181,3 +184,93 @@ def test_kill_9_at_a_random_step_then_resume_gives_the_same_trace(corpus, tmp_pa
     assert sorted(got) == list(range(1, steps + 1))
     for step in want:
         assert got[step] == pytest.approx(want[step], rel=1e-6), step
+
+
+# --- data2vec 2.0: the same paths for a family with an EMA teacher (buffers) and no labels ----------
+@pytest.fixture(scope="module")
+def d2v2_corpus(tmp_path_factory) -> Path:
+    from tests.test_pretrain_data2vec2 import make_corpus
+
+    return make_corpus(tmp_path_factory.mktemp("d2v2_corpus"))
+
+
+def _assert_same_run(reference: Path, run: Path, steps: int) -> None:
+    """Equal loss traces, and at the last step the same teacher and EMA state."""
+    from tests.test_pretrain_data2vec2 import losses, step_state
+
+    want, got = losses(reference), losses(run)
+    assert sorted(got) == list(range(1, steps + 1))
+    for step in want:
+        assert got[step] == pytest.approx(want[step], rel=1e-6), step
+    a, b = step_state(reference, steps), step_state(run, steps)
+    assert a["num_updates"].item() == steps - 1
+    for k in a:
+        if k.startswith("teacher.") or k in ("num_updates", "ema_decay"):
+            torch.testing.assert_close(b[k], a[k], rtol=1e-6, atol=1e-7, msg=k)
+
+
+def test_data2vec2_kill_9_then_resume_gives_the_same_trace_and_teacher(d2v2_corpus, tmp_path):
+    from tests.test_pretrain_data2vec2 import cli_args, train
+
+    steps = 6
+    reference = tmp_path / "reference"
+    train(d2v2_corpus, reference, max_steps=steps, checkpoint_every=1, keep_last_checkpoints="null")
+    kill_after = random.Random(time.time_ns()).randint(2, steps - 2)
+    run = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(cli_args(d2v2_corpus, run, steps), cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    try:
+        while not (run / "checkpoints" / f"step_{kill_after}").is_dir():
+            assert proc.poll() is None, f"training exited early: {proc.stderr.read().decode()[-2000:]}"  # type: ignore[union-attr]
+            assert time.monotonic() < deadline, "no checkpoint within 300 s"
+            time.sleep(0.02)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    print(f"killed -9 after the step {kill_after} checkpoint appeared")
+    resumed = train(d2v2_corpus, run, max_steps=steps, checkpoint_every=1, keep_last_checkpoints="null")
+    assert resumed.step_nr == steps and resumed.checkpoint_dir is not None
+    _assert_same_run(reference, run, steps)
+
+
+def test_data2vec2_sigterm_resumes_identically_and_nan_steps_are_skipped(d2v2_corpus, tmp_path, monkeypatch):
+    from safetensors.torch import load_file
+
+    from audiossl.models.data2vec2.pretrain import Data2Vec2PretrainModel
+    from audiossl.pretrain.unit import PretrainTrainUnit
+    from tests.test_pretrain_data2vec2 import losses, train
+
+    reference = tmp_path / "reference"
+    train(d2v2_corpus, reference)
+    orig = PretrainTrainUnit.set_step_nr
+
+    def set_step_nr(self, step_nr):
+        if step_nr == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+        orig(self, step_nr)
+
+    monkeypatch.setattr(PretrainTrainUnit, "set_step_nr", set_step_nr)
+    first = train(d2v2_corpus, tmp_path / "run")
+    assert first.stopped_by == "SIGTERM" and first.step_nr == 3
+    monkeypatch.setattr(PretrainTrainUnit, "set_step_nr", orig)
+    assert train(d2v2_corpus, tmp_path / "run").step_nr == 4
+    _assert_same_run(reference, tmp_path / "run", 4)
+
+    calls = [0]
+    forward = Data2Vec2PretrainModel.forward
+
+    def poisoned(self, *a, **k):
+        out = forward(self, *a, **k)
+        if self.training:
+            calls[0] += 1
+            if calls[0] in (2, 3):
+                out.loss = out.loss * float("nan")
+        return out
+
+    monkeypatch.setattr(Data2Vec2PretrainModel, "forward", poisoned)
+    result = train(d2v2_corpus, tmp_path / "nan")
+    assert result.step_nr == 4 and result.last_metrics["skipped_steps"] == 2
+    assert np.isfinite(losses(tmp_path / "nan")[4])
+    for name, t in load_file(str(result.checkpoint_dir / "model.safetensors")).items():
+        assert torch.isfinite(t).all(), name

@@ -8,6 +8,8 @@
 * BEATs: ``--to beats`` (a .pt file in the layout of microsoft/unilm's released BEATs checkpoints;
   for a BEATs tokenizer checkpoint, the layout of its released tokenizers, ``beats/Tokenizers.py``).
 * MERT: ``--to mert`` (a directory in the layout of the released HF-format MERT checkpoints).
+* data2vec 2.0: ``--to hf`` (the student encoder as a ``transformers.Data2VecAudioModel`` directory;
+  only for models trained with ``use_alibi=false``, HF has no ALiBi).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ HELP = "export a checkpoint to HF transformers or fairseq format"
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("ckpt", type=Path, help="audiossl checkpoint directory (model.safetensors + config.json)")
-    p.add_argument("--to", required=True, choices=["hf", "fairseq", "beats", "mert"], help="target format (hf/fairseq: HuBERT or WavLM; beats: BEATs or a BEATs tokenizer; mert: MERT)")
+    p.add_argument("--to", required=True, choices=["hf", "fairseq", "beats", "mert"], help="target format (hf: HuBERT, WavLM or data2vec2; fairseq: HuBERT or WavLM; beats: BEATs or a BEATs tokenizer; mert: MERT)")
     p.add_argument("out", type=Path, help="output directory (hf) or .pt file (fairseq)")
     p.add_argument("--normalize", action="store_true",
                    help="mark the model as expecting per-utterance normalised waveforms; when not given, "
@@ -42,6 +44,16 @@ def run(args: argparse.Namespace) -> int:
         from audiossl.tokenizers.beats_tokenizer_ckpt import export_beats_tokenizer
 
         print(f"export: wrote {export_beats_tokenizer(args.ckpt, args.out)}")
+        return 0
+    if args.to == "hf" and family == "data2vec2":
+        from audiossl.models.data2vec2.family import load_encoder
+        from audiossl.models.data2vec2.hf import export_hf as export_d2v2
+
+        try:
+            print(f"export: wrote {export_d2v2(load_encoder(args.ckpt), args.out)}")
+        except (CheckpointError, ValueError) as e:
+            print(f"audiossl export: {args.ckpt}: {e}")
+            return 2
         return 0
     wanted = {"hf": ("hubert", "wavlm"), "fairseq": ("hubert", "wavlm"), "beats": ("beats",), "mert": ("mert",)}[args.to]
     if family not in wanted:

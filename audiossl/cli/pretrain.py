@@ -1,4 +1,4 @@
-"""Pretrain HuBERT / BEATs / MERT (``model.family`` in the recipe) on fairseq2's trainer from a manifest directory with frame labels.
+"""Pretrain HuBERT / BEATs / MERT / data2vec 2.0 (``model.family`` in the recipe) on fairseq2's trainer from a manifest directory with frame labels.
 
     audiossl pretrain --config recipes/hubert/tiny.yaml --manifest-dir data/manifests \\
         --train-split train --valid-split valid --labels km --out runs/tiny [key=value ...]
@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-HELP = "pretrain HuBERT / BEATs / MERT on fairseq2's trainer"
+HELP = "pretrain HuBERT / BEATs / MERT / data2vec 2.0 on fairseq2's trainer"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -25,7 +25,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--manifest-dir", type=Path, required=True, help="directory with <split>.tsv and <split>.<labels>")
     p.add_argument("--train-split", default="train", help="training split name")
     p.add_argument("--valid-split", default=None, help="validation split (loss, masked accuracy, best checkpoint)")
-    p.add_argument("--labels", default="km", help="label file extension (<split>.<labels> + .json sidecar); 'none' for models trained on audio alone (tokenizers)")
+    p.add_argument("--labels", default=None, help="label file extension (<split>.<labels> + .json sidecar); 'none' for models trained on audio alone "
+                   "(tokenizers, data2vec2); default: 'none' for the audio-only families (data2vec2), else 'km'")
     p.add_argument("--out", type=Path, required=True, help="run directory (checkpoints, metrics, final checkpoint/)")
     p.add_argument("--max-steps", type=int, default=None, help="override the recipe's max_steps")
     p.add_argument("--peak-tflops", type=float, default=None, help="peak dense TFLOP/s per device for MFU (default: from the GPU name; n/a on CPU)")
@@ -92,10 +93,16 @@ def run(args: argparse.Namespace) -> int:
         logging.getLogger().setLevel(logging.WARNING)  # one copy of the progress log (rank 0)
 
     def prepare():
-        from audiossl.pretrain.trainer import RunPaths
+        from audiossl.pretrain.config import ConfigError
+        from audiossl.pretrain.trainer import RunPaths, family_of
 
-        labels = None if args.labels.lower() == "none" else args.labels
-        return load_config(args.config, config_overrides(args)), RunPaths(args.manifest_dir, args.train_split, labels, args.out, args.valid_split)
+        cfg = load_config(args.config, config_overrides(args))
+        audio_only = bool(getattr(family_of(cfg), "AUDIO_ONLY", False))
+        labels = args.labels if args.labels is not None else ("none" if audio_only else "km")
+        if audio_only and labels.lower() != "none":
+            raise ConfigError(f"--labels {labels}: model family {cfg.model.family} trains on audio alone; leave --labels out (or pass --labels none)")
+        labels = None if labels.lower() == "none" else labels
+        return cfg, RunPaths(args.manifest_dir, args.train_split, labels, args.out, args.valid_split)
 
     rc, result = train("pretrain", prepare)
     if rc == 0 and result.checkpoint_dir is not None:

@@ -27,7 +27,11 @@ Optional: ``NUM_CODEBOOKS_FIELD`` (config attribute with codes per frame, defaul
 ``METRICS`` (which of ``loss``, ``loss_masked``, ``feature_pen``, ``masked_acc`` the output
 carries; default all four), ``on_metrics(values: dict) -> None`` (called with each published set
 of metric values, e.g. to warn when codebook usage collapses), ``LABELS_AT_FRAME_RATE`` (True:
-labels must come at the model's frame rate even when the recipe leaves ``data.label_rate`` unset).
+labels must come at the model's frame rate even when the recipe leaves ``data.label_rate`` unset),
+``AUDIO_ONLY`` (True: trained without labels; ``audiossl pretrain`` then defaults to ``--labels none``
+and refuses a label extension), ``DATA_PARALLELISM`` (the ``data_parallelism`` modes the family supports; default all),
+``before_train_step(step_nr)`` on any submodule of the pretraining model (called by the trainer before
+each optimizer step, e.g. data2vec 2.0's EMA teacher update).
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ FAMILY_MODULES: dict[str, str] = {
     "beats": "audiossl.models.beats.family",
     "mert": "audiossl.models.mert.family",
     "wavlm": "audiossl.models.wavlm.family",
+    "data2vec2": "audiossl.models.data2vec2.family",  # trained on audio alone (labels=None)
     # tokenizers trained on audio alone (``audiossl tokenizer train``; labels=None)
     "beats_tokenizer": "audiossl.tokenizers.beats_tokenizer_family",
     "rvq": "audiossl.tokenizers.rvq_family",

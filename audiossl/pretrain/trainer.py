@@ -209,6 +209,9 @@ def build_model(cfg: PretrainConfig):
     family = family_of(cfg)
     if cfg.model.size not in family.CONFIGS:
         raise ConfigError(f"model.size={cfg.model.size!r}: {cfg.model.family} sizes are {sorted(family.CONFIGS)}")
+    allowed = getattr(family, "DATA_PARALLELISM", None)
+    if allowed is not None and cfg.data_parallelism not in allowed:
+        raise ConfigError(f"data_parallelism={cfg.data_parallelism!r}: model family {cfg.model.family} supports {', '.join(allowed)}")
     try:
         model_cfg = family.CONFIGS[cfg.model.size](**cfg.model.overrides)
     except (TypeError, ValueError) as e:

@@ -126,6 +126,10 @@ class PretrainTrainUnit(TrainUnit[PretrainBatch]):
     ``before_step``: called with the step number before each step (may raise to end the run).
     ``seed``: the run's seed; LayerDrop decisions are drawn from ``(seed, step)`` (see
     :func:`~audiossl.models.transformer.seed_layerdrop`).
+
+    Every submodule with a ``before_train_step(step_nr)`` method gets it called before each step
+    (data2vec 2.0's EMA teacher absorbs the previous update there, once per optimizer step whatever
+    the gradient accumulation).
     """
 
     def __init__(
@@ -142,6 +146,7 @@ class PretrainTrainUnit(TrainUnit[PretrainBatch]):
         self.flops_per_audio_second, self.peak_flops = flops_per_audio_second, peak_flops
         self._t0: float | None = None
         self.last_values: dict[str, object] = {}
+        self._step_hooks: list[Callable[[int], None]] | None = None
 
     def prepare_metric_bag(self, metric_bag: MetricBag) -> None:
         self._metrics.add(metric_bag)
@@ -150,6 +155,10 @@ class PretrainTrainUnit(TrainUnit[PretrainBatch]):
         if self._before_step is not None:
             self._before_step(step_nr)
         seed_layerdrop(self._model, self._seed, step_nr)
+        if self._step_hooks is None:
+            self._step_hooks = [m.before_train_step for m in self._model.modules() if callable(getattr(type(m), "before_train_step", None))]
+        for hook in self._step_hooks:
+            hook(step_nr)
         if self._t0 is None:
             self._t0 = time.perf_counter()
 
