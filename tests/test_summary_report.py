@@ -24,11 +24,12 @@ def _jsonl(path: Path, lines: list[dict]) -> None:
     path.write_text("".join(json.dumps(x) + "\n" for x in lines))
 
 
-def _run(root: Path, rel: str, family: str, train: list[dict], valid: list[dict]) -> Path:
+def _run(root: Path, rel: str, family: str, train: list[dict], valid: list[dict], flops: float | None = None) -> Path:
+    """A run directory; ``flops``: the FLOPs per audio-second the trainer recorded (None: the report computes them)."""
     fam = get_family(family)
     d = root / rel
     d.mkdir(parents=True)
-    cfg = {"model": fam.CONFIGS["tiny"]().to_dict(), "label_path": None,
+    cfg = {"model": fam.CONFIGS["tiny"]().to_dict(), "label_path": None, "flops_per_audio_second": flops,
            "run": {"model": {"family": family, "size": "tiny"}, "data": {"max_sample_size": CROP}}}
     (d / "run_config.json").write_text(json.dumps(cfg))
     _jsonl(d / "metrics" / "train.jsonl", train)
@@ -71,7 +72,7 @@ def demo_tree(tmp_path):
           _line(20, 4, 6.0, 3.9, 0.21, 100.0)],
          [_line(20, 3, 12.0, 4.5, 0.15)])
     _run(root, "hubert/it2/exp", "hubert", [_line(10, 10, 4.0, 4.8, 0.12, 50.0)], [_line(10, 11, 5.0, 4.6, 0.1)])
-    _run(root, "mert/mert/exp", "mert", [_line(5, 20, 3.0, 9.0, 0.3, 10.0)], [])
+    _run(root, "mert/mert/exp", "mert", [_line(5, 20, 3.0, 9.0, 0.3, 10.0)], [], flops=2e9)
     (root / "hubert").joinpath("quality.json").write_text(json.dumps({"rows": [
         {"name": "MFCC k-means", "iteration": "it1", "reference": "phones", "frame_rate": 100.0, "pnmi": 0.5},
         {"name": "MFCC k-means at the model's rate", "iteration": "it1", "reference": "phones", "frame_rate": 50.0, "pnmi": 0.52},
@@ -88,7 +89,11 @@ def demo_tree(tmp_path):
         _rec("fbank", "ks", "acc", 50.0, (45.0, 55.0), (1.0,)), _rec("fbank", "pr", "per", 40.0, (35.0, 45.0), (1.0,))],
         {h1: [55.0, 65.0], h2: [57.0, 68.0], "fbank": [50.0, 60.0]},
         [{"upstream": h1, "task": "ks", "metric": "acc", "baseline": "fbank", "diff": 30.0, "diff_ci": [25.0, 35.0],
-          "p": 0.0, "significant": True, "better": True, "n_items": 10}])
+          "p": 0.0, "significant": True, "better": True, "n_items": 10},
+         {"upstream": h1, "task": "overall", "metric": "score", "baseline": "fbank", "diff": 5.0, "diff_ci": [1.0, 9.0],
+          "p": 0.01, "significant": True, "better": True, "n_items": 10},
+         {"upstream": h2, "task": "ks", "metric": "acc", "baseline": "fbank", "diff": 32.0, "diff_ci": [-1.0, 40.0],
+          "p": 0.1, "significant": False, "better": True, "n_items": 10}])
     return root
 
 
@@ -107,6 +112,7 @@ def test_runs_compute_from_logs(demo_tree):
     flops, wall = pipeline_totals(runs["hubert/it2"], list(runs.values()))
     assert flops == pytest.approx(it1.train_flops + runs["hubert/it2"].train_flops) and wall == pytest.approx(18.0 + 5.0)
     assert pipeline_totals(it1, list(runs.values()))[0] == pytest.approx(it1.train_flops)  # it2 came later
+    assert runs["mert/mert"].train_flops == pytest.approx(2e9 * 10.0)  # as the trainer recorded it
 
 
 def test_audio_seconds_fallback_and_resume_dedupe():
@@ -139,8 +145,9 @@ def test_report_renders_every_section(demo_tree, capsys):
     assert "| egs/demo/run.sh | 1 | HuBERT |" in md and md.count("| egs/demo/run.sh | 1 |") == 1 and "egs/demo/hubert/run.sh" in md
     assert "| hubert/it1 | hubert | 20 | 3.900 | 4.500 | 0.210 | 0.150 |" in md
     assert "| MFCC k-means at the model's rate | it1 | phones | 50 Hz | 0.520 |" in md
-    assert "hubert/it1 better than fbank on ks" in md and "1 of 1 differences significant" in md
-    assert "| bench/hubert | hubert/it1 | hubert | 60.00 [55.00, 65.00] |" in md  # overall = (80 + 40) / 2
+    assert "hubert/it1 better than fbank on ks" in md and "2 of 3 differences significant" in md
+    line = next(l for l in md.splitlines() if l.startswith("| bench/hubert | hubert/it1 |"))
+    assert "| hubert | 60.00 [55.00, 65.00] |" in line and "| +5.00 ▲ (" in line  # overall (80 + 40) / 2 vs fbank's 55
     assert "### (a)" in md and "hubert/it2 ≥ hubert/it1 | ks" in md and "### (c)" in md
     figs = demo_tree / "report_figures"
     for name in ("curves_hubert.png", "curves_mert.png", "pnmi.png", "compute.png", "bench_hubert/results_bars.png",

@@ -40,7 +40,7 @@ def learning_curves(family: str, runs: list[PretrainRun], path: Path) -> Path | 
     for ax, metric in zip(axes[0], panels):
         for i, run in enumerate(runs):
             c = colors[i % len(colors)]
-            for split, style in (("train", "-"), ("valid", "--o")):
+            for split, style in (("train", "-."), ("valid", "--o")):
                 xs, ys = run.curve(split, metric)
                 if xs:
                     ax.plot(xs, ys, style, color=c, markersize=3, label=f"{run.name} {split}")

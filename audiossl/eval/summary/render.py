@@ -14,7 +14,7 @@ from pathlib import Path
 
 from audiossl.eval.report import BASELINE
 from audiossl.eval.summary import figures as F
-from audiossl.eval.summary.bench import BenchTable, find_benches
+from audiossl.eval.summary.bench import BenchTable, Score, find_benches
 from audiossl.eval.summary.claims import demo_claims, evaluate
 from audiossl.eval.summary.quality import QualityTable, find_quality
 from audiossl.eval.summary.runs import LOSS, MASKED_ACC, PretrainRun, find_runs, pipeline_totals
@@ -150,10 +150,21 @@ def bench_section(tables: list[BenchTable], figdir: Path, base: Path) -> list[st
     return out
 
 
+def _delta(ov: Score | None, base: Score | None, sig: dict | None, pflops_of: float | None) -> str:
+    if ov is None or base is None:
+        return "—"
+    d = ov.value - base.value
+    mark = "" if not sig or not sig.get("significant") else " ▲" if sig.get("better") else " ▼"
+    per = "" if not pflops_of else f" ({d / (pflops_of / 1e15):+.3g})"
+    return f"{d:+.2f}{mark}{per}"
+
+
 def compute_section(runs: list[PretrainRun], tables: list[BenchTable], figdir: Path, base: Path) -> list[str]:
     out = ["## Learning per unit of compute", ""]
     points, baselines, rows = [], [], []
     for t in tables:
+        base_ov = t.overall(BASELINE) if BASELINE in t.rows else None
+        sig = {s["upstream"]: s for s in t.data.get("significance") or [] if s.get("task") == "overall"}
         for lab in t.rows:
             ov = t.overall(lab)
             run = t.runs.get(lab)
@@ -165,8 +176,7 @@ def compute_section(runs: list[PretrainRun], tables: list[BenchTable], figdir: P
             audio = None if run.audio_seconds is None else f"{run.audio_seconds:.0f}" + ("" if run.audio_exact else " ≈")
             rows.append([t.name, lab, run.family, "—" if ov is None else ov.text(), _num(run.steps, "d") if run.steps else "—",
                          audio or "—", _sci(run.flops_per_audio_second), _sci(run.train_flops), _sci(pf),
-                         _num(run.wall_seconds, ".0f"), _num(pw, ".0f"),
-                         "—" if ov is None or not pf else f"{ov.value / (pf / 1e12):.3g}"])
+                         _num(run.wall_seconds, ".0f"), _num(pw, ".0f"), _delta(ov, base_ov, sig.get(t.upstream(lab)), pf)])
             points.append({"label": lab, "table": t.name, "score": None if ov is None else ov.value,
                            "lo": None if ov is None else ov.lo, "hi": None if ov is None else ov.hi, "flops": pf, "wall": pw})
     if not rows:
@@ -177,7 +187,9 @@ def compute_section(runs: list[PretrainRun], tables: list[BenchTable], figdir: P
             "same pipeline directory (previous iterations, tokenizers) that ended before this one began. The overall "
             "score is per table (each table has its own tasks).", ""]
     out += _table(["table", "row", "family", "overall [95 % CI]", "steps", "audio s", "FLOPs / audio s", "run FLOPs",
-                   "pipeline FLOPs", "run wall s", "pipeline wall s", "score per pipeline TFLOP"], rows) + [""]
+                   "pipeline FLOPs", "run wall s", "pipeline wall s", f"Δ overall vs {BASELINE} (per pipeline PFLOP)"],
+                  rows) + [""]
+    out += [f"▲/▼: the difference to `{BASELINE}` is significant (paired bootstrap in the bench's results.json).", ""]
     p = F.compute_scatter(points, baselines, figdir / "compute.png")
     if p is not None:
         out += [f"![learning per unit of compute]({_rel(p, base)})", ""]
