@@ -148,7 +148,10 @@ def test_report_renders_every_section(demo_tree, capsys):
     assert "hubert/it1 better than fbank on ks" in md and "2 of 3 differences significant" in md
     line = next(l for l in md.splitlines() if l.startswith("| bench/hubert | hubert/it1 |"))
     assert "| hubert | 60.00 [55.00, 65.00] |" in line and "| +5.00 ▲ (" in line  # overall (80 + 40) / 2 vs fbank's 55
-    assert "### (a)" in md and "hubert/it2 ≥ hubert/it1 | ks" in md and "### (c)" in md
+    assert "### (a)" in md and "| hubert/it2 ≥ hubert/it1 | ks | ACC 82.00 [77.00, 87.00] | ACC 80.00 [75.00, 85.00] |" in md
+    # PER as the table shows it; decided on 100 − PER: it1's [35, 45] lies below fbank's [55, 65]
+    assert "| hubert/it1 > fbank | pr | PER 60.00 [55.00, 65.00] ↓ | PER 40.00 [35.00, 45.00] ↓ | bench/hubert | not met |" in md
+    assert "(a) HuBERT it2 ≥ it1 > FBANK on the speech tasks (PR, KS, ER, ASV, SID, ASR): **not met**" in md
     figs = demo_tree / "report_figures"
     for name in ("curves_hubert.png", "curves_mert.png", "pnmi.png", "compute.png", "bench_hubert/results_bars.png",
                  "bench_hubert/layer_weights_demo_out_hubert_it1_exp_checkpoint.png"):

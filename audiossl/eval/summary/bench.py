@@ -76,6 +76,18 @@ class BenchTable:
     def upstream(self, row: str) -> str:
         return next(u for u, lab in self.labels.items() if lab == row)
 
+    def shown(self, row: str, task: str) -> str:
+        """The value as the bench table shows it (``PER 60.00 [55.00, 65.00] ↓``; overall: the score)."""
+        if task == "overall":
+            ov = self.overall(row)
+            return "—" if ov is None else f"overall {ov.text()}"
+        r = self.record(row, task)
+        if r is None:
+            return "—"
+        ci = (r.get("ci") or {}).get(r["metric"])
+        return (f"{r['metric'].upper()} {Score(float(r['value']), *(ci if ci else (None, None))).text()}"
+                + (" ↓" if lower_is_better(r["metric"]) else ""))
+
     def score(self, row: str, task: str) -> Score | None:
         """``task`` = a task name or ``overall``."""
         return self.overall(row) if task == "overall" else self.task_score(row, task)

@@ -70,6 +70,8 @@ class Check:
     a: Score | None = None
     b: Score | None = None
     rows: tuple[str, str] | None = None
+    shown: tuple[str, str] | None = None
+    """both values as their table shows them (error rates as they are, ↓ = lower is better)"""
 
 
 @dataclass
@@ -132,7 +134,7 @@ def _check(cmp: Comparison, task: str, tables: list[BenchTable]) -> Check:
         sa, sb = t.score(ra, task), t.score(rb, task)
         if sa is None or sb is None:
             continue
-        return Check(cmp, task, compare(sa, sb, cmp.op), t.name, sa, sb, (ra, rb))
+        return Check(cmp, task, compare(sa, sb, cmp.op), t.name, sa, sb, (ra, rb), (t.shown(ra, task), t.shown(rb, task)))
     return Check(cmp, task, NOT_RUN)
 
 

@@ -40,7 +40,7 @@ def learning_curves(family: str, runs: list[PretrainRun], path: Path) -> Path | 
     for ax, metric in zip(axes[0], panels):
         for i, run in enumerate(runs):
             c = colors[i % len(colors)]
-            for split, style in (("train", "-."), ("valid", "--o")):
+            for split, style in (("train", "-x"), ("valid", "--o")):
                 xs, ys = run.curve(split, metric)
                 if xs:
                     ax.plot(xs, ys, style, color=c, markersize=3, label=f"{run.name} {split}")
@@ -98,6 +98,7 @@ def compute_scatter(points: list[dict], baselines: list[dict], path: Path) -> Pa
             if b["lo"] is not None:
                 ax.axhspan(b["lo"], b["hi"], color=c, alpha=0.08)
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(_plt().NullFormatter())  # minor labels overlap on short log ranges
         ax.set(xlabel=xlabel, ylabel="overall bench score")
         ax.xaxis.label.set_fontsize(8)
         for t in tables:

@@ -212,7 +212,7 @@ def claims_section(tables: list[BenchTable]) -> list[str]:
             cmp = c.comparison
             op = "≥" if cmp.op == ">=" else ">"
             rows.append([f"{c.rows[0] if c.rows else cmp.a.text()} {op} {c.rows[1] if c.rows else cmp.b.text()}", c.task,
-                         c.a.text() if c.a else "—", c.b.text() if c.b else "—", c.table or "—", c.outcome])
+                         *(c.shown or ("—", "—")), c.table or "—", c.outcome])
         out += _table(["comparison", "task", "A", "B", "table", "outcome"], rows) + [""]
         if any(c.outcome == C.NO_CI for c in res.checks):
             out += ["no CI: a row has no interval (results from before the bootstrap, or `--bootstrap 0`).", ""]
