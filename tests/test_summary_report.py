@@ -80,7 +80,8 @@ def demo_tree(tmp_path):
     (root / "stage_times.tsv").write_text("recipe\tstage\tdescription\tstart\tend\tseconds\n"
                                           "egs/demo/run.sh\t1\tHuBERT\t100\t160\t60\negs/demo/run.sh\t1\tHuBERT\t200\t230\t30\n")
     (root / "hubert" / "stage_times.tsv").write_text("recipe\tstage\tdescription\tstart\tend\tseconds\n"
-                                                     "egs/demo/hubert/run.sh\t3\tit1\t205\t215\t10\n")
+                                                     "egs/demo/hubert/run.sh\t3\tit1\t205\t215\t10\n"
+                                                     "egs/demo/hubert/run.sh\t0\tsynth\t200\t205\t5\n")
     h1, h2 = "demo_out/hubert/it1/exp/checkpoint", "/elsewhere/demo_out/hubert/it2/exp/checkpoint"
     # ks accuracy: it1 well above fbank, it2 overlapping it1; pr (PER, lower is better): it1 worse than fbank
     _results(root / "bench" / "hubert", [
@@ -132,6 +133,11 @@ def test_bench_rows_named_by_run_whatever_the_path_prefix(demo_tree):
     assert t.overall("hubert/it2").lo == 57.0 and t.runs["hubert/it2"].iteration == "it2"
 
 
+def test_stage_times_last_run_per_stage_outer_stage_first(demo_tree):
+    got = [(s.recipe, s.stage, s.seconds) for s in find_stage_times(demo_tree)]
+    assert got == [("egs/demo/run.sh", 1, 30), ("egs/demo/hubert/run.sh", 0, 5), ("egs/demo/hubert/run.sh", 3, 10)]
+
+
 def test_report_renders_every_section(demo_tree, capsys):
     assert cli(["report", str(demo_tree)]) == 0
     report = demo_tree / "report.md"
@@ -153,7 +159,7 @@ def test_report_renders_every_section(demo_tree, capsys):
     assert "| hubert/it1 > fbank | pr | PER 60.00 [55.00, 65.00] ↓ | PER 40.00 [35.00, 45.00] ↓ | bench/hubert | not met |" in md
     assert "(a) HuBERT it2 ≥ it1 > FBANK on the speech tasks (PR, KS, ER, ASV, SID, ASR): **not met**" in md
     figs = demo_tree / "report_figures"
-    for name in ("curves_hubert.png", "curves_mert.png", "pnmi.png", "compute.png", "bench_hubert/results_bars.png",
+    for name in ("curves.png", "pnmi.png", "compute.png", "bench_hubert/results_bars.png",
                  "bench_hubert/layer_weights_demo_out_hubert_it1_exp_checkpoint.png"):
         assert (figs / name).stat().st_size > 1000, name
         assert f"(report_figures/{name})" in md

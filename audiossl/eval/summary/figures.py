@@ -28,24 +28,32 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def learning_curves(family: str, runs: list[PretrainRun], path: Path) -> Path | None:
-    """Loss (and masked accuracy where logged) vs step, one colour per run; train solid, valid dashed
-    with markers. None when no run logged anything."""
-    panels = [m for m in (LOSS, MASKED_ACC) if any(r.curve(s, m)[0] for r in runs for s in ("train", "valid"))]
-    if not panels:
+def learning_curves(runs: list[PretrainRun], path: Path) -> Path | None:
+    """One row per family: loss and masked accuracy (where logged) vs step, one colour per run;
+    train solid with crosses, valid dashed with dots. None when no run logged anything."""
+    logged = lambda rs, m: any(r.curve(s, m)[0] for r in rs for s in ("train", "valid"))  # noqa: E731
+    fams = {f: [r for r in runs if r.family == f] for f in dict.fromkeys(r.family for r in runs)}
+    fams = {f: rs for f, rs in fams.items() if logged(rs, LOSS) or logged(rs, MASKED_ACC)}
+    if not fams:
         return None
     plt = _plt()
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.0 * len(panels), 3.4), squeeze=False)
+    fig, axes = plt.subplots(len(fams), 2, figsize=(10.0, 2.9 * len(fams)), squeeze=False)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for ax, metric in zip(axes[0], panels):
-        for i, run in enumerate(runs):
-            c = colors[i % len(colors)]
-            for split, style in (("train", "-x"), ("valid", "--o")):
-                xs, ys = run.curve(split, metric)
-                if xs:
-                    ax.plot(xs, ys, style, color=c, markersize=3, label=f"{run.name} {split}")
-        ax.set(xlabel="step", ylabel=metric.lower(), title=f"{family}: {metric.lower()}")
-        ax.legend(fontsize=6)
+    for row, (family, rs) in zip(axes, fams.items()):
+        for ax, metric in zip(row, (LOSS, MASKED_ACC)):
+            if not logged(rs, metric):
+                ax.axis("off")
+                ax.text(0.5, 0.5, f"{family}: no {metric.lower()} logged", ha="center", va="center", fontsize=8)
+                continue
+            for i, run in enumerate(rs):
+                c = colors[i % len(colors)]
+                for split, style in (("train", "-x"), ("valid", "--o")):
+                    xs, ys = run.curve(split, metric)
+                    if xs:
+                        ax.plot(xs, ys, style, color=c, markersize=3, label=f"{run.name} {split}")
+            ax.set(xlabel="step", ylabel=metric.lower(), title=f"{family}: {metric.lower()}")
+            ax.title.set_fontsize(9)
+            ax.legend(fontsize=6)
     fig.tight_layout()
     return _save(fig, path)
 

@@ -66,10 +66,9 @@ def curves_section(runs: list[PretrainRun], root: Path, figdir: Path, base: Path
             for r in runs]
     out += ["Last logged values (masked accuracy as a fraction; — = not logged by the family or no line yet).", ""]
     out += _table(["run", "family", "steps", "train loss", "valid loss", "train masked acc", "valid masked acc"], rows) + [""]
-    for fam in dict.fromkeys(r.family for r in runs):
-        p = F.learning_curves(fam, [r for r in runs if r.family == fam], figdir / f"curves_{fam}.png")
-        if p is not None:
-            out += [f"![{fam} learning curves]({_rel(p, base)})", ""]
+    p = F.learning_curves(runs, figdir / "curves.png")
+    if p is not None:
+        out += [f"![learning curves per family]({_rel(p, base)})", ""]
     return out
 
 

@@ -40,4 +40,6 @@ def find_stage_times(root: str | Path, max_depth: int = 3) -> list[StageTime]:
     """Every ``stage_times.tsv`` at most ``max_depth`` directories below ``root``, in start order."""
     root = Path(root)
     files = [p for p in root.rglob("stage_times.tsv") if len(p.relative_to(root).parts) <= max_depth]
-    return sorted((s for p in sorted(files) for s in read_stage_times(p)), key=lambda s: (s.start, s.stage))
+    # a stage that runs a nested recipe starts in the same second as the nested recipe's first stage
+    return sorted((s for p in sorted(files) for s in read_stage_times(p)),
+                  key=lambda s: (s.start, len(s.file.relative_to(root).parts), s.stage))
