@@ -3,6 +3,7 @@
   audiossl kmeans fit STORE OUT --k 100 --percent 0.1       fit centroids on a feature store
   audiossl kmeans label OUT STORE LABELS [--manifest TSV]    write frame labels (+ .json sidecar)
   audiossl kmeans quality LABELS --ref REF.ali --ref-rate 100  PNMI / purity / codebook usage
+      [--rate 50]   ... of the units resampled to 50 Hz (nearest frame), to compare unit sets at one rate
 
 A model is a directory with kmeans.safetensors (centroids) and kmeans.json (what made it).
 
