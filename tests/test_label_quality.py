@@ -6,7 +6,7 @@ import pytest
 
 from audiossl.cli.main import main as cli
 from audiossl.data.frame_labels import LabelInfo, write_frame_labels
-from audiossl.tokenizers.quality import AlignmentError, align_to_hyp, label_quality, quality_from_counts
+from audiossl.tokenizers.quality import AlignmentError, align_to_hyp, label_quality, quality_from_counts, resample_labels
 
 
 def _mi_by_hand(counts):
@@ -132,3 +132,33 @@ def test_quality_cli_scores_each_codebook_of_multi_codebook_labels(tmp_path, cap
     assert cli(["kmeans", "quality", str(labels), "--ref", str(tmp_path / "dev.ali"), "--band", "1"]) == 0
     assert cli(["kmeans", "quality", str(labels), "--ref", str(tmp_path / "dev.ali"), "--band", "2"]) == 1
     assert "has 2 codebook(s)" in capsys.readouterr().err
+
+
+def test_resample_labels_nearest_frame_by_start_time():
+    h = np.array([3, 4, 5, 6, 7, 8, 9])
+    assert resample_labels(h, 100, 50).tolist() == [3, 5, 7, 9]  # ceil(7 / 2) frames, even frames
+    assert resample_labels(h, 100, 100).tolist() == h.tolist()
+    assert resample_labels(h[:4], 50, 100).tolist() == [3, 3, 4, 4, 5, 5, 6, 6]
+    assert resample_labels(np.arange(8), 100, 75).tolist() == [0, 1, 2, 4, 5, 6]
+    multi = np.arange(12).reshape(6, 2)  # [frames, codebooks]: whole frames are taken
+    assert resample_labels(multi, 100, 50).tolist() == [[0, 1], [4, 5], [8, 9]]
+    assert resample_labels(np.empty(0, np.int64), 100, 50).shape == (0,)
+    with pytest.raises(ValueError, match="positive"):
+        resample_labels(h, 0, 50)
+
+
+def test_quality_cli_rate_scores_100hz_labels_at_50hz(tmp_path, capsys):
+    # 100 Hz units that flip on odd frames: at 100 Hz they carry less phone information than the
+    # even frames alone, which are the phone identity -> PNMI 1 at 50 Hz.
+    ref = [["a"] * 20 + ["b"] * 20, ["b"] * 10 + ["c"] * 30]
+    (tmp_path / "dev.ali").write_text("".join(" ".join(r) + "\n" for r in ref))
+    ids = {"a": 0, "b": 1, "c": 2}
+    hyp = [np.array([ids[s] if i % 2 == 0 else 3 + i % 4 for i, s in enumerate(r)]) for r in ref]
+    write_frame_labels(tmp_path / "dev.km", hyp, LabelInfo(frame_rate=100.0, num_classes=8, tokenizer={"kind": "kmeans"}))
+    base = ["kmeans", "quality", str(tmp_path / "dev.km"), "--ref", str(tmp_path / "dev.ali"), "--ref-rate", "100"]
+    assert cli(base + ["--json", str(tmp_path / "q100.json")]) == 0
+    assert cli(base + ["--rate", "50", "--json", str(tmp_path / "q50.json")]) == 0
+    q100, q50 = (json.loads((tmp_path / f"q{r}.json").read_text()) for r in (100, 50))
+    assert q100["pnmi"] < 0.9 and q100["frame_rate"] == 100.0 and q100["resampling"] is None
+    assert q50["pnmi"] == pytest.approx(1.0) and q50["num_frames"] == 40 and q50["frame_rate"] == 50.0
+    assert q50["label_rate"] == 100.0 and q50["resampling"].startswith("nearest")

@@ -1,5 +1,6 @@
 """The demo recipe end to end on the tiny corpus: every stage runs, writes its outputs and its
-.done marker, and a rerun of a finished recipe does nothing (the stages are idempotent)."""
+.done marker (the last one the one-page report), and a rerun of a finished recipe does nothing
+(the stages are idempotent)."""
 
 import os
 import subprocess
@@ -62,6 +63,22 @@ def test_demo_recipe_tiny_end_to_end_and_idempotent(tmp_path):
             assert len(got) == 3, (name, t, sorted({h for _, h in cells}))
             assert all(c[0].isdigit() and " [" in c and c.rstrip(" ▲▼").endswith("]") for _, c in got), (name, t, got)
 
+    # stage 7: the one-page report, its figures, every pretraining run and family, the claims
+    report = (out / "report.md").read_text()
+    runs = {"hubert/it1": "hubert", "hubert/it2": "hubert", "beats/it1": "beats", "beats/it2": "beats",
+            "beats/tok1": "beats_tokenizer", "mert/rvq": "rvq", "mert/mert": "mert"}
+    for run, family in runs.items():
+        assert f"| {run} | {family} |" in report, run
+    for run in ("hubert/it1", "hubert/it2", "beats/it2", "mert/mert"):  # model rows: score vs FLOPs
+        assert any(l.startswith("| bench/") and f"| {run} |" in l and "e+" in l for l in report.splitlines()), run
+    figs = sorted(p.name for p in (out / "report_figures").glob("*.png"))
+    for name in ("curves.png", "pnmi.png", "compute.png"):
+        assert name in figs and f"(report_figures/{name})" in report, (name, figs)
+    assert "50 Hz" in report and "nearest frame" in report  # MFCC labels also at the model's rate
+    assert report.count("### (") == 3 and "**not run**" not in report.split("## Claims")[1]
+    assert "| egs/demo/hubert/run.sh | 7 |" in report and "| egs/demo/run.sh | 6 |" in report
+    assert "stage times (seconds):" in r.stderr and f"report: {out}/report.md" in r.stderr
+
     # A finished recipe reruns as a no-op: every top-level stage reports "already done" and no
     # output is rewritten.
     watched = [hub / "it1/exp/checkpoint/model.safetensors", hub / "it2/data/train.km", out / "bench/hubert/results.json",
@@ -69,7 +86,7 @@ def test_demo_recipe_tiny_end_to_end_and_idempotent(tmp_path):
     before = [p.stat().st_mtime_ns for p in watched]
     again = _run(out)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert again.stderr.count("already done") == 6
+    assert again.stderr.count("already done") == 7
     assert [p.stat().st_mtime_ns for p in watched] == before
 
 

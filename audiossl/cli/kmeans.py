@@ -3,6 +3,7 @@
   audiossl kmeans fit STORE OUT --k 100 --percent 0.1       fit centroids on a feature store
   audiossl kmeans label OUT STORE LABELS [--manifest TSV]    write frame labels (+ .json sidecar)
   audiossl kmeans quality LABELS --ref REF.ali --ref-rate 100  PNMI / purity / codebook usage
+      [--rate 50]   ... of the units resampled to 50 Hz (nearest frame), to compare unit sets at one rate
 
 A model is a directory with kmeans.safetensors (centroids) and kmeans.json (what made it).
 
@@ -60,6 +61,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     q.add_argument("--ref-rate", type=float, default=100.0, help="frame rate of the reference labels in Hz")
     q.add_argument("--tolerance", type=int, default=3, help="max length difference per row, in label frames (Kaldi 25 ms windows lose ~1.5)")
     q.add_argument("--json", type=Path, default=None, help="also write the metrics as JSON here")
+    q.add_argument("--rate", type=float, default=None,
+                   help="score the units resampled to this frame rate in Hz (nearest frame by start time, e.g. "
+                        "100 Hz MFCC k-means labels at a 50 Hz model's rate); None = their own rate")
     q.add_argument("--band", type=int, default=None,
                    help="multi-codebook labels (BEATs bands, RVQ levels): score only this codebook; "
                         "None scores each one and reports the mean")
@@ -228,10 +232,13 @@ def _merge_label_parts(labels: Path) -> dict:
 
 def _quality(args: argparse.Namespace) -> int:
     from audiossl.data.frame_labels import LabelError, read_frame_labels
-    from audiossl.tokenizers.quality import AlignmentError, label_quality, read_ref_labels
+    from audiossl.tokenizers.quality import AlignmentError, label_quality, read_ref_labels, resample_labels
 
     try:
         hyp, info = read_frame_labels(args.labels)
+        rate = info.frame_rate
+        if args.rate is not None and args.rate != rate:
+            hyp, rate = [resample_labels(h, info.frame_rate, args.rate) for h in hyp], args.rate
         ref = read_ref_labels(args.ref)
         c = info.num_codebooks
         if args.band is not None and not 0 <= args.band < c:
@@ -239,14 +246,16 @@ def _quality(args: argparse.Namespace) -> int:
         bands = [None] if c == 1 else ([args.band] if args.band is not None else list(range(c)))
         scores = [
             label_quality(
-                [h if b is None else h[:, b] for h in hyp], ref, hyp_rate=info.frame_rate, ref_rate=args.ref_rate,
+                [h if b is None else h[:, b] for h in hyp], ref, hyp_rate=rate, ref_rate=args.ref_rate,
                 num_units=info.num_classes, tolerance=args.tolerance, hyp_name=str(args.labels), ref_name=str(args.ref),
             )
             for b in bands
         ]
     except (FileNotFoundError, LabelError, AlignmentError, ValueError) as e:
         return _fail(str(e))
-    record: dict = {"labels": str(args.labels), "ref": str(args.ref), "ref_rate": args.ref_rate}
+    record: dict = {"labels": str(args.labels), "ref": str(args.ref), "ref_rate": args.ref_rate,
+                    "label_rate": info.frame_rate, "frame_rate": rate,
+                    "resampling": None if rate == info.frame_rate else "nearest frame by start time"}
     if len(scores) == 1:
         print(scores[0].table())
         record.update(scores[0].to_dict())

@@ -26,6 +26,7 @@ VERBS: dict[str, tuple[str | None, str]] = {
     "export": ("audiossl.cli.export", "export a checkpoint to HF transformers or fairseq format"),
     "export-manifest": ("audiossl.cli.export_manifest", "export a manifest to another toolkit's format (lhotse CutSet)"),
     "bench": ("audiossl.cli.bench", "SUPERB-style evaluation: frozen upstream, weighted layers, task heads"),
+    "report": ("audiossl.cli.report", "one-page report of an experiment directory: curves, PNMI, bench CIs, compute, claims"),
 }
 
 

@@ -5,7 +5,8 @@ Single process on CPU or one GPU, or ``torchrun --nproc_per_node=N`` (the gangs 
 torchrun environment; DDP by default, FSDP with ``data_parallelism=fsdp``). A run directory
 ``OUT`` holds::
 
-    OUT/run_config.json          the resolved run config (a resume must match its model section)
+    OUT/run_config.json          the resolved run config (a resume must match its model section) and the
+                                 family's analytic training FLOPs per audio-second
     OUT/checkpoints/step_N/      fairseq2 checkpoints: model, optimizer, LR scheduler, RNG, data reader
     OUT/metrics/{train,valid}.jsonl, OUT/tb/   per-step metrics (JSONL, TensorBoard)
     OUT/checkpoint/              the final model: model.safetensors + config.json + tokenizer.json
@@ -306,9 +307,12 @@ def _amp_dtype(cfg: PretrainConfig, gangs: Gangs) -> torch.dtype:
     return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[cfg.amp]
 
 
-def _check_run_dir(out: Path, cfg: PretrainConfig, model_cfg, label_path: Path | None, is_main: bool) -> None:
+def _check_run_dir(out: Path, cfg: PretrainConfig, model_cfg, label_path: Path | None, is_main: bool,
+                   flops_per_audio_second: float | None = None) -> None:
     path = out / "run_config.json"
-    record = {"run": cfg.to_dict(), "model": model_cfg.to_dict(), "label_path": str(label_path.resolve()) if label_path else None}
+    record = {"run": cfg.to_dict(), "model": model_cfg.to_dict(), "label_path": str(label_path.resolve()) if label_path else None,
+              # the family's analytic training FLOPs per audio-second at this crop (reports read it from here)
+              "flops_per_audio_second": flops_per_audio_second}
     if path.is_file():
         old = json.loads(path.read_text())
         if old.get("model") != record["model"]:
@@ -355,7 +359,8 @@ def run_pretraining(cfg: PretrainConfig, paths: RunPaths, gangs: Gangs | None = 
     train_labels = paths.manifest_dir / f"{paths.train_split}.{paths.labels}" if paths.labels else None
     settle_from_labels(cfg, train_labels, getattr(family, "LABELS_AT_FRAME_RATE", False))
     model, model_cfg = build_model(cfg)
-    _check_run_dir(out, cfg, model_cfg, train_labels, is_main)
+    flops_per_audio_second = family.train_flops_per_second(model_cfg, cfg.data.max_sample_size)
+    _check_run_dir(out, cfg, model_cfg, train_labels, is_main, flops_per_audio_second)
     train_reader, label_path = build_reader(paths, paths.train_split, model, cfg, gangs, train=True)
     valid_reader = build_reader(paths, paths.valid_split, model, cfg, gangs, train=False)[0] if paths.valid_split else None
 
@@ -407,7 +412,7 @@ def run_pretraining(cfg: PretrainConfig, paths: RunPaths, gangs: Gangs | None = 
 
     unit = PretrainTrainUnit(
         dp_model, sample_rate=model_cfg.sample_rate, dp_size=gangs.dp.size, before_step=before_step,
-        flops_per_audio_second=family.train_flops_per_second(model_cfg, cfg.data.max_sample_size), peak_flops=_peak_flops(cfg, gangs.device),
+        flops_per_audio_second=flops_per_audio_second, peak_flops=_peak_flops(cfg, gangs.device),
         metrics=metrics, extra_metrics=extra_metrics, on_metrics=on_metrics, seed=cfg.seed,
     )
     recorder = _recorder(out, cfg, gangs)

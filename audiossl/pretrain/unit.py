@@ -2,7 +2,7 @@
 
 Every published line carries the loss, the family's loss terms (masked CE and accuracy for the
 masked-prediction families, ``extra_losses`` such as MERT's CQT MSE), audio-seconds per second
-per device, padding efficiency and MFU (model FLOPs per audio-second × throughput / peak FLOP/s).
+per device, the audio-seconds of the window (all ranks; JSONL ``Audio Seconds``), padding efficiency and MFU (model FLOPs per audio-second × throughput / peak FLOP/s).
 Which terms a family reports is declared by its ``METRICS`` / ``EXTRA_METRICS``
 (:mod:`audiossl.models.families`).
 """
@@ -48,6 +48,7 @@ def metric_descriptors(extra: dict[str, str] | None = None) -> MetricDescriptorR
             d("feature_pen", "Feature Penalty", 110, format_as_float),
             d("masked_acc", "Masked Accuracy", 200, format_as_percentage, higher_better=True),
             d("audio_sec_per_sec", "Audio s/s/device", 250, lambda v: f"{float(v):.1f}"),  # type: ignore[arg-type]
+            d("audio_sec", "Audio Seconds", 249, lambda v: f"{float(v):.1f}", log=False),  # type: ignore[arg-type]
             d("padding_eff", "Padding Efficiency", 251, format_as_percentage),
             d("mfu", "MFU", 252, _fmt_mfu),
             d("skipped_steps", "Skipped Steps (non-finite)", 260, format_as_int),
@@ -179,6 +180,9 @@ class PretrainTrainUnit(TrainUnit[PretrainBatch]):
         # The sums are over all data-parallel ranks; report per device.
         per_device = real / self.sample_rate / self.dp_size / elapsed if elapsed > 0 else 0.0
         values["audio_sec_per_sec"] = per_device
+        # Audio seen in this window over all ranks: summed over a run's lines it gives the audio
+        # (and, with the family's FLOPs per audio-second, the training FLOPs) of the whole run.
+        values["audio_sec"] = real / self.sample_rate
         # Unknown peak (CPU without peak_tflops): "n/a" rather than NaN, which is not valid JSON.
         values["mfu"] = per_device * self.flops_per_audio_second / self.peak_flops if self.peak_flops else "n/a"
         self.last_values = dict(values)

@@ -11,6 +11,11 @@ Definitions follow the HuBERT paper (Hsu et al. 2021, §IV-B) on the joint distr
 
 Hypothesis units and reference labels may have different frame rates: hypothesis frame ``i``
 (time ``i / hyp_rate``) reads reference frame ``floor(i · ref_rate / hyp_rate)``.
+
+To compare unit sets at one frame rate (100 Hz MFCC k-means labels against a 50 Hz model's),
+:func:`resample_labels` takes the **nearest frame** at the same start time (frame ``i`` at the new
+rate reads frame ``floor(i · rate / new_rate)``). At 2:1 this is also what a majority vote reduces
+to, since every disagreeing pair is a tie that the earlier frame would have to break.
 """
 
 from __future__ import annotations
@@ -116,6 +121,19 @@ def align_to_hyp(
     idx = np.floor(np.arange(n_keep) * (ref_rate / hyp_rate) + 1e-9).astype(np.int64)
     np.clip(idx, 0, max(n_ref - 1, 0), out=idx)
     return idx, n_hyp - n_keep
+
+
+def resample_labels(units: np.ndarray, rate: float, new_rate: float) -> np.ndarray:
+    """Unit row ``units [frames, ...]`` at ``rate`` Hz → ``[ceil(frames · new_rate / rate), ...]`` at ``new_rate``.
+
+    Nearest frame by start time: new frame ``i`` takes frame ``floor(i · rate / new_rate)``.
+    """
+    if rate <= 0 or new_rate <= 0:
+        raise ValueError(f"frame rates must be positive, got {rate:g} Hz → {new_rate:g} Hz")
+    units = np.asarray(units)
+    n = math.ceil(len(units) * new_rate / rate - 1e-9)
+    idx = np.floor(np.arange(n) * (rate / new_rate) + 1e-9).astype(np.int64)
+    return units[np.clip(idx, 0, max(len(units) - 1, 0))] if len(units) else units[:0]
 
 
 def label_quality(

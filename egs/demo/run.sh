@@ -3,7 +3,7 @@
 # iterations), BEATs-tiny (random-projection tokens, then a self-distilled tokenizer), MERT-tiny
 # (RVQ-VAE codes + CQT), then the SUPERB-style tables against FBANK.
 #
-#   egs/demo/run.sh [--out demo_out] [--stage 1] [--stop_stage 6] [--nj 2] [--size small]
+#   egs/demo/run.sh [--out demo_out] [--stage 1] [--stop_stage 7] [--nj 2] [--size small]
 #                   [--steps1 N] [--steps2 N] [--beats_steps N] [--tok_steps N] [--rvq_steps N]
 #                   [--mert_steps N] [--bench_epochs N] [--tasks pr,ks,...]
 #
@@ -14,6 +14,9 @@
 #                                  SID, ASV, ER, SD, instrument, pitch, key, beat)     → $out/bench/hubert
 # stage 5  audiossl bench          FBANK vs BEATs it1 vs it2 on the demo audio tasks   → $out/bench/beats
 # stage 6  audiossl bench          FBANK vs HuBERT it2 vs MERT on the music tasks (+ beat) → $out/bench/mert
+# stage 7  audiossl report         one page: stage times, loss / masked accuracy curves, PNMI, the tables with CIs
+#                                  and layer weights, score vs pretraining FLOPs, the claims → $out/report.md (+ PNGs)
+# Every recipe records its stage times in its $exp/stage_times.tsv; they are printed at the end.
 # The corpus includes the opt-in IC / SD / beat sets (`audiossl synth --tasks all,intents,conversations,music_beats`).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -21,7 +24,7 @@ source "$here/../utils/lib.sh"
 
 out=demo_out
 stage=1
-stop_stage=6
+stop_stage=7
 nj=2
 tasks=pr,asr,ks,ic,sid,asv,er,sd,instrument,pitch,key,beat
 # BEATs: no pr/asr, its 6.25 Hz steps are fewer than the phones/letters of an utterance (CTC cannot align)
@@ -77,6 +80,11 @@ if run_stage 6 "music benchmark: FBANK vs HuBERT-tiny it2 vs MERT-tiny"; then
   stage_done 6
 fi
 
+if run_stage 7 "one-page report: curves, PNMI, bench CIs, compute, claims"; then
+  audiossl report "$out" --out "$out/report.md"
+  stage_done 7
+fi
+
 for f in "$out/hubert/quality.txt" "$out/beats/quality.txt"; do [ -f "$f" ] && cat "$f"; done
 for b in hubert beats mert; do [ -f "$out/bench/$b/results.md" ] && { echo; cat "$out/bench/$b/results.md"; }; done
 log "demo finished in $(( $(date +%s) - start )) s. Outputs:"
@@ -85,3 +93,6 @@ log "  checkpoints  $out/{hubert,beats}/it{1,2}/exp/checkpoint  $out/mert/mert/e
 log "  token PNMI   $out/hubert/quality.txt  $out/beats/quality.txt"
 log "  results      $out/bench/{hubert,beats,mert}/results.md (+ .csv, .json, plots/)"
 log "  TensorBoard  tensorboard --logdir $out"
+log "stage times (seconds):"
+print_stage_times "$out" >&2
+if [ -f "$out/report.md" ]; then log "report: $out/report.md (figures in $out/report_figures/)"; fi

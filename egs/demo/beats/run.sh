@@ -9,7 +9,7 @@
 # stage 3  iteration 1           BEATs-tiny on the random-projection tokens   → $exp/it1/exp/checkpoint
 # stage 4  tokenizer             self-distilled VQ tokenizer, teacher = iteration 1 → $exp/tok1/checkpoint
 # stage 5  iteration-2 tokens    label the corpus with it                     → $exp/data/{train,valid}.bt
-# stage 6  token quality         PNMI of both token sets vs phones (speech) and instruments (music) → $exp/quality.txt
+# stage 6  token quality         PNMI of both token sets vs phones (speech) and instruments (music) → $exp/quality.txt + .json
 # stage 7  iteration 2           BEATs-tiny on the tokenizer's tokens         → $exp/it2/exp/checkpoint
 #
 # Every stage writes $exp/.done.stageN when it finishes; a rerun skips finished stages.
@@ -92,14 +92,19 @@ if run_stage 6 "token quality: PNMI of iteration-1 vs iteration-2 tokens (phones
     audiossl kmeans quality "$q/speech.$it" --ref "$corpus/speech/train.ali" --ref-rate 100 --json "$q/phone.$it.json" >/dev/null
     audiossl kmeans quality "$q/music_notes.$it" --ref "$q/instrument.ali" --ref-rate 100 --json "$q/instrument.$it.json" >/dev/null
   done
-  python - "$q" <<'PY' | tee "$exp/quality.txt"
+  python - "$q" "$exp/quality.json" <<'PY' | tee "$exp/quality.txt"
 import json, sys
 q = sys.argv[1]
+rows = []
 print("| BEATs tokens (8 bands, mean / best band) | phone PNMI | instrument PNMI |")
 print("|---|---|---|")
-for it, name in (("rp", "iteration 1: random projection"), ("bt", "iteration 2: self-distilled tokenizer")):
+for it, iteration, name in (("rp", "it1", "iteration 1: random projection"), ("bt", "it2", "iteration 2: self-distilled tokenizer")):
     ph, ins = (json.load(open(f"{q}/{ref}.{it}.json")) for ref in ("phone", "instrument"))
     print(f"| {name} | {ph['pnmi']:.3f} / {ph['pnmi_best']:.3f} | {ins['pnmi']:.3f} / {ins['pnmi_best']:.3f} |")
+    for ref, d in (("phones", ph), ("instruments", ins)):
+        rows.append({"name": name, "iteration": iteration, "reference": ref, "pnmi": d["pnmi"], "pnmi_best": d["pnmi_best"],
+                     "frame_rate": d.get("frame_rate"), "file": f"{q}/{'phone' if ref == 'phones' else 'instrument'}.{it}.json"})
+json.dump({"rows": rows}, open(sys.argv[2], "w"), indent=1)
 PY
   stage_done 6
 fi

@@ -9,7 +9,8 @@
 # stage 3  iteration 1       pretrains HuBERT-tiny on it1 labels     writes $exp/it1/exp, it1/exp/checkpoint
 # stage 4  layer features    dumps layer $layer of it1               writes $exp/feats/it1_L$layer/{train,valid}
 # stage 5  k-means on it1    writes $exp/km/it1.km.*, labels $exp/it2/data/{train,valid}.km (50 Hz)
-# stage 6  label quality     PNMI of MFCC vs iteration-1 labels against the phone alignments
+# stage 6  label quality     PNMI of MFCC vs iteration-1 labels against the phone alignments (MFCC also at the
+#                            model's 50 Hz, nearest frame) → $exp/quality.txt + quality.json
 # stage 7  iteration 2       pretrains HuBERT-tiny on it2 labels     writes $exp/it2/exp/checkpoint
 #
 # Every stage writes $exp/.done.stageN when it finishes; a rerun skips finished stages.
@@ -93,16 +94,25 @@ if run_stage 6 "label quality: MFCC labels vs iteration-1 labels (PNMI against p
     audiossl kmeans quality "$exp/$it/data/train.km" --ref "$corpus/speech/train.ali" --ref-rate 100 \
       --json "$exp/$it/quality.json"
   done
-  python - "$exp" <<'PY' | tee "$exp/quality.txt"
+  # like for like: the 100 Hz MFCC labels also scored at the model's frame rate (nearest frame)
+  rate=$(python -c "import json, sys; print(json.load(open(sys.argv[1]))['frame_rate'])" "$exp/it2/data/train.km.json")
+  audiossl kmeans quality "$exp/it1/data/train.km" --ref "$corpus/speech/train.ali" --ref-rate 100 \
+    --rate "$rate" --json "$exp/it1/quality_${rate%.0}hz.json"
+  python - "$exp" "$rate" <<'PY' | tee "$exp/quality.txt"
 import json, sys
-exp = sys.argv[1]
-rows = [("MFCC k-means (iteration-1 targets)", json.load(open(f"{exp}/it1/quality.json"))),
-        ("HuBERT-it1 k-means (iteration-2 targets)", json.load(open(f"{exp}/it2/quality.json")))]
+exp, rate = sys.argv[1], sys.argv[2]
+rows = [("MFCC k-means (iteration-1 targets)", "it1", f"{exp}/it1/quality.json"),
+        (f"MFCC k-means at the model's rate (nearest frame)", "it1", f"{exp}/it1/quality_{rate.removesuffix('.0')}hz.json"),
+        ("HuBERT-it1 k-means (iteration-2 targets)", "it2", f"{exp}/it2/quality.json")]
 keys = ["pnmi", "phone_purity", "cluster_purity", "codebook_usage"]
-print("| labels | " + " | ".join(keys) + " |")
-print("|---|" + "---|" * len(keys))
-for name, q in rows:
-    print(f"| {name} | " + " | ".join(f"{q[k]:.3f}" if isinstance(q.get(k), float) else str(q.get(k)) for k in keys) + " |")
+out = []
+print("| labels | frame rate | " + " | ".join(keys) + " |")
+print("|---|---|" + "---|" * len(keys))
+for name, it, path in rows:
+    q = json.load(open(path))
+    out.append({"name": name, "iteration": it, "reference": "phones", "file": path, **q})
+    print(f"| {name} | {q['frame_rate']:g} Hz | " + " | ".join(f"{q[k]:.3f}" if isinstance(q.get(k), float) else str(q.get(k)) for k in keys) + " |")
+json.dump({"rows": out}, open(f"{exp}/quality.json", "w"), indent=1)
 PY
   stage_done 6
 fi
