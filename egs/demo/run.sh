@@ -1,22 +1,23 @@
 #!/usr/bin/env bash
 # The demo `make demo` runs on the synthetic demo corpus, CPU-sized: HuBERT-tiny (two k-means
 # iterations), BEATs-tiny (random-projection tokens, then a self-distilled tokenizer), MERT-tiny
-# (RVQ-VAE codes + CQT), then the SUPERB-style tables against FBANK.
+# (RVQ-VAE codes + CQT), WavLM-tiny (HuBERT's iteration-1 labels + utterance mixing), data2vec2-tiny
+# (EMA teacher, no labels), then the SUPERB-style tables against FBANK and a one-page report.
 #
-#   egs/demo/run.sh [--out demo_out] [--stage 1] [--stop_stage 7] [--nj 2] [--size small]
+#   egs/demo/run.sh [--out demo_out] [--stage 1] [--stop_stage 9] [--nj 2] [--size small]
 #                   [--steps1 N] [--steps2 N] [--beats_steps N] [--tok_steps N] [--rvq_steps N]
-#                   [--mert_steps N] [--bench_epochs N] [--tasks pr,ks,...]
+#                   [--mert_steps N] [--wavlm_steps N] [--d2v2_steps N] [--bench_epochs N] [--tasks pr,ks,...]
 #
-# stage 1  egs/demo/hubert/run.sh  corpus → MFCC → k-means → HuBERT it1 → layer features → k-means → it2  ($out/hubert)
-# stage 2  egs/demo/beats/run.sh   random projection → BEATs it1 → tokenizer → BEATs it2  ($out/beats, same corpus)
-# stage 3  egs/demo/mert/run.sh    RVQ-VAE on the music → codes → MERT-tiny  ($out/mert, same corpus)
-# stage 4  audiossl bench          FBANK vs HuBERT it1 vs it2 on every demo task (PR, ASR greedy + LM, KS, IC,
-#                                  SID, ASV, ER, SD, instrument, pitch, key, beat)     → $out/bench/hubert
-# stage 5  audiossl bench          FBANK vs BEATs it1 vs it2 on the demo audio tasks   → $out/bench/beats
-# stage 6  audiossl bench          FBANK vs HuBERT it2 vs MERT on the music tasks (+ beat) → $out/bench/mert
-# stage 7  audiossl report         one page: stage times, loss / masked accuracy curves, PNMI, the tables with CIs
-#                                  and layer weights, score vs pretraining FLOPs, the claims → $out/report.md (+ PNGs)
-# Every recipe records its stage times in its $exp/stage_times.tsv; they are printed at the end.
+# stage 1  egs/demo/hubert/run.sh    corpus → MFCC → k-means → HuBERT it1 → layer features → k-means → it2  ($out/hubert)
+# stage 2  egs/demo/beats/run.sh     random projection → BEATs it1 → tokenizer → BEATs it2  ($out/beats, same corpus)
+# stage 3  egs/demo/mert/run.sh      RVQ-VAE on the music → codes → MERT-tiny  ($out/mert, same corpus)
+# stage 4  egs/demo/wavlm/run.sh     WavLM-tiny on HuBERT's iteration-1 (MFCC k-means) labels  ($out/wavlm)
+# stage 5  egs/demo/data2vec2/run.sh data2vec2-tiny on the speech audio alone  ($out/data2vec2)
+# stage 6  audiossl bench            FBANK vs HuBERT it1 vs it2 vs WavLM vs data2vec2 on every demo speech/music task
+#                                    (PR, ASR greedy + LM, KS, IC, SID, ASV, ER, SD, instrument, pitch, key, beat) → $out/bench/hubert
+# stage 7  audiossl bench            FBANK vs BEATs it1 vs it2 on the demo audio tasks   → $out/bench/beats
+# stage 8  audiossl bench            FBANK vs HuBERT it2 vs MERT on the music tasks (+ beat) → $out/bench/mert
+# stage 9  audiossl report           $out/report.md: curves, PNMI, bench CIs, score vs pretraining compute, claims
 # The corpus includes the opt-in IC / SD / beat sets (`audiossl synth --tasks all,intents,conversations,music_beats`).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -24,7 +25,7 @@ source "$here/../utils/lib.sh"
 
 out=demo_out
 stage=1
-stop_stage=7
+stop_stage=9
 nj=2
 tasks=pr,asr,ks,ic,sid,asv,er,sd,instrument,pitch,key,beat
 # BEATs: no pr/asr, its 6.25 Hz steps are fewer than the phones/letters of an utterance (CTC cannot align)
@@ -37,6 +38,8 @@ beats_steps=     # BEATs steps per iteration, tokenizer steps (empty: egs/demo/b
 tok_steps=
 rvq_steps=       # RVQ-VAE steps, MERT steps (empty: egs/demo/mert/run.sh defaults)
 mert_steps=
+wavlm_steps=     # WavLM-tiny steps, data2vec2-tiny steps (empty: egs/demo/{wavlm,data2vec2}/run.sh defaults)
+d2v2_steps=
 bench_epochs=    # epochs per head (empty: each task's default)
 parse_options "$@"
 exp=$out
@@ -62,35 +65,48 @@ if run_stage 3 "MERT pipeline on the demo music"; then
   stage_done 3
 fi
 
-if run_stage 4 "SUPERB-style benchmark: FBANK vs HuBERT-tiny it1 vs it2"; then
-  audiossl bench "$out/hubert/it1/exp/checkpoint" "$out/hubert/it2/exp/checkpoint" \
-    --data "$corpus" --out "$out/bench/hubert" --tasks "$tasks" $epochs
+if run_stage 4 "WavLM pipeline on the demo speech (HuBERT's iteration-1 labels)"; then
+  bash "$here/wavlm/run.sh" --exp "$out/wavlm" --corpus "$corpus" --labels "$out/hubert/it1/data" \
+    ${wavlm_steps:+--steps $wavlm_steps}
   stage_done 4
 fi
 
-if run_stage 5 "SUPERB-style benchmark: FBANK vs BEATs-tiny it1 vs it2"; then
-  audiossl bench "$out/beats/it1/exp/checkpoint" "$out/beats/it2/exp/checkpoint" \
-    --data "$corpus" --out "$out/bench/beats" --tasks "$beats_tasks" $epochs
+if run_stage 5 "data2vec 2.0 pipeline on the demo speech (no labels)"; then
+  bash "$here/data2vec2/run.sh" --exp "$out/data2vec2" --corpus "$corpus" --nj "$nj" \
+    ${d2v2_steps:+--steps $d2v2_steps}
   stage_done 5
 fi
 
-if run_stage 6 "music benchmark: FBANK vs HuBERT-tiny it2 vs MERT-tiny"; then
-  audiossl bench "$out/hubert/it2/exp/checkpoint" "$out/mert/mert/exp/checkpoint" \
-    --data "$corpus" --out "$out/bench/mert" --tasks "$mert_tasks" $epochs
+if run_stage 6 "SUPERB-style benchmark: FBANK vs HuBERT-tiny it1 vs it2 vs WavLM-tiny vs data2vec2-tiny"; then
+  audiossl bench "$out/hubert/it1/exp/checkpoint" "$out/hubert/it2/exp/checkpoint" \
+    "$out/wavlm/exp/checkpoint" "$out/data2vec2/exp/checkpoint" \
+    --data "$corpus" --out "$out/bench/hubert" --tasks "$tasks" $epochs
   stage_done 6
 fi
 
-if run_stage 7 "one-page report: curves, PNMI, bench CIs, compute, claims"; then
-  audiossl report "$out" --out "$out/report.md"
+if run_stage 7 "SUPERB-style benchmark: FBANK vs BEATs-tiny it1 vs it2"; then
+  audiossl bench "$out/beats/it1/exp/checkpoint" "$out/beats/it2/exp/checkpoint" \
+    --data "$corpus" --out "$out/bench/beats" --tasks "$beats_tasks" $epochs
   stage_done 7
+fi
+
+if run_stage 8 "music benchmark: FBANK vs HuBERT-tiny it2 vs MERT-tiny"; then
+  audiossl bench "$out/hubert/it2/exp/checkpoint" "$out/mert/mert/exp/checkpoint" \
+    --data "$corpus" --out "$out/bench/mert" --tasks "$mert_tasks" $epochs
+  stage_done 8
+fi
+
+if run_stage 9 "one-page report: curves, PNMI, bench CIs, compute, claims"; then
+  audiossl report "$out" --out "$out/report.md"
+  stage_done 9
 fi
 
 for f in "$out/hubert/quality.txt" "$out/beats/quality.txt"; do [ -f "$f" ] && cat "$f"; done
 for b in hubert beats mert; do [ -f "$out/bench/$b/results.md" ] && { echo; cat "$out/bench/$b/results.md"; }; done
 log "demo finished in $(( $(date +%s) - start )) s. Outputs:"
 log "  corpus       $corpus"
-log "  checkpoints  $out/{hubert,beats}/it{1,2}/exp/checkpoint  $out/mert/mert/exp/checkpoint"
-log "  token PNMI   $out/hubert/quality.txt  $out/beats/quality.txt"
+log "  checkpoints  $out/{hubert,beats}/it{1,2}/exp/checkpoint  $out/mert/mert/exp/checkpoint  $out/{wavlm,data2vec2}/exp/checkpoint"
+log "  token PNMI   $out/hubert/quality.txt  $out/beats/quality.txt  $out/{wavlm,data2vec2}/quality.json"
 log "  results      $out/bench/{hubert,beats,mert}/results.md (+ .csv, .json, plots/)"
 log "  TensorBoard  tensorboard --logdir $out"
 log "stage times (seconds):"

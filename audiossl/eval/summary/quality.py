@@ -1,6 +1,7 @@
 """Label quality (PNMI) tables the demo pipelines write: ``<pipeline>/quality.json`` (rows with
 ``name``, ``iteration``, ``reference``, ``pnmi`` and optional ``pnmi_best``, ``frame_rate``,
-purities), or only ``quality.txt`` from older runs (shown verbatim)."""
+purities), a single ``audiossl kmeans quality --json`` record (one row: the pipeline's units), or only
+``quality.txt`` from older runs (shown verbatim)."""
 
 from __future__ import annotations
 
@@ -28,7 +29,8 @@ def find_quality(root: str | Path) -> list[QualityTable]:
         js, txt = d / "quality.json", d / "quality.txt"
         if js.is_file():
             try:
-                rows = json.loads(js.read_text())["rows"]
+                data = json.loads(js.read_text())
+                rows = data["rows"] if "rows" in data else [_single_record_row(d.name, data)]
                 out.append(QualityTable(d.name, [r for r in rows if isinstance(r.get("pnmi"), (int, float))]))
                 continue
             except (OSError, ValueError, KeyError, TypeError) as e:
@@ -36,3 +38,9 @@ def find_quality(root: str | Path) -> list[QualityTable]:
         if txt.is_file():
             out.append(QualityTable(d.name, text=txt.read_text()))
     return out
+
+
+def _single_record_row(pipeline: str, record: dict) -> dict:
+    """A ``kmeans quality --json`` record (one set of units, e.g. egs/demo/wavlm's) as one table row."""
+    return {"name": f"{pipeline} k-means", "iteration": "next", "reference": "phone", "pnmi": record["pnmi"],
+            **{k: record[k] for k in ("pnmi_best", "frame_rate") if k in record}}
