@@ -1,0 +1,100 @@
+"""``tools/bench/pretrain.py --trainer``: the real trainer step of a recipe (fairseq2 Trainer, data
+reader, metrics, optimizer, gradient clipping), timed the way the training log times it.
+
+Each repeat trains ``2 × steps`` steps from scratch with ``log_every = steps`` and reports the second
+window (the first holds warm-up: allocator, oneDNN kernel selection), read from the run's
+``metrics/train.jsonl``: audio-seconds per second per device, the batch size, and the model FLOP/s
+as a fraction of the fp32 GEMM rate this process measures (:func:`audiossl.models.flops.gemm_peak`,
+2048³, on the same threads). The fraction is computed here from the logged audio-s/s, so the same
+command also measures code that predates the "Of GEMM Peak" metric (before/after comparisons:
+point ``PYTHONPATH`` at the other checkout). Without ``--manifest-dir`` a synthetic corpus shaped
+like the demo's speech (1.1-5 s clips, random 100 Hz labels; HuBERT recipes only) is written to a
+temporary directory. Repeats report min / median / max: the machine may be shared.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+SR = 16000
+
+
+def synthetic_corpus(root: Path, num_clips: int = 96, num_classes: int = 100, seed: int = 0) -> Path:
+    """Write ``num_clips`` noisy tones of 1.1-5 s (three quarters at least 2 s, as the demo speech) with
+    random labels at 100 Hz: ``root/train.tsv`` + ``train.km`` (+ sidecar). Returns ``root``."""
+    from audiossl.audio.io import save_audio
+    from audiossl.data.frame_labels import LabelInfo, write_frame_labels
+    from audiossl.data.manifest import Manifest, Row, write_manifest
+
+    rng = np.random.default_rng(seed)
+    lengths = np.where(rng.random(num_clips) < 0.25, rng.uniform(1.1, 2.0, num_clips), rng.uniform(2.0, 5.0, num_clips))
+    rows, labels = [], []
+    for i, sec in enumerate(lengths):
+        n = int(sec * SR)
+        t = np.arange(n) / SR
+        wav = 0.3 * np.sin(2 * np.pi * (120 + 5 * i) * t) + 0.05 * rng.standard_normal(n)
+        save_audio(root / "wav" / f"utt{i}.wav", wav.astype(np.float32), SR)
+        rows.append(Row(f"wav/utt{i}.wav", n))
+        labels.append(rng.integers(0, num_classes, n // 160))  # 100 Hz
+    write_manifest(Manifest(root, rows), root / "train.tsv")
+    write_frame_labels(root / "train.km", labels, LabelInfo(100.0, num_classes, {"kind": "bench-random"}))
+    return root
+
+
+def run_once(recipe: Path, manifest_dir: Path, labels: str, steps: int, overrides: list[str], out: Path) -> dict:
+    """Train ``2 × steps`` steps; the second metrics window of ``out/metrics/train.jsonl``."""
+    from fairseq2.device import Device
+    from fairseq2.gang import create_fake_gangs
+
+    from audiossl.pretrain.config import load_config
+    from audiossl.pretrain.trainer import RunPaths, run_pretraining
+
+    cfg = load_config(recipe, [
+        f"max_steps={2 * steps}", f"log_every={steps}", f"checkpoint_every={2 * steps}", "validate_every=null",
+        "tensorboard=false", *overrides,
+    ])
+    run_pretraining(cfg, RunPaths(manifest_dir, "train", labels, out), gangs=create_fake_gangs(Device("cpu")))
+    rows = [json.loads(line) for line in (out / "metrics" / "train.jsonl").read_text().splitlines()]
+    return rows[-1]
+
+
+def run(recipe: Path, manifest_dir: Path | None, labels: str, steps: int, repeats: int, overrides: list[str]) -> dict:
+    """Print one line per repeat and a summary; returns the summary (audio-s/s and GEMM fractions)."""
+    import logging
+
+    from audiossl.models.flops import gemm_peak
+    from audiossl.pretrain.config import load_config
+    from audiossl.pretrain.trainer import build_model, family_of
+
+    logging.getLogger("fairseq2").setLevel(logging.WARNING)
+    logging.getLogger("audiossl").setLevel(logging.WARNING)
+    with tempfile.TemporaryDirectory(prefix="bench_trainer_") as tmp:
+        if manifest_dir is None:
+            manifest_dir, labels = synthetic_corpus(Path(tmp) / "corpus"), "km"
+            overrides = ["model.num_classes=100", *overrides]
+        cfg = load_config(recipe, overrides)
+        model, model_cfg = build_model(cfg)
+        flops = family_of(cfg).train_flops_per_second(model_cfg, cfg.data.max_sample_size)
+        del model
+        peak = gemm_peak("cpu", n=2048, repeats=5, budget_s=float("inf"))
+        print(f"{recipe} ({cfg.model.family}-{cfg.model.size}), data.max_tokens={cfg.data.max_tokens}, "
+              f"{torch.get_num_threads()} threads; {flops / 1e9:.3f} training GFLOP per audio-second; "
+              f"fp32 GEMM peak {peak / 1e9:.1f} GFLOP/s (2048³ matmul, measured now)")
+        print(f"{'repeat':>6} {'batch':>6} {'audio-s/s':>10} {'GFLOP/s':>8} {'of GEMM peak':>13} {'window s':>9}")
+        rates = []
+        for r in range(repeats):
+            row = run_once(recipe, manifest_dir, labels, steps, overrides, Path(tmp) / f"run{r}")
+            rate = float(row["Audio s/s/device"])
+            rates.append(rate)
+            print(f"{r:>6} {row.get('Batch Size', float('nan')):>6.1f} {rate:>10.1f} {rate * flops / 1e9:>8.1f} "
+                  f"{100 * rate * flops / peak:>12.1f}% {row.get('Lapse Time', float('nan')):>9.1f}")
+    summary = {"min": min(rates), "median": statistics.median(rates), "max": max(rates)}
+    print("audio-s/s  min {min:.1f}  median {median:.1f}  max {max:.1f}".format(**summary)
+          + f"   (median = {100 * summary['median'] * flops / peak:.1f}% of the GEMM peak)")
+    return {**summary, "gemm_frac_median": summary["median"] * flops / peak, "gflop_per_audio_s": flops / 1e9}
