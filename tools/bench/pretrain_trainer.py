@@ -8,8 +8,8 @@ as a fraction of the fp32 GEMM rate this process measures (:func:`audiossl.model
 2048³, on the same threads). The fraction is computed here from the logged audio-s/s, so the same
 command also measures code that predates the "Of GEMM Peak" metric (before/after comparisons:
 point ``PYTHONPATH`` at the other checkout). Without ``--manifest-dir`` a synthetic corpus shaped
-like the demo's speech (1.1-5 s clips, random 100 Hz labels; HuBERT recipes only) is written to a
-temporary directory. Repeats report min / median / max: the machine may be shared.
+like the demo's (1.1-5 s clips, random labels shaped as the family's) is written to a temporary
+directory. Repeats report min / median / max: the machine may be shared.
 """
 
 from __future__ import annotations
@@ -25,25 +25,33 @@ import torch
 SR = 16000
 
 
-def synthetic_corpus(root: Path, num_clips: int = 96, num_classes: int = 100, seed: int = 0) -> Path:
-    """Write ``num_clips`` noisy tones of 1.1-5 s (three quarters at least 2 s, as the demo speech) with
-    random labels at 100 Hz: ``root/train.tsv`` + ``train.km`` (+ sidecar). Returns ``root``."""
+def synthetic_corpus(root: Path, model, family, label_rate: float | None, num_clips: int = 96, seed: int = 0) -> Path:
+    """Write ``num_clips`` noisy tones of 1.1-5 s (three quarters at least 2 s, as the demo's clips) at the
+    model's sample rate with random labels at ``label_rate`` (None: twice the frame rate, like MFCC
+    k-means at 100 Hz for HuBERT's 50 Hz) and the model's codebooks and classes:
+    ``root/train.tsv`` + ``train.km`` (+ sidecar). Returns ``root``."""
     from audiossl.audio.io import save_audio
     from audiossl.data.frame_labels import LabelInfo, write_frame_labels
     from audiossl.data.manifest import Manifest, Row, write_manifest
+    from audiossl.models.families import num_codebooks
 
+    sr, enc = model.cfg.sample_rate, model.encoder
+    rate = label_rate or 2 * enc.frame_rate
+    books, classes = num_codebooks(family, model.cfg), model.cfg.num_classes
     rng = np.random.default_rng(seed)
     lengths = np.where(rng.random(num_clips) < 0.25, rng.uniform(1.1, 2.0, num_clips), rng.uniform(2.0, 5.0, num_clips))
     rows, labels = [], []
     for i, sec in enumerate(lengths):
-        n = int(sec * SR)
-        t = np.arange(n) / SR
+        n = int(sec * sr)
+        t = np.arange(n) / sr
         wav = 0.3 * np.sin(2 * np.pi * (120 + 5 * i) * t) + 0.05 * rng.standard_normal(n)
-        save_audio(root / "wav" / f"utt{i}.wav", wav.astype(np.float32), SR)
+        save_audio(root / "wav" / f"utt{i}.wav", wav.astype(np.float32), sr)
         rows.append(Row(f"wav/utt{i}.wav", n))
-        labels.append(rng.integers(0, num_classes, n // 160))  # 100 Hz
+        count = round(enc.num_frames(n) * rate / enc.frame_rate)
+        labels.append(rng.integers(0, classes, (count, books) if books > 1 else count))
     write_manifest(Manifest(root, rows), root / "train.tsv")
-    write_frame_labels(root / "train.km", labels, LabelInfo(100.0, num_classes, {"kind": "bench-random"}))
+    info = LabelInfo(float(rate), classes, {"kind": "bench-random"}, **({"num_codebooks": books} if books > 1 else {}))
+    write_frame_labels(root / "train.km", labels, info)
     return root
 
 
@@ -64,25 +72,43 @@ def run_once(recipe: Path, manifest_dir: Path, labels: str, steps: int, override
     return rows[-1]
 
 
+def _gemm_peak() -> float:
+    """fp32 2048³ matmul FLOP/s, best of 5 (:func:`audiossl.models.flops.gemm_peak`; the same probe inline
+    for a checkout that predates it)."""
+    try:
+        from audiossl.models.flops import gemm_peak
+    except ImportError:
+        import time
+
+        a, b, best = torch.ones(2048, 2048), torch.ones(2048, 2048), float("inf")
+        for i in range(6):
+            t0 = time.perf_counter()
+            a @ b
+            best = min(best, time.perf_counter() - t0) if i else best
+        return 2 * 2048**3 / best
+    return gemm_peak("cpu", n=2048, repeats=5, budget_s=float("inf"))
+
+
 def run(recipe: Path, manifest_dir: Path | None, labels: str, steps: int, repeats: int, overrides: list[str]) -> dict:
     """Print one line per repeat and a summary; returns the summary (audio-s/s and GEMM fractions)."""
     import logging
 
-    from audiossl.models.flops import gemm_peak
     from audiossl.pretrain.config import load_config
     from audiossl.pretrain.trainer import build_model, family_of
 
     logging.getLogger("fairseq2").setLevel(logging.WARNING)
     logging.getLogger("audiossl").setLevel(logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="bench_trainer_") as tmp:
-        if manifest_dir is None:
-            manifest_dir, labels = synthetic_corpus(Path(tmp) / "corpus"), "km"
-            overrides = ["model.num_classes=100", *overrides]
         cfg = load_config(recipe, overrides)
+        if manifest_dir is None and cfg.model.family == "hubert" and "num_classes" not in cfg.model.overrides:
+            overrides = ["model.num_classes=100", *overrides]  # as the demo's MFCC k-means
+            cfg = load_config(recipe, overrides)
         model, model_cfg = build_model(cfg)
+        if manifest_dir is None:
+            manifest_dir, labels = synthetic_corpus(Path(tmp) / "corpus", model, family_of(cfg), cfg.data.label_rate), "km"
         flops = family_of(cfg).train_flops_per_second(model_cfg, cfg.data.max_sample_size)
         del model
-        peak = gemm_peak("cpu", n=2048, repeats=5, budget_s=float("inf"))
+        peak = _gemm_peak()
         print(f"{recipe} ({cfg.model.family}-{cfg.model.size}), data.max_tokens={cfg.data.max_tokens}, "
               f"{torch.get_num_threads()} threads; {flops / 1e9:.3f} training GFLOP per audio-second; "
               f"fp32 GEMM peak {peak / 1e9:.1f} GFLOP/s (2048³ matmul, measured now)")
