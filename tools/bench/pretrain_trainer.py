@@ -9,7 +9,9 @@ as a fraction of the fp32 GEMM rate this process measures (:func:`audiossl.model
 command also measures code that predates the "Of GEMM Peak" metric (before/after comparisons:
 point ``PYTHONPATH`` at the other checkout). Without ``--manifest-dir`` a synthetic corpus shaped
 like the demo's (1.1-5 s clips, random labels shaped as the family's) is written to a temporary
-directory. Repeats report min / median / max: the machine may be shared.
+directory. Repeats report min / median / max: the machine may be shared. The last column, audio
+seconds per CPU-second of the process in the same window, is what one busy core would deliver on an
+idle machine: with ``OMP_NUM_THREADS=1`` it compares code and batch sizes even under load.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import json
 import statistics
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -67,8 +70,25 @@ def run_once(recipe: Path, manifest_dir: Path, labels: str, steps: int, override
         f"max_steps={2 * steps}", f"log_every={steps}", f"checkpoint_every={2 * steps}", "validate_every=null",
         "tensorboard=false", *overrides,
     ])
-    run_pretraining(cfg, RunPaths(manifest_dir, "train", labels, out), gangs=create_fake_gangs(Device("cpu")))
+    from audiossl.pretrain.unit import PretrainTrainUnit
+
+    clocks: list[tuple[float, float]] = []  # (wall, process CPU) at each metrics publish
+    publish = PretrainTrainUnit.process_metric_values
+
+    def timed(self, values):
+        clocks.append((time.perf_counter(), time.process_time()))
+        return publish(self, values)
+
+    PretrainTrainUnit.process_metric_values = timed  # type: ignore[method-assign]
+    try:
+        run_pretraining(cfg, RunPaths(manifest_dir, "train", labels, out), gangs=create_fake_gangs(Device("cpu")))
+    finally:
+        PretrainTrainUnit.process_metric_values = publish  # type: ignore[method-assign]
     rows = [json.loads(line) for line in (out / "metrics" / "train.jsonl").read_text().splitlines()]
+    (w0, c0), (w1, c1) = clocks[-2:]
+    # Audio of the window over the CPU time the process used in it: the rate one busy core would give
+    # on an idle machine (with 1 thread; with more it also counts spin-waiting threads).
+    rows[-1]["cpu_rate"] = float(rows[-1]["Audio s/s/device"]) * (w1 - w0) / max(c1 - c0, 1e-9)
     return rows[-1]
 
 
@@ -112,15 +132,18 @@ def run(recipe: Path, manifest_dir: Path | None, labels: str, steps: int, repeat
         print(f"{recipe} ({cfg.model.family}-{cfg.model.size}), data.max_tokens={cfg.data.max_tokens}, "
               f"{torch.get_num_threads()} threads; {flops / 1e9:.3f} training GFLOP per audio-second; "
               f"fp32 GEMM peak {peak / 1e9:.1f} GFLOP/s (2048³ matmul, measured now)")
-        print(f"{'repeat':>6} {'batch':>6} {'audio-s/s':>10} {'GFLOP/s':>8} {'of GEMM peak':>13} {'window s':>9}")
-        rates = []
+        print(f"{'repeat':>6} {'batch':>6} {'audio-s/s':>10} {'GFLOP/s':>8} {'of GEMM peak':>13} {'window s':>9} {'audio-s/CPU-s':>14}")
+        rates, cpu_rates = [], []
         for r in range(repeats):
             row = run_once(recipe, manifest_dir, labels, steps, overrides, Path(tmp) / f"run{r}")
             rate = float(row["Audio s/s/device"])
             rates.append(rate)
+            cpu_rates.append(row["cpu_rate"])
             print(f"{r:>6} {row.get('Batch Size', float('nan')):>6.1f} {rate:>10.1f} {rate * flops / 1e9:>8.1f} "
-                  f"{100 * rate * flops / peak:>12.1f}% {row.get('Lapse Time', float('nan')):>9.1f}")
+                  f"{100 * rate * flops / peak:>12.1f}% {row.get('Lapse Time', float('nan')):>9.1f} {row['cpu_rate']:>14.1f}")
     summary = {"min": min(rates), "median": statistics.median(rates), "max": max(rates)}
     print("audio-s/s  min {min:.1f}  median {median:.1f}  max {max:.1f}".format(**summary)
           + f"   (median = {100 * summary['median'] * flops / peak:.1f}% of the GEMM peak)")
-    return {**summary, "gemm_frac_median": summary["median"] * flops / peak, "gflop_per_audio_s": flops / 1e9}
+    print(f"audio-s per CPU-second  min {min(cpu_rates):.1f}  median {statistics.median(cpu_rates):.1f}  max {max(cpu_rates):.1f}")
+    return {**summary, "gemm_frac_median": summary["median"] * flops / peak, "gflop_per_audio_s": flops / 1e9,
+            "cpu_rate_median": statistics.median(cpu_rates)}

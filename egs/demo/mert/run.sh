@@ -23,7 +23,7 @@ size=small
 seed=0
 nj=2
 rvq_steps=800    # RVQ-VAE steps (~0.13 s each on 2 cores)
-steps=250        # MERT-tiny steps, 16 crops each (recipes/mert/tiny.yaml; it was 1000 steps of 4 crops: the same audio)
+steps=1000       # MERT-tiny steps (~0.26 s each on 2 cores)
 synth_tasks=all,intents,conversations,music_beats   # the default corpus + the IC, SD and beat sets
 parse_options "$@"
 
