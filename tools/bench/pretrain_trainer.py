@@ -65,12 +65,12 @@ def run_once(recipe: Path, manifest_dir: Path, labels: str, steps: int, override
 
     from audiossl.pretrain.config import load_config
     from audiossl.pretrain.trainer import RunPaths, run_pretraining
+    from audiossl.pretrain.unit import PretrainTrainUnit
 
     cfg = load_config(recipe, [
         f"max_steps={2 * steps}", f"log_every={steps}", f"checkpoint_every={2 * steps}", "validate_every=null",
         "tensorboard=false", *overrides,
     ])
-    from audiossl.pretrain.unit import PretrainTrainUnit
 
     clocks: list[tuple[float, float]] = []  # (wall, process CPU) at each metrics publish
     publish = PretrainTrainUnit.process_metric_values
@@ -98,8 +98,6 @@ def _gemm_peak() -> float:
     try:
         from audiossl.models.flops import gemm_peak
     except ImportError:
-        import time
-
         a, b, best = torch.ones(2048, 2048), torch.ones(2048, 2048), float("inf")
         for i in range(6):
             t0 = time.perf_counter()
