@@ -17,3 +17,17 @@ def test_pretrain_bench_smoke():
     lines = r.stdout.splitlines()
     assert any(l.startswith("audiossl ") for l in lines) and any(l.startswith("torchaudio ") for l in lines)
     assert "ratio audiossl / torchaudio:" in r.stdout
+
+
+def test_trainer_mode_times_the_real_trainer_and_reports_the_gemm_fraction():
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "tools/bench/pretrain.py"), "--trainer", "--recipe", str(ROOT / "recipes/hubert/tiny.yaml"),
+         "--steps", "1", "--repeats", "1", "data.max_tokens=96000"],
+        capture_output=True, text=True, timeout=600, cwd=ROOT,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "data.max_tokens=96000" in r.stdout and "fp32 GEMM peak" in r.stdout
+    summary = [line for line in r.stdout.splitlines() if line.startswith("audio-s/s  min")]
+    assert len(summary) == 1 and "of the GEMM peak" in summary[0]
+    rate = float(summary[0].split()[2])
+    assert rate > 0

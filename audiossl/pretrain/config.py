@@ -110,6 +110,9 @@ class PretrainConfig:
     counted; after this many in a row the run stops with a message (the last checkpoint is intact)."""
     peak_tflops: float | None = None
     """Peak dense TFLOP/s per device for MFU; None = look it up from the device name."""
+    gemm_peak_probe: bool = True
+    """On CPU, measure the fp32 GEMM rate once at startup (< 1 s) and log the model FLOP/s as a fraction
+    of it ("Of GEMM Peak"); False: that metric is n/a."""
     tensorboard: bool = True
     """Write TensorBoard event files under OUT/tb."""
 

@@ -338,6 +338,17 @@ def _peak_flops(cfg: PretrainConfig, device: Device) -> float | None:
         return None
 
 
+def _gemm_peak(cfg: PretrainConfig, device: Device) -> float | None:
+    """fp32 GEMM FLOP/s of this CPU (measured once per process, < 1 s), or None on GPU / when disabled."""
+    if device.type != "cpu" or not cfg.gemm_peak_probe:
+        return None
+    from audiossl.models.flops import cached_gemm_peak
+
+    peak = cached_gemm_peak()
+    log.info("CPU fp32 GEMM peak measured at startup: %.1f GFLOP/s on %d threads (Of GEMM Peak = model FLOP/s / this)", peak / 1e9, torch.get_num_threads())
+    return peak
+
+
 def _recorder(out: Path, cfg: PretrainConfig, gangs: Gangs) -> MetricRecorder:
     if gangs.root.rank != 0:
         return NOOP_METRIC_RECORDER
@@ -414,6 +425,7 @@ def run_pretraining(cfg: PretrainConfig, paths: RunPaths, gangs: Gangs | None = 
         dp_model, sample_rate=model_cfg.sample_rate, dp_size=gangs.dp.size, before_step=before_step,
         flops_per_audio_second=flops_per_audio_second, peak_flops=_peak_flops(cfg, gangs.device),
         metrics=metrics, extra_metrics=extra_metrics, on_metrics=on_metrics, seed=cfg.seed,
+        gemm_peak=_gemm_peak(cfg, gangs.device),
     )
     recorder = _recorder(out, cfg, gangs)
     wall_watch = Stopwatch()

@@ -2,7 +2,10 @@
 
 Every published line carries the loss, the family's loss terms (masked CE and accuracy for the
 masked-prediction families, ``extra_losses`` such as MERT's CQT MSE), audio-seconds per second
-per device, the audio-seconds of the window (all ranks; JSONL ``Audio Seconds``), padding efficiency and MFU (model FLOPs per audio-second × throughput / peak FLOP/s).
+per device, the audio-seconds of the window (all ranks; JSONL ``Audio Seconds``), padding efficiency,
+MFU (model FLOPs per audio-second × throughput / peak FLOP/s), the model FLOP/s themselves and, on
+CPU, their fraction of the fp32 GEMM rate measured at startup (``gemm_frac``: how close the step runs
+to what this machine's matmul reaches).
 Which terms a family reports is declared by its ``METRICS`` / ``EXTRA_METRICS``
 (:mod:`audiossl.models.families`).
 """
@@ -51,6 +54,8 @@ def metric_descriptors(extra: dict[str, str] | None = None) -> MetricDescriptorR
             d("audio_sec", "Audio Seconds", 249, lambda v: f"{float(v):.1f}", log=False),  # type: ignore[arg-type]
             d("padding_eff", "Padding Efficiency", 251, format_as_percentage),
             d("mfu", "MFU", 252, _fmt_mfu),
+            d("model_gflops", "Model GFLOP/s", 253, lambda v: f"{float(v):.1f}"),  # type: ignore[arg-type]
+            d("gemm_frac", "Of GEMM Peak", 254, _fmt_mfu),
             d("skipped_steps", "Skipped Steps (non-finite)", 260, format_as_int),
             d("grad_norm", "Gradient Norm", 300, format_as_float),
             d("lr", "Learning Rate", 700, format_as_float),
@@ -124,6 +129,8 @@ class PretrainTrainUnit(TrainUnit[PretrainBatch]):
 
     ``flops_per_audio_second``: training FLOPs per second of audio (``audiossl.models.<family>.flops``);
     ``peak_flops``: dense peak FLOP/s of one device, or None when unknown (MFU then prints n/a).
+    ``gemm_peak``: fp32 GEMM FLOP/s measured on this device (:func:`~audiossl.models.flops.cached_gemm_peak`),
+    or None (``gemm_frac`` then prints n/a).
     ``before_step``: called with the step number before each step (may raise to end the run).
     ``seed``: the run's seed; LayerDrop decisions are drawn from ``(seed, step)`` (see
     :func:`~audiossl.models.transformer.seed_layerdrop`).
@@ -137,6 +144,7 @@ class PretrainTrainUnit(TrainUnit[PretrainBatch]):
         self, model: nn.Module, *, sample_rate: int, dp_size: int, flops_per_audio_second: float, peak_flops: float | None,
         before_step: Callable[[int], None] | None = None, metrics: tuple[str, ...] = DEFAULT_METRICS,
         extra_metrics: tuple[str, ...] = (), on_metrics: Callable[[dict], None] | None = None, seed: int = 0,
+        gemm_peak: float | None = None,
     ) -> None:
         self._on_metrics = on_metrics
         self._seed = seed
@@ -144,7 +152,7 @@ class PretrainTrainUnit(TrainUnit[PretrainBatch]):
         self._metrics = _Metrics(metrics, extra_metrics)
         self._before_step = before_step
         self.sample_rate, self.dp_size = sample_rate, dp_size
-        self.flops_per_audio_second, self.peak_flops = flops_per_audio_second, peak_flops
+        self.flops_per_audio_second, self.peak_flops, self.gemm_peak = flops_per_audio_second, peak_flops, gemm_peak
         self._t0: float | None = None
         self.last_values: dict[str, object] = {}
         self._step_hooks: list[Callable[[int], None]] | None = None
@@ -184,7 +192,10 @@ class PretrainTrainUnit(TrainUnit[PretrainBatch]):
         # (and, with the family's FLOPs per audio-second, the training FLOPs) of the whole run.
         values["audio_sec"] = real / self.sample_rate
         # Unknown peak (CPU without peak_tflops): "n/a" rather than NaN, which is not valid JSON.
-        values["mfu"] = per_device * self.flops_per_audio_second / self.peak_flops if self.peak_flops else "n/a"
+        achieved = per_device * self.flops_per_audio_second
+        values["mfu"] = achieved / self.peak_flops if self.peak_flops else "n/a"
+        values["model_gflops"] = achieved / 1e9
+        values["gemm_frac"] = achieved / self.gemm_peak if self.gemm_peak else "n/a"
         self.last_values = dict(values)
         if self._on_metrics is not None:
             self._on_metrics(self.last_values)

@@ -71,18 +71,10 @@ def build(quick: bool):
 
 
 def gemm_peak(device: torch.device, dtype: torch.dtype, repeats: int = 5) -> float:
-    """FLOP/s of a large square matmul on ``device`` in ``dtype`` (best of ``repeats``)."""
-    n = 2048
-    a = torch.randn(n, n, device=device, dtype=dtype)
-    b = torch.randn(n, n, device=device, dtype=dtype)
-    best = float("inf")
-    for _ in range(repeats + 1):
-        _sync(device)
-        t0 = time.perf_counter()
-        a @ b
-        _sync(device)
-        best = min(best, time.perf_counter() - t0)
-    return 2 * n**3 / best
+    """FLOP/s of a 2048³ matmul on ``device`` in ``dtype`` (best of ``repeats``; :func:`audiossl.models.flops.gemm_peak`)."""
+    from audiossl.models.flops import gemm_peak as measure
+
+    return measure(device, dtype, n=2048, repeats=repeats, budget_s=float("inf"))
 
 
 def _sync(device: torch.device) -> None:

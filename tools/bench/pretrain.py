@@ -9,6 +9,13 @@ on GPU, and our/torchaudio ratio. On CUDA both run under bf16 autocast.
 
     python tools/bench/pretrain.py --size base --batch 8 --seconds 10 --steps 20       # GPU
     python tools/bench/pretrain.py --size tiny --batch 4 --seconds 2 --steps 10        # CPU smoke
+
+``--trainer`` instead times the real trainer step of a recipe (fairseq2 Trainer, data reader, metrics,
+clipping, optimizer; tools/bench/pretrain_trainer.py) and prints audio-s/s (min / median / max over
+``--repeats``) and the model FLOP/s as a fraction of the fp32 GEMM peak measured in the same run:
+
+    python tools/bench/pretrain.py --trainer --recipe recipes/hubert/tiny.yaml --steps 40 --repeats 3
+    python tools/bench/pretrain.py --trainer --steps 40 --repeats 3 data.max_tokens=96000   # the old tiny batch
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -65,7 +73,22 @@ def main() -> None:
     ap.add_argument("--num-classes", type=int, default=500)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--peak-tflops", type=float, default=None, help="peak dense bf16 TFLOP/s (default: by GPU name)")
+    ap.add_argument("--trainer", action="store_true", help="time the real trainer step of --recipe instead (CPU)")
+    ap.add_argument("--recipe", type=Path, default=Path(__file__).resolve().parents[2] / "recipes/hubert/tiny.yaml",
+                    help="--trainer: recipe YAML")
+    ap.add_argument("--manifest-dir", type=Path, default=None,
+                    help="--trainer: corpus with train.tsv + train.<labels> (default: a synthetic demo-like corpus)")
+    ap.add_argument("--labels", default="km", help="--trainer: label extension in --manifest-dir")
+    ap.add_argument("--repeats", type=int, default=3, help="--trainer: runs (min / median / max reported)")
+    ap.add_argument("overrides", nargs="*", help="--trainer: key=value recipe overrides, e.g. data.max_tokens=96000")
     args = ap.parse_args()
+    if args.trainer:
+        from pretrain_trainer import run
+
+        run(args.recipe, args.manifest_dir, args.labels, args.steps, args.repeats, args.overrides)
+        return
+    if args.overrides:
+        ap.error(f"key=value overrides {args.overrides} need --trainer")
 
     from audiossl.models.hubert.torchaudio import from_torchaudio
     from audiossl.models.flops import peak_flops

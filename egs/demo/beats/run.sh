@@ -25,8 +25,8 @@ stop_stage=7
 size=small
 seed=0
 nj=2
-steps1=2000      # BEATs-tiny steps per iteration (~0.05 s each on 2 cores)
-steps2=2000
+steps1=500       # BEATs-tiny steps per iteration, 16 crops each (recipes/beats/tiny.yaml; it was 2000 steps of 4 crops: the same audio)
+steps2=500
 tok_steps=800    # tokenizer steps (dead-code restarts need a few hundred to lift codebook usage)
 synth_tasks=all,intents,conversations,music_beats   # the default corpus + the IC, SD and beat sets
 parse_options "$@"

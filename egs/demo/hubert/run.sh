@@ -29,8 +29,8 @@ k1=100         # clusters on MFCC (fairseq uses 100 on LibriSpeech)
 k2=100         # clusters on iteration-1 features (fairseq uses 500); equal to k1 so PNMI compares fairly
 layer=1        # hidden layer of HuBERT-tiny to cluster (fairseq: 6 of 12 for Base)
 percent=1.0    # fraction of frames per utterance used to fit k-means
-steps1=3000    # pretraining steps per iteration (~3.5 min each on 2 cores)
-steps2=3000
+steps1=800     # pretraining steps per iteration, 12 crops of 2 s each (recipes/hubert/tiny.yaml; it was 3000 steps of 3 crops: 1.07x the audio now, ~2 min on 2 idle cores)
+steps2=800
 synth_tasks=all,intents,conversations,music_beats   # the default corpus + the IC, SD and beat sets
 parse_options "$@"
 
