@@ -78,7 +78,7 @@ def main() -> None:
                     help="--trainer: recipe YAML")
     ap.add_argument("--manifest-dir", type=Path, default=None,
                     help="--trainer: corpus with train.tsv + train.<labels> (default: a synthetic demo-like corpus)")
-    ap.add_argument("--labels", default="km", help="--trainer: label extension in --manifest-dir")
+    ap.add_argument("--labels", default="km", help="--trainer: label extension in --manifest-dir (none: audio-only families, e.g. data2vec2)")
     ap.add_argument("--repeats", type=int, default=3, help="--trainer: runs (min / median / max reported)")
     ap.add_argument("overrides", nargs="*", help="--trainer: key=value recipe overrides, e.g. data.max_tokens=96000")
     args = ap.parse_args()

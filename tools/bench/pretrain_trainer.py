@@ -81,7 +81,7 @@ def run_once(recipe: Path, manifest_dir: Path, labels: str, steps: int, override
 
     PretrainTrainUnit.process_metric_values = timed  # type: ignore[method-assign]
     try:
-        run_pretraining(cfg, RunPaths(manifest_dir, "train", labels, out), gangs=create_fake_gangs(Device("cpu")))
+        run_pretraining(cfg, RunPaths(manifest_dir, "train", None if labels == "none" else labels, out), gangs=create_fake_gangs(Device("cpu")))
     finally:
         PretrainTrainUnit.process_metric_values = publish  # type: ignore[method-assign]
     rows = [json.loads(line) for line in (out / "metrics" / "train.jsonl").read_text().splitlines()]

@@ -24,7 +24,7 @@ labels=          # directory with iteration-1 labels {train,valid}.km + .km.json
 stage=0
 stop_stage=3
 seed=0
-steps=3000       # WavLM-tiny steps (as HuBERT-tiny's iteration 1 in egs/demo/hubert)
+steps=800        # WavLM-tiny steps (as HuBERT-tiny's iteration 1 in egs/demo/hubert)
 layer=1          # hidden layer of WavLM-tiny to cluster
 k=100            # clusters on the layer features (egs/demo/hubert: k2=100)
 percent=1.0      # fraction of frames per utterance used to fit k-means
