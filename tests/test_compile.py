@@ -1,26 +1,134 @@
-"""torch.compile sees the whole HuBERT step as one graph: zero graph breaks (CPU trace)."""
+"""``torch.compile`` sees each family's whole training step without a graph break (CPU trace, issue #19).
+
+What "whole step" means under torch 2.9: Dynamo never traces ``Tensor.backward()`` (it reports the
+call as a fundamental graph break; :func:`test_dynamo_does_not_trace_backward` pins that). The
+backward of a compiled step is instead traced by AOTAutograd from the forward graph, so a step is
+whole when
+
+1. forward + loss is **one** Dynamo graph with **zero** breaks (``torch._dynamo.explain``), padded
+   (``lengths`` given) and unpadded (``lengths=None``, the padding-free path), and
+2. ``torch.compile(model, backend="aot_eager", fullgraph=True)`` (a break would raise) followed by
+   ``loss.backward()`` gives the eager loss and eager gradients, finite, from the same RNG stream.
+
+``aot_eager`` runs the AOTAutograd joint graph with eager kernels: it checks the trace, not a code
+generator (inductor's C++ compile would take minutes here).
+
+Exceptions, documented: the BEATs tokenizer's first training step initialises its codebook by
+k-means (``nonzero`` / ``unique``: data-dependent shapes), a one-off before the steady state; it is
+an ``xfail(strict=True)`` below, and every later step is checked.
+"""
+
+from __future__ import annotations
+
+import copy
 
 import pytest
 import torch
 
-from audiossl.models.hubert.model import build_hubert, hubert_tiny
+from audiossl.models.families import get_family, num_codebooks
+
+FAMILIES = ["hubert", "beats", "mert", "wavlm", "data2vec2", "rvq", "beats_tokenizer"]
 
 
-@pytest.mark.parametrize("padded", [False, True])
-def test_pretrain_forward_has_no_graph_breaks(padded):
+def _build(family: str, *, padded: bool, initialised: bool = True, batch: int = 2):
+    """``(model, (wavs [B, S], lengths [B] | None, targets))`` for one tiny training step."""
+    torch.manual_seed(0)
+    if family == "beats_tokenizer":  # needs a teacher; an in-memory tiny HuBERT, as in test_step_host_reads
+        from audiossl.models.hubert.model import HubertModel, hubert_tiny
+        from audiossl.tokenizers.beats_tokenizer import BeatsTokenizer, beats_tokenizer_tiny
+        from audiossl.upstream.encoder import EncoderUpstream
+
+        model = BeatsTokenizer(beats_tokenizer_tiny(teacher="in-memory", teacher_dim=128)).train()
+        model._teacher.append(EncoderUpstream(HubertModel(hubert_tiny())))
+        model.quantizer._initialised = initialised
+        fam, cfg = get_family(family), model.cfg
+    else:
+        fam = get_family(family)
+        cfg = fam.CONFIGS["tiny"]()
+        model = fam.build_pretrain_model(cfg).train()
+    num_samples = 2 * int(cfg.sample_rate) if family in ("beats", "beats_tokenizer") else int(cfg.sample_rate)
+    wavs = torch.randn(batch, num_samples)
+    lengths = torch.tensor([num_samples, 3 * num_samples // 4]) if padded else None
+    if getattr(fam, "METRICS", None) is not None and "masked_acc" not in fam.METRICS:
+        targets = torch.zeros(batch, 0, dtype=torch.long)  # audio-only (tokenizer) families
+    else:
+        t = model.encoder.num_frames(num_samples)
+        c = num_codebooks(fam, cfg)
+        targets = torch.randint(0, cfg.num_classes, (batch, t) if c == 1 else (batch, t, c))
+    return model, (wavs, lengths, targets)
+
+
+def _explain(model, args):
     torch._dynamo.reset()
-    model = build_hubert(hubert_tiny(num_classes=50)).train()
-    wavs = torch.randn(2, 16000)
-    lengths = torch.tensor([16000, 12000]) if padded else None
-    targets = torch.randint(0, 50, (2, 49))
-    explained = torch._dynamo.explain(model)(wavs, lengths, targets)
-    assert explained.graph_break_count == 0, [str(r.reason) for r in explained.break_reasons]
-    assert explained.graph_count == 1
+    explained = torch._dynamo.explain(lambda w, l, t: model(w, l, t).loss)(*args)
+    torch._dynamo.reset()
+    return explained
+
+
+def _reasons(explained) -> list[str]:
+    return [f"{r.reason} at {[f'{f.filename}:{f.lineno}' for f in r.user_stack[-3:]]}" for r in explained.break_reasons]
+
+
+@pytest.mark.parametrize("padded", [False, True], ids=["unpadded", "padded"])
+@pytest.mark.parametrize("family", FAMILIES)
+def test_forward_and_loss_are_one_graph(family, padded):
+    model, args = _build(family, padded=padded)
+    explained = _explain(model, args)
+    assert explained.graph_break_count == 0 and not explained.break_reasons, _reasons(explained)
+    assert explained.graph_count == 1, _reasons(explained)
+
+
+@pytest.mark.xfail(strict=True, reason="BEATs tokenizer: the first step's k-means codebook init (nonzero/unique, data-dependent shapes) breaks the graph; one-off")
+def test_beats_tokenizer_first_step_codebook_init_breaks_the_graph():
+    model, args = _build("beats_tokenizer", padded=False, initialised=False)
+    explained = _explain(model, args)
+    assert explained.graph_break_count == 0, _reasons(explained)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_compiled_step_backward_equals_eager(family):
+    """``fullgraph=True`` forward + loss through AOTAutograd, then ``.backward()``: the eager loss and grads."""
+    model, args = _build(family, padded=True)
+    twin = copy.deepcopy(model)
+    torch.manual_seed(1)  # masks and dropout draw from the global generator, in the same order
+    eager = model(*args).loss
+    eager.backward()
+    torch._dynamo.reset()
+    compiled = torch.compile(twin, backend="aot_eager", fullgraph=True)
+    torch.manual_seed(1)
+    loss = compiled(*args).loss
+    loss.backward()
+    torch._dynamo.reset()
+    torch.testing.assert_close(loss, eager, rtol=1e-5, atol=1e-6)
+    grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+    twin_grads = {n: p.grad for n, p in twin.named_parameters() if p.grad is not None}
+    assert grads and grads.keys() == twin_grads.keys()
+    for name, g in grads.items():
+        assert torch.isfinite(twin_grads[name]).all(), name
+        torch.testing.assert_close(twin_grads[name], g, rtol=1e-4, atol=1e-6, msg=lambda m, name=name: f"{name}: {m}")
+
+
+def test_dynamo_does_not_trace_backward():
+    """Why the backward is checked through AOTAutograd: Dynamo breaks at ``Tensor.backward()``."""
+    model, args = _build("hubert", padded=False)
+
+    def step(w, l, t):
+        out = model(w, l, t)
+        out.loss.backward()
+        return out.loss.detach()
+
+    torch._dynamo.reset()
+    explained = torch._dynamo.explain(step)(*args)
+    torch._dynamo.reset()
+    assert any("backward" in str(r.reason) for r in explained.break_reasons), _reasons(explained)
 
 
 def test_encoder_inference_has_no_graph_breaks():
+    from audiossl.models.hubert.model import build_hubert, hubert_tiny
+
     torch._dynamo.reset()
     encoder = build_hubert(hubert_tiny()).encoder.eval()
     with torch.no_grad():
         explained = torch._dynamo.explain(encoder)(torch.randn(3, 8000), torch.tensor([8000, 6000, 4000]))
-    assert explained.graph_break_count == 0, [str(r.reason) for r in explained.break_reasons]
+    torch._dynamo.reset()
+    assert explained.graph_break_count == 0, _reasons(explained)

@@ -22,6 +22,7 @@ predictor sees the whole sequence with a learned mask token at the masked positi
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, replace
 from typing import ClassVar
 
@@ -336,6 +337,22 @@ class BeatsPretrainOutput:
     mask_indices: Tensor  # [B, P] bool, patches hidden from the encoder
 
 
+def _f32(x: float) -> float:
+    """``x`` rounded to the nearest float32 (ties to even), in plain Python: no tensor, so
+    ``torch.compile`` folds it to a constant instead of breaking the graph at an ``.item()``."""
+    if x == 0.0:
+        return 0.0
+    m, e = math.frexp(x)
+    return math.ldexp(round(m * 2**24), e - 24)
+
+
+def _kept_patches(num_patches: int, mask_prob: float) -> int:
+    """``round((1 - mask_prob) * num_patches)`` with :func:`random_patch_mask`'s float32 numerics
+    (the exact product of two float32 fits a double, so one rounding to float32 gives float32's
+    product; Python's ``round`` ties to even as ``torch.round``)."""
+    return round(_f32(_f32(float(num_patches)) * _f32(1.0 - mask_prob)))
+
+
 def random_patch_mask(padding_mask: Tensor, mask_prob: float, generator: torch.Generator | None = None) -> Tensor:
     """``[B, P]`` bool mask of ``P - round((1 - mask_prob) * n)`` random patches among each item's ``n`` valid ones.
 
@@ -413,7 +430,7 @@ class BeatsPretrainModel(nn.Module):
                 # Unpadded batch: every item keeps exactly n_keep patches, computed on the host as
                 # random_patch_mask does on the device (float32 round), so the encoder and the
                 # predictor run without any mask.
-                n_keep = int(torch.round(torch.tensor(float(num_patches)) * (1.0 - cfg.mask_prob)))
+                n_keep = _kept_patches(num_patches, cfg.mask_prob)
                 k_max = n_keep if n_keep > 0 else k_max
         elif mask_indices.shape != (batch, num_patches):
             raise ValueError(f"mask_indices must be [batch, patches] = {[batch, num_patches]}, got {list(mask_indices.shape)}")
