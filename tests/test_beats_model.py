@@ -238,3 +238,14 @@ def test_layer_wise_gradient_decay_scales_lower_layers():
     # forward unchanged; the gradient is halved at each of the 2 layer inputs below the last layer's FFN
     torch.testing.assert_close(grads[0.5][0], grads[1.0][0] * 0.25)
     torch.testing.assert_close(grads[0.5][1], grads[1.0][1])
+
+
+@pytest.mark.parametrize("mask_prob", [0.0, 0.1, 0.3, 0.5, 0.65, 0.75, 0.8, 0.9])
+def test_host_kept_patch_count_equals_the_device_float32_round(mask_prob):
+    """The unpadded step's kept-patch count (plain Python, so ``torch.compile`` needs no ``.item()``)
+    equals :func:`random_patch_mask`'s float32 ``round((1 - p) * n)``, ties to even included."""
+    from audiossl.models.beats.model import _kept_patches
+
+    n = torch.arange(0, 6000)
+    device = torch.round(n.float() * (1.0 - mask_prob)).long().tolist()
+    assert [_kept_patches(i, mask_prob) for i in range(6000)] == device
