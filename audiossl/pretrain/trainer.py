@@ -1,5 +1,4 @@
-"""Build and run fairseq2's ``Trainer`` for any pretraining family (HuBERT, BEATs, MERT, and the
-tokenizer models trained on audio alone), chosen by ``model.family``.
+"""Build and run fairseq2's ``Trainer`` for any pretraining family (:mod:`audiossl.models.families`), chosen by ``model.family``.
 
 Single process on CPU or one GPU, or ``torchrun --nproc_per_node=N`` (the gangs come from the
 torchrun environment; DDP by default, FSDP with ``data_parallelism=fsdp``). A run directory
