@@ -51,6 +51,37 @@ def test_heads_shapes_and_padding(kind):
         assert torch.allclose(y[0, :6], head(a[None], torch.tensor([6]))[0], atol=1e-5)
 
 
+def test_bilstm_head_equals_packed_bidirectional_lstm():
+    """Two unidirectional LSTMs with per-item reversal = ``nn.LSTM(bidirectional)`` on a packed batch,
+    with garbage in the padding, outputs and gradients (2 layers, so layer 2 reads both directions)."""
+    torch.manual_seed(0)
+    cfg = HeadConfig("bilstm", hidden=12, num_layers=2, dropout=0.0)
+    head = build_head(cfg, 8, 5)
+    ref = torch.nn.LSTM(8, 12, num_layers=2, bidirectional=True, batch_first=True)
+    proj = torch.nn.Linear(24, 5)
+    with torch.no_grad():
+        for i in range(2):
+            for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                getattr(head.forward_lstms[i], f"{name}_l0").copy_(getattr(ref, f"{name}_l{i}"))
+                getattr(head.backward_lstms[i], f"{name}_l0").copy_(getattr(ref, f"{name}_l{i}_reverse"))
+        proj.load_state_dict(head.proj.state_dict())
+    lens = torch.tensor([9, 4, 7])
+    x = torch.randn(3, 9, 8)
+    for b, n in enumerate(lens.tolist()):
+        x[b, n:] = 1e3  # padding must never reach a valid frame
+    x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
+    y = head(x1, lens)
+    packed = torch.nn.utils.rnn.pack_padded_sequence(x2, lens, batch_first=True, enforce_sorted=False)
+    r, _ = torch.nn.utils.rnn.pad_packed_sequence(ref(packed)[0], batch_first=True, total_length=9)
+    r = proj(r)
+    valid = (torch.arange(9)[None, :] < lens[:, None])[..., None]
+    assert torch.allclose(y * valid, r * valid, atol=1e-5)
+    (y * valid).square().sum().backward()
+    (r * valid).square().sum().backward()
+    assert torch.allclose(x1.grad, x2.grad, atol=1e-5)
+    assert torch.allclose(head.backward_lstms[1].weight_hh_l0.grad, ref.weight_hh_l1_reverse.grad, atol=1e-5)
+
+
 def test_xvector_embeddings_and_amsoftmax():
     torch.manual_seed(0)
     head = build_head(HeadConfig("xvector", hidden=16, embed_dim=12), 8, 4)

@@ -143,6 +143,7 @@ def test_demo_resolution_and_demo_defaults(demo):
     asv = resolve(get_task("asv"), demo)
     assert asv.trials == demo / "speakers_unseen" / "trials.txt" and asv.splits["test"].parent.name == "speakers_unseen"
     assert effective(get_task("asr"), demo).head.hidden == 128  # demo-size BiLSTM
+    assert effective(get_task("asr"), demo).lr == 1e-3 and get_task("asr").lr == 1e-4  # 1e-4 never left the CTC blank plateau on the demo
     assert effective(get_task("asr"), demo, epochs=2).epochs == 2
     esc = resolve(get_task("esc50"), demo)
     folds = esc.folds()

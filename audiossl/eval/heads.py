@@ -53,21 +53,32 @@ class LinearHead(nn.Module):
 class BiLSTMHead(nn.Module):
     """Stacked BiLSTM + linear: ``[batch, frame, dim]`` → ``[batch, frame, out]`` (SUPERB ASR).
 
-    ``lengths`` must live on the CPU (``pack_padded_sequence`` reads them there); the runner keeps
-    a CPU copy so no device→host copy happens in ``forward``.
+    Each layer is two unidirectional LSTMs over the padded batch; the backward one reads every item
+    reversed *within its length* (padding stays at the end), so no output of a valid frame ever sees
+    padding: the same function as ``nn.LSTM(bidirectional=True)`` on a packed sequence (tested), but
+    on the padded fast path (oneDNN on CPU, ~3× faster for the demo's ASR head than packing).
+    Outputs at padded frames are unspecified (every objective masks them).
     """
 
     def __init__(self, in_dim: int, out_dim: int, cfg: HeadConfig) -> None:
         super().__init__()
-        self.lstm = nn.LSTM(in_dim, cfg.hidden, num_layers=cfg.num_layers, bidirectional=True,
-                            batch_first=True, dropout=cfg.dropout if cfg.num_layers > 1 else 0.0)
+        dims = [in_dim] + [2 * cfg.hidden] * (cfg.num_layers - 1)
+        self.forward_lstms = nn.ModuleList(nn.LSTM(d, cfg.hidden, batch_first=True) for d in dims)
+        self.backward_lstms = nn.ModuleList(nn.LSTM(d, cfg.hidden, batch_first=True) for d in dims)
+        self.dropout = nn.Dropout(cfg.dropout if cfg.num_layers > 1 else 0.0)  # between layers, as nn.LSTM
         self.proj = nn.Linear(2 * cfg.hidden, out_dim)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
-        y, _ = self.lstm(packed)
-        y, _ = nn.utils.rnn.pad_packed_sequence(y, batch_first=True, total_length=x.shape[1])
-        return self.proj(y)
+        t = torch.arange(x.shape[1], device=x.device)[None, :]
+        lengths = lengths.to(x.device)[:, None]
+        reverse = torch.where(t < lengths, lengths - 1 - t, t)[..., None]  # [B, T, 1]: an involution
+        for i, (fwd, bwd) in enumerate(zip(self.forward_lstms, self.backward_lstms)):
+            if i:
+                x = self.dropout(x)
+            a, _ = fwd(x)
+            b, _ = bwd(x.gather(1, reverse.expand(-1, -1, x.shape[-1])))
+            x = torch.cat([a, b.gather(1, reverse.expand(-1, -1, b.shape[-1]))], dim=-1)
+        return self.proj(x)
 
 
 class PooledHead(nn.Module):

@@ -130,7 +130,7 @@ class CTCObjective(Objective):
         return (torch.cat(targets), torch.tensor([len(t) for t in targets], dtype=torch.long))
 
     def loss(self, head, x, lengths, lengths_cpu, targets):
-        logp = head(x, lengths_cpu if self.spec.head.kind == "bilstm" else lengths).log_softmax(-1)
+        logp = head(x, lengths).log_softmax(-1)
         flat, tlens = targets
         return F.ctc_loss(logp.transpose(0, 1), flat, lengths, tlens.to(lengths.device), blank=0, zero_infinity=True)
 
@@ -157,7 +157,7 @@ class CTCObjective(Objective):
     def predict(self, head, x, lengths, lengths_cpu):
         from audiossl.eval.ctc_decode import greedy
 
-        logits = head(x, lengths_cpu if self.spec.head.kind == "bilstm" else lengths)
+        logits = head(x, lengths)
         best = logits.detach().cpu()
         out = [[self.vocab[k - 1] for k in greedy(best[b], n)] for b, n in enumerate(lengths_cpu.tolist())]
         dec = getattr(self, "lm_decoder", None)

@@ -68,6 +68,9 @@ class TaskSpec:
     """batch size as total feature frames (pooled tasks: clips)"""
     demo_head: HeadConfig | None = None
     demo_epochs: int | None = None
+    demo_lr: float | None = None
+    """the demo corpus's head (and its epochs/lr) when it differs from the paper's: minutes of
+    synthetic audio instead of hundreds of hours"""
 
     @property
     def higher_is_better(self) -> bool:
@@ -98,7 +101,7 @@ TASKS: dict[str, TaskSpec] = {
         TaskSpec("asr", "speech recognition: 2-layer BiLSTM CTC over characters; WER greedy and with lexicon beam search + word n-gram LM (SUPERB ASR)",
                  "ctc", "ltr", "wer", HeadConfig("bilstm", hidden=1024, num_layers=2, dropout=0.2),
                  _c(_LS, _LS_TRAIN), _c(_LS, _LS_DEV), _c(_LS, _LS_TEST), lr=1e-4, epochs=20,
-                 demo_head=HeadConfig("bilstm", hidden=128, num_layers=2, dropout=0.1), demo_epochs=30),
+                 demo_head=HeadConfig("bilstm", hidden=128, num_layers=2, dropout=0.1), demo_epochs=30, demo_lr=1e-3),
         TaskSpec("pf", "frame phone classification from 100 Hz alignments (.ali): linear probe", "frame", "ali",
                  "acc", HeadConfig("linear"), _c(("speech",), _TRAIN), _c(("speech",), _DEV),
                  _c(("speech",), _TEST), label_rate=100.0, lr=1e-3, epochs=10),
@@ -187,9 +190,10 @@ def is_demo(data: Path) -> bool:
 
 
 def effective(spec: TaskSpec, data: Path, epochs: int | None = None) -> TaskSpec:
-    """The spec with demo-size head/epochs when ``data`` is the demo corpus, and ``--epochs`` applied."""
+    """The spec with demo-size head/epochs/lr when ``data`` is the demo corpus, and ``--epochs`` applied."""
     if is_demo(data):
-        spec = replace(spec, head=spec.demo_head or spec.head, epochs=spec.demo_epochs or spec.epochs)
+        spec = replace(spec, head=spec.demo_head or spec.head, epochs=spec.demo_epochs or spec.epochs,
+                       lr=spec.demo_lr or spec.lr)
     return replace(spec, epochs=epochs) if epochs and spec.epochs else spec
 
 
