@@ -138,12 +138,17 @@ def _family(name):
 
         model = build_wavlm(wavlm_tiny(attention_impl="flex", attention_dropout=0.0, mix_prob=1.0))
         return model, 16000, lambda t: torch.randint(0, 100, (3, t))
+    if name == "data2vec2":  # audio alone: the Collater gets empty targets, as the trainer gives it
+        from audiossl.models.data2vec2 import build_data2vec2, data2vec2_tiny
+
+        model = build_data2vec2(data2vec2_tiny(attention_impl="flex", attention_dropout=0.0))
+        return model, 16000, lambda t: torch.zeros(3, 0, dtype=torch.long)
     from audiossl.models.beats.model import beats_tiny, build_beats
 
     return build_beats(beats_tiny(attention_impl="flex")), 16000, lambda t: torch.randint(0, 1024, (3, t, 8))
 
 
-@pytest.mark.parametrize("family", ["hubert", "mert", "beats", "wavlm"])
+@pytest.mark.parametrize("family", ["hubert", "mert", "beats", "wavlm", "data2vec2"])
 def test_padding_free_step_calls_attention_without_mask(monkeypatch, family):
     import warnings
 
@@ -163,7 +168,7 @@ def test_padding_free_step_calls_attention_without_mask(monkeypatch, family):
     out.loss.backward()
     assert calls, "no attention call seen"
     kinds = {c[0] for c in calls}
-    assert kinds == ({"flex"} if family in ("beats", "wavlm") else {"sdpa"})
+    assert kinds == ({"flex"} if family in ("beats", "wavlm", "data2vec2") else {"sdpa"})
     for kind, qshape, mask in calls:
         assert mask is None, f"{kind} got a mask in a padding-free step"
     seq = {c[1][-2] for c in calls}

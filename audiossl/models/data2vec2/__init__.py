@@ -1,5 +1,5 @@
 """data2vec 2.0 audio, one room per family: ``model`` (config, builders, encoder), ``pretrain`` (student,
-EMA teacher, decoder, loss), ``masking``, ``ema``, ``alibi``, ``decoder``, ``family`` (the
+EMA teacher, decoder, loss), ``masking``, ``ema``, ``alibi`` (and ``attention``: its flex path), ``decoder``, ``family`` (the
 pretraining-family contract), ``flops`` and ``hf`` (transformers ``Data2VecAudioModel`` layout)."""
 
 from audiossl.models.data2vec2.model import (

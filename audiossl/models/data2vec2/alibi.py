@@ -4,14 +4,27 @@ to the attention logit of query frame ``i`` and key frame ``j``. ``i`` and ``j``
 *unmasked* sequence, so a student that sees only the kept frames still gets their true distances
 (fairseq ``masked_alibi``). One learned scale per head (initialised to 1, clamped at 0) is shared by
 every layer.
+
+Two paths build the same bias (``attention_impl`` of :class:`~audiossl.models.data2vec2.model.Data2Vec2Config`):
+
+* ``eager`` (CPU default, debugging): :func:`alibi_bias` materialises a float ``[B, H, T, T]`` tensor and
+  :func:`attention_bias` folds key padding into it; it is the SDPA ``attn_mask`` of every layer (no
+  flash kernel can take it).
+* ``flex`` (``auto`` on CUDA): :func:`alibi_score_mod` adds the bias inside
+  :func:`torch.nn.attention.flex_attention` from ``[H]`` per-head factors and ``[B, K]`` positions, so
+  nothing quadratic in ``T`` is stored; key padding is a block mask
+  (:func:`audiossl.models.data2vec2.attention.key_keep_block_mask`), none for an unpadded batch.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 from torch import Tensor
+
+ScoreMod = Callable[[Tensor, Tensor, Tensor, Tensor, Tensor], Tensor]
 
 
 def alibi_slopes(num_heads: int) -> list[float]:
@@ -41,6 +54,28 @@ def alibi_bias(positions: Tensor, slopes: Tensor, scale: Tensor) -> Tensor:
     dist = (p[:, :, None] - p[:, None, :]).abs()
     per_head = (slopes.to(torch.float32) * scale.to(torch.float32).clamp_min(0))[None, :, None, None]
     return -dist[:, None] * per_head
+
+
+def alibi_score_mod(positions: Tensor | None, slopes: Tensor, scale: Tensor) -> ScoreMod:
+    """The :func:`alibi_bias` of one logit as a flex_attention ``score_mod`` (no ``[B, H, T, T]`` tensor).
+
+    ``positions``: ``[B, K]`` positions of the frames in the full sequence (the student's ``ids_keep``),
+    or None for frames at ``0 .. T-1`` (the distance is then ``|q - kv|`` and no position is read).
+    ``slopes``, ``scale``: ``[H]``; the gradient reaches ``scale`` through the captured per-head factor.
+    """
+    per_head = slopes.to(torch.float32) * scale.to(torch.float32).clamp_min(0)  # [H]
+    if positions is None:
+
+        def score_mod(score: Tensor, b: Tensor, h: Tensor, q: Tensor, kv: Tensor) -> Tensor:
+            return score - per_head[h] * (q - kv).abs().to(torch.float32)
+
+        return score_mod
+    pos = positions.to(torch.float32)
+
+    def score_mod_at(score: Tensor, b: Tensor, h: Tensor, q: Tensor, kv: Tensor) -> Tensor:
+        return score - per_head[h] * (pos[b, q] - pos[b, kv]).abs()
+
+    return score_mod_at
 
 
 def attention_bias(bias: Tensor | None, padding_mask: Tensor | None, dtype: torch.dtype) -> Tensor | None:

@@ -26,6 +26,8 @@ from torch import Tensor, nn
 from audiossl.models.conv_frontend import ConvFrontend, conv_output_length, conv_output_lengths, receptive_field
 from audiossl.models.conv_pos import StackedConvPositionalEncoder
 from audiossl.models.data2vec2.alibi import alibi_bias, alibi_slopes, attention_bias
+from audiossl.models.data2vec2.attention import AlibiFlex, alibi_flex_inputs, self_attention
+from audiossl.models.rel_pos import ATTENTION_IMPLS, resolve_impl
 from audiossl.models.transformer import EncoderLayer, layerdrop_keep
 from audiossl.utils.config import DictConfig
 
@@ -66,6 +68,12 @@ class Data2Vec2Config(DictConfig):
     use_alibi: bool = True
     """ALiBi attention biases with a learned per-head scale (``use_alibi_encoder``,
     ``learned_alibi_scale_per_head``). Off = exactly ``transformers.Data2VecAudioModel``."""
+    attention_impl: str = "auto"
+    """How the ALiBi attention runs (not in fairseq): ``eager`` (a dense float ``[B, H, T, T]`` bias as the SDPA
+    mask) | ``flex`` (flex_attention with the bias as a ``score_mod`` and key padding as a block mask: nothing
+    quadratic in ``T``; :mod:`audiossl.models.data2vec2.attention`) | ``auto``: flex on CUDA, eager elsewhere
+    (:func:`audiossl.models.rel_pos.resolve_impl`). flex has no attention dropout, so a stack in training with
+    ``attention_dropout > 0`` runs eager; without ALiBi the attention is always eager (a bool key-padding mask)."""
     dropout: float = 0.1
     """Dropout after attention and FFN (``encoder_dropout``, ``post_mlp_drop``)."""
     attention_dropout: float = 0.1
@@ -117,6 +125,8 @@ class Data2Vec2Config(DictConfig):
                                   (self.embed_dim, self.decoder_groups, "decoder_groups"), (self.decoder_dim, self.decoder_groups, "decoder_groups")):
             if dim % groups:
                 raise ValueError(f"{dim} is not divisible by {what}={groups}")
+        if self.attention_impl not in ATTENTION_IMPLS:
+            raise ValueError(f"attention_impl must be one of {ATTENTION_IMPLS}, got {self.attention_impl!r}")
         if not 1 <= self.average_top_k_layers <= self.num_layers:
             raise ValueError(f"average_top_k_layers={self.average_top_k_layers} must be in [1, num_layers={self.num_layers}]")
         if self.clone_batch < 1:
@@ -144,14 +154,15 @@ class Data2Vec2Output:
     """``[B, T]`` bool, True = padding; None when nothing is padded."""
 
 
-def layer_forward(layer: EncoderLayer, x: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
+def layer_forward(layer: EncoderLayer, x: Tensor, mask: Tensor | None, flex: AlibiFlex | None = None) -> tuple[Tensor, Tensor]:
     """A post-LN :class:`EncoderLayer` that also returns its FFN output (fairseq ``AltBlock``: the
     data2vec 2.0 target of a layer is the FFN output before the residual and the final LN).
 
-    ``x [B, T, D]``, ``mask``: an SDPA mask (:func:`~audiossl.models.data2vec2.alibi.attention_bias`).
+    ``x [B, T, D]``, ``mask``: an SDPA mask (:func:`~audiossl.models.data2vec2.alibi.attention_bias`);
+    ``flex``: run the attention through flex_attention instead (``mask`` unused).
     Returns ``(block output, FFN output)``, both ``[B, T, D]``.
     """
-    h = layer.self_attn_layer_norm(x + layer.dropout(layer.self_attn(x, mask)))
+    h = layer.self_attn_layer_norm(x + layer.dropout(self_attention(layer.self_attn, x, mask, flex)))
     f = layer.ffn(h)
     return layer.final_layer_norm(h + layer.dropout(f)), f
 
@@ -173,8 +184,27 @@ class ContextEncoder(nn.Module):
         if cfg.use_alibi:
             self.alibi_scale = nn.Parameter(torch.ones(cfg.num_heads))
             self.register_buffer("alibi_slopes", torch.tensor(alibi_slopes(cfg.num_heads), dtype=torch.float32))
+        self.attention_impl, self.attention_dropout = cfg.attention_impl, cfg.attention_dropout
         self.layerdrop = cfg.encoder_layerdrop
         self.layerdrop_generator: torch.Generator | None = None  # see audiossl.models.transformer.seed_layerdrop
+
+    def uses_flex(self, device: torch.device) -> bool:
+        """ALiBi through flex_attention (see ``Data2Vec2Config.attention_impl``): ALiBi on, the impl resolves
+        to flex on ``device``, and no attention dropout (eval or ``attention_dropout == 0``)."""
+        dropout = self.attention_dropout if self.training else 0.0
+        return self.alibi_scale is not None and resolve_impl(self.attention_impl, device) == "flex" and dropout == 0
+
+    def attention_inputs(self, x: Tensor, padding_mask: Tensor | None, ids_keep: Tensor | None) -> tuple[Tensor | None, AlibiFlex | None]:
+        """``(eager SDPA mask, None)`` or ``(None, flex inputs)`` for ``x [B, K, D]`` (``padding_mask [B, K]``
+        already gathered; ``ids_keep [B, K]`` the frames' positions, None = ``0 .. K-1``)."""
+        if self.uses_flex(x.device):
+            return None, alibi_flex_inputs(ids_keep, self.alibi_slopes, self.alibi_scale, padding_mask)
+        bias = None
+        if self.alibi_scale is not None:
+            positions = ids_keep if ids_keep is not None else torch.arange(x.shape[1], device=x.device)[None, :]
+            bias = alibi_bias(positions, self.alibi_slopes, self.alibi_scale)
+        dtype = torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else x.dtype
+        return attention_bias(bias, padding_mask, dtype), None
 
     def forward(
         self,
@@ -205,19 +235,13 @@ class ContextEncoder(nn.Module):
             x = x.gather(1, ids_keep[..., None].expand(-1, -1, x.shape[-1]))
             if padding_mask is not None:
                 padding_mask = padding_mask.gather(1, ids_keep)
-            positions = ids_keep
-        else:
-            positions = torch.arange(x.shape[1], device=x.device)[None, :]
         x = self.dropout(self.layer_norm(x))
-        bias = None
-        if self.alibi_scale is not None:
-            bias = alibi_bias(positions, self.alibi_slopes, self.alibi_scale)
-        mask = attention_bias(bias, padding_mask, x.dtype if not torch.is_autocast_enabled(x.device.type) else torch.get_autocast_dtype(x.device.type))
+        mask, flex = self.attention_inputs(x, padding_mask, ids_keep)
         hidden, ffn = [x], []
         keep = layerdrop_keep(len(self.layers), self.layerdrop if self.training else 0.0, self.layerdrop_generator)
         for layer, kept in zip(self.layers[:n], keep):
             if kept:
-                x, f = layer_forward(layer, x, mask)
+                x, f = layer_forward(layer, x, mask, flex)
                 if ffn_outputs:
                     ffn.append(f)
             elif ffn_outputs:
