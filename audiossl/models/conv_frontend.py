@@ -12,6 +12,8 @@ features (20 ms frames at 16 kHz with the default layers). Two normalisation mod
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
@@ -45,6 +47,33 @@ def receptive_field(conv_layers: tuple[ConvSpec, ...]) -> int:
         field += (kernel - 1) * jump
         jump *= stride
     return field
+
+
+class ConvFrameGeometry:
+    """Frame geometry of an encoder with a conv waveform front end (HuBERT, WavLM, MERT, data2vec 2.0).
+
+    Mixed into an ``nn.Module`` whose ``cfg`` has ``conv_layers`` and ``sample_rate``.
+    """
+
+    cfg: object
+
+    @property
+    def frame_rate(self) -> float:
+        """Frames per second (50.0 at 16 kHz with the default conv layers)."""
+        return self.cfg.sample_rate / math.prod(s for _, _, s in self.cfg.conv_layers)
+
+    @property
+    def receptive_field(self) -> int:
+        """Samples needed for one frame (400 for the default conv layers)."""
+        return receptive_field(self.cfg.conv_layers)
+
+    def frame_lengths(self, lengths: Tensor) -> Tensor:
+        """Valid frames ``[B]`` for valid samples ``lengths [B]`` (on the same device)."""
+        return conv_output_lengths(lengths, self.cfg.conv_layers)
+
+    def num_frames(self, num_samples: int) -> int:
+        """Frames for ``num_samples`` samples (0 when shorter than the receptive field)."""
+        return conv_output_length(int(num_samples), self.cfg.conv_layers)
 
 
 def _valid_mask(lengths: Tensor, size: int) -> Tensor:

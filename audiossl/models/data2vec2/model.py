@@ -17,13 +17,12 @@ The student of the pretraining model (:mod:`audiossl.models.data2vec2.pretrain`)
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, replace
 
 import torch
 from torch import Tensor, nn
 
-from audiossl.models.conv_frontend import ConvFrontend, conv_output_length, conv_output_lengths, receptive_field
+from audiossl.models.conv_frontend import ConvFrameGeometry, ConvFrontend
 from audiossl.models.conv_pos import StackedConvPositionalEncoder
 from audiossl.models.data2vec2.alibi import alibi_bias, alibi_slopes, attention_bias
 from audiossl.models.data2vec2.attention import AlibiFlex, alibi_flex_inputs, self_attention
@@ -250,7 +249,7 @@ class ContextEncoder(nn.Module):
         return hidden, ffn
 
 
-class Data2Vec2Model(nn.Module):
+class Data2Vec2Model(ConvFrameGeometry, nn.Module):
     """The data2vec 2.0 audio encoder (the student's weights): waveform → hidden states of every layer."""
 
     def __init__(self, cfg: Data2Vec2Config):
@@ -267,23 +266,6 @@ class Data2Vec2Model(nn.Module):
             if isinstance(module, nn.Linear):
                 nn.init.normal_(module.weight, mean=0.0, std=0.02)
                 nn.init.zeros_(module.bias)
-
-    @property
-    def frame_rate(self) -> float:
-        """Frames per second (50.0 at 16 kHz with the default conv layers)."""
-        return self.cfg.sample_rate / math.prod(s for _, _, s in self.cfg.conv_layers)
-
-    @property
-    def receptive_field(self) -> int:
-        return receptive_field(self.cfg.conv_layers)
-
-    def frame_lengths(self, lengths: Tensor) -> Tensor:
-        """Valid frames ``[B]`` for valid samples ``lengths [B]`` (same device)."""
-        return conv_output_lengths(lengths, self.cfg.conv_layers)
-
-    def num_frames(self, num_samples: int) -> int:
-        """Frames for ``num_samples`` samples (0 when shorter than the receptive field)."""
-        return conv_output_length(int(num_samples), self.cfg.conv_layers)
 
     @property
     def num_hidden_states(self) -> int:

@@ -14,19 +14,13 @@ Base), [i] is the output of layer i; for pre-LN (Large/XLarge) the final LayerNo
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, replace
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from audiossl.models.conv_frontend import (
-    ConvFrontend,
-    conv_output_length,
-    conv_output_lengths,
-    receptive_field,
-)
+from audiossl.models.conv_frontend import ConvFrameGeometry, ConvFrontend
 from audiossl.models.masking import compute_span_mask
 from audiossl.models.transformer import TransformerEncoder
 from audiossl.utils.config import DictConfig
@@ -180,7 +174,7 @@ class GradMultiply(torch.autograd.Function):
         return grad * ctx.scale, None
 
 
-class HubertModel(nn.Module):
+class HubertModel(ConvFrameGeometry, nn.Module):
     """The HuBERT encoder (no label embeddings): waveform → hidden states of every layer."""
 
     def __init__(self, cfg: HubertConfig):
@@ -219,24 +213,6 @@ class HubertModel(nn.Module):
             if isinstance(module, nn.Linear):
                 nn.init.normal_(module.weight, mean=0.0, std=0.02)
                 nn.init.zeros_(module.bias)
-
-    @property
-    def frame_rate(self) -> float:
-        """Frames per second (50.0 at 16 kHz with the default conv layers)."""
-        return self.cfg.sample_rate / math.prod(s for _, _, s in self.cfg.conv_layers)
-
-    @property
-    def receptive_field(self) -> int:
-        """Samples needed for one frame (400 for the default conv layers)."""
-        return receptive_field(self.cfg.conv_layers)
-
-    def frame_lengths(self, lengths: Tensor) -> Tensor:
-        """Valid frames ``[B]`` for valid samples ``lengths [B]`` (on the same device)."""
-        return conv_output_lengths(lengths, self.cfg.conv_layers)
-
-    def num_frames(self, num_samples: int) -> int:
-        """Frames for ``num_samples`` samples (0 when shorter than the receptive field)."""
-        return conv_output_length(int(num_samples), self.cfg.conv_layers)
 
     @property
     def num_hidden_states(self) -> int:
