@@ -22,6 +22,8 @@ import torch
 
 from audiossl.data.feature_store import FeatureStore, FeatureWriter
 from audiossl.upstream.engine import decode_items, forward_batch, plan_batches, prefetched
+from audiossl.data.manifest import read_manifest
+from audiossl.utils.fileio import check_free_space
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +61,6 @@ def build_cache(upstream, upstream_id: str, tsv: str | os.PathLike, cache_root: 
     """
     from tqdm import tqdm
 
-    from audiossl.data.manifest import read_manifest
-    from audiossl.utils.fileio import check_free_space
 
     tsv = Path(tsv)
     key = cache_key(upstream_id, upstream.name, tsv, cfg)

@@ -18,6 +18,8 @@ from pathlib import Path
 
 from audiossl.eval.names import slug
 from audiossl.eval.tasks import METRICS
+from audiossl.eval.confidence import load_items, align, bootstrap, paired_test, percentile_ci, task_seed
+from audiossl.eval.plots import layer_weight_heatmap, score_bars
 
 CI_METHOD = ("95% percentile bootstrap over test items (fixed seed per task); overall: joint resampling of every "
              "task; significance: paired bootstrap against the fbank row on the common test items")
@@ -74,7 +76,6 @@ def _ci(r: dict, metric: str) -> list[float] | None:
 
 
 def _load_items(r: dict, out: Path | None):
-    from audiossl.eval.confidence import load_items
 
     if out is None or not r.get("items"):
         return None
@@ -106,7 +107,6 @@ def analyse(records: list[dict], out: Path | None, n: int = 1000, seed: int = 0)
     """
     import numpy as np
 
-    from audiossl.eval.confidence import align, bootstrap, paired_test, percentile_ci, task_seed
 
     ups, tasks, cell = _table(records)
     res = {"overall_ci": {u: None for u in ups}, "significance": []}
@@ -281,7 +281,6 @@ def figures(records: list[dict], analysis: dict, out: Path) -> list[str]:
     """``results_bars.png`` (every column with CI whiskers, and the overall score) and
     ``layer_weights_<upstream>.png`` (tasks × layers heatmap, upstreams with more than one layer),
     written beside results.md; returns their names."""
-    from audiossl.eval.plots import layer_weight_heatmap, score_bars
 
     ups, tasks, cell = _table(records)
     cols = []

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from audiossl.eval.heads import HeadConfig
+from audiossl.data.manifest import ManifestError, read_manifest
+from audiossl.data.frame_labels import LabelError
 
 # metric → (higher is better, is an error rate turned into 100 − x for the overall score)
 METRICS: dict[str, tuple[bool, bool]] = {
@@ -241,7 +243,6 @@ def resolve(spec: TaskSpec, data: Path) -> TaskData:
 
     Raises :class:`BenchError` naming the missing/empty file and how to make it.
     """
-    from audiossl.data.manifest import ManifestError, read_manifest
 
     data = Path(data)
     td = TaskData(spec)
@@ -284,7 +285,6 @@ def resolve(spec: TaskSpec, data: Path) -> TaskData:
 def _check_labels(spec: TaskSpec, m) -> None:
     import importlib
 
-    from audiossl.data.frame_labels import LabelError
 
     if spec.name not in LABEL_CHECKS:
         return

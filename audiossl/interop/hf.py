@@ -37,6 +37,8 @@ import torch
 from audiossl.models.hubert.hf import hf_to_ours
 from audiossl.upstream.base import Upstream, UpstreamOutput
 from audiossl.upstream.encoder import EncoderUpstream
+from audiossl.audio.normalize import normalize_waveform
+from audiossl.models.wavlm.hf import hf_to_ours as wavlm_to_ours
 
 SUPPORTED = ("hubert", "wav2vec2", "wavlm", "data2vec-audio")
 
@@ -61,7 +63,6 @@ class HFUpstream(Upstream):
         return n
 
     def _forward(self, wavs: torch.Tensor, lengths: torch.Tensor) -> UpstreamOutput:
-        from audiossl.audio.normalize import normalize_waveform
 
         if self.normalize:
             wavs = normalize_waveform(wavs, lengths)
@@ -107,7 +108,6 @@ def hf_upstream_from_model(hf_model: torch.nn.Module, name: str, normalize: bool
     if hf_model.config.model_type in ("hubert", "wav2vec2"):
         return EncoderUpstream(hf_to_ours(hf_model), name=name, normalize=normalize)
     if hf_model.config.model_type == "wavlm":
-        from audiossl.models.wavlm.hf import hf_to_ours as wavlm_to_ours
 
         return EncoderUpstream(wavlm_to_ours(hf_model), name=name, normalize=normalize)
     return HFUpstream(hf_model, name=name, normalize=normalize)

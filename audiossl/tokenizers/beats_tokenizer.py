@@ -48,6 +48,7 @@ from audiossl.models.patch_frontend import NUM_MEL_BINS, PATCH, PATCH_RATE, beat
 from audiossl.models.transformer import TransformerEncoder
 from audiossl.tokenizers.vq import UPDATES, EMAVectorQuantizer, VQConfig
 from audiossl.utils.config import DictConfig, from_dict_checked
+from audiossl.upstream.load import load_upstream
 
 ENCODER_TYPES = ("beats", "raw_patch")
 
@@ -370,7 +371,6 @@ class BeatsTokenizer(nn.Module):
                     "BeatsTokenizer: no teacher configured (model.overrides.teacher / --teacher); a teacher is needed "
                     "to train, not to label"
                 )
-            from audiossl.upstream.load import load_upstream
 
             up = load_upstream(self.cfg.teacher, device=device)
             up.requires_grad_(False)

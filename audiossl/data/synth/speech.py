@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from audiossl.data.synth.espeak import ESpeak, Synthesis, VoiceSettings
+from audiossl.audio.io import resample
 
 
 SPEECH_RATE = 16_000
@@ -131,7 +132,6 @@ def to_16k(samples: np.ndarray, rate: int) -> np.ndarray:
     """int16 ``[time]`` at ``rate`` → float32 ``[time']`` at 16 kHz, |x| ≤ 1."""
     import torch
 
-    from audiossl.audio.io import resample
 
     wav = torch.from_numpy(samples.astype(np.float32) / 32768.0)
     with _one_thread():

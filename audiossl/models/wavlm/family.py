@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from audiossl.models.wavlm.model import CONFIGS, WavlmConfig, WavlmModel, WavlmPretrainModel, build_wavlm
+from audiossl.models.wavlm.flops import wavlm_train_flops_per_second
+from audiossl.models.checkpoint import load_family_checkpoint
 
 __all__ = ["CONFIGS", "config_from_dict", "build_pretrain_model", "train_flops_per_second", "load_pretrain_checkpoint", "load_encoder"]
 
@@ -17,13 +19,11 @@ build_pretrain_model = build_wavlm
 
 
 def train_flops_per_second(cfg: WavlmConfig, crop_samples: int) -> float:
-    from audiossl.models.wavlm.flops import wavlm_train_flops_per_second
 
     return wavlm_train_flops_per_second(cfg, crop_samples)
 
 
 def _load(ckpt_dir: str | Path, pretrain: bool, map_location: str = "cpu"):
-    from audiossl.models.checkpoint import load_family_checkpoint
 
     def hint(missing: list[str]) -> str:
         if pretrain and any(k in ("label_embs", "final_proj.weight") for k in missing):
