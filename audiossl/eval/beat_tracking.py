@@ -148,7 +148,6 @@ class BeatObjective:
 
     def items(self, split, preds):
         """Per clip: (F-measure, 1), so the bootstrap resamples clips."""
-
         rate = float(split.store.meta["frame_rate"])
         refs = [parse_beats(l, f"{split.label_file}:{i + 1}") for i, l in enumerate(split.labels)]
         f = beat_f_per_clip(refs, [pick_peaks(p, rate, self.threshold) for p in preds])

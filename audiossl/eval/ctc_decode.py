@@ -55,7 +55,6 @@ def read_lexicon(path: str | Path, letters: Sequence[str]) -> dict[str, list[str
 
 
 def write_lexicon(lexicon: dict[str, list[str]], path: str | Path) -> Path:
-
     atomic_write_text(Path(path), "".join(f"{w}\t{' '.join(s)}\n" for w, s in lexicon.items()))
     return Path(path)
 

@@ -209,7 +209,6 @@ class DiarizationObjective:
 
     def items(self, split, preds):
         """Per conversation: (error seconds, reference speech seconds) for DER and its parts."""
-
         rate = float(split.store.meta["frame_rate"])
         refs = [parse_segments(l, f"{split.label_file}:{i + 1}") for i, l in enumerate(split.labels)]
         c = der_components(refs, [activity_to_segments(p, rate) for p in preds], [len(p) / rate for p in preds])

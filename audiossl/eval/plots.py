@@ -6,6 +6,7 @@ Matplotlib with the Agg backend (no display needed); files are written atomicall
 from __future__ import annotations
 
 from pathlib import Path
+
 from audiossl.utils.fileio import atomic_open
 
 
@@ -19,7 +20,6 @@ def _plt():
 
 
 def _save(fig, path: Path) -> Path:
-
     with atomic_open(path, "wb") as f:
         fig.savefig(f, format="png", dpi=100)
     return path

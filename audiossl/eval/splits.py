@@ -25,7 +25,6 @@ class SplitData:
 
 
 def load_split(store: FeatureStore, tsv: Path, label: str | None) -> SplitData:
-
     m = read_manifest(tsv, labels=[label] if label else [])
     labs = m.labels[label] if label else [""] * len(m)
     keep = [i for i, u in enumerate(m.ids) if u in store]

@@ -19,9 +19,9 @@ import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from audiossl.eval.heads import HeadConfig
-from audiossl.data.manifest import ManifestError, read_manifest
 from audiossl.data.frame_labels import LabelError
+from audiossl.data.manifest import ManifestError, read_manifest
+from audiossl.eval.heads import HeadConfig
 
 # metric → (higher is better, is an error rate turned into 100 − x for the overall score)
 METRICS: dict[str, tuple[bool, bool]] = {
@@ -243,7 +243,6 @@ def resolve(spec: TaskSpec, data: Path) -> TaskData:
 
     Raises :class:`BenchError` naming the missing/empty file and how to make it.
     """
-
     data = Path(data)
     td = TaskData(spec)
     roles = {f"fold{k + 1}": g for k, g in enumerate(spec.folds)} if spec.folds else {"train": spec.train, "dev": spec.dev, "test": spec.test}
@@ -284,7 +283,6 @@ def resolve(spec: TaskSpec, data: Path) -> TaskData:
 
 def _check_labels(spec: TaskSpec, m) -> None:
     import importlib
-
 
     if spec.name not in LABEL_CHECKS:
         return

@@ -9,13 +9,13 @@ and returned with the reason, never silently dropped.
 from __future__ import annotations
 
 from pathlib import Path
+
 from audiossl.data.manifest import read_manifest
 
 
 def export_lhotse(tsv: str | Path, out: str | Path) -> tuple[Path, int, list[tuple[str, str]]]:
     """Write ``out`` (``.jsonl.gz``); returns ``(out, cuts written, [(path, reason), ...] skipped)``."""
     from lhotse import CutSet, MonoCut, MultiCut, Recording, SupervisionSegment
-
 
     m = read_manifest(tsv)
     texts, speakers = m.labels.get("wrd"), m.labels.get("spk")

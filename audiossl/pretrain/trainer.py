@@ -65,18 +65,18 @@ from fairseq2.utils.threading import _StandardThreadPool
 from fairseq2.validator import NOOP_VALIDATOR, StandardValidator
 
 from audiossl.data.frame_labels import read_frame_labels
+from audiossl.data.label_checks import LabelCheckContext, run_label_checks, settle_from_labels
+from audiossl.data.lengths import probe_lengths
 from audiossl.data.manifest import read_manifest
+from audiossl.models.families import FamilyError, get_family, num_codebooks
+from audiossl.models.flops import peak_flops, cached_gemm_peak
 from audiossl.models.transformer import uses_layerdrop
 from audiossl.pretrain.config import ConfigError, PretrainConfig
-from audiossl.data.lengths import probe_lengths
 from audiossl.pretrain.data import BucketBatchSampler, PretrainDataReader, PretrainDataset
-from audiossl.models.families import FamilyError, get_family, num_codebooks
+from audiossl.pretrain.export import export_model
 from audiossl.pretrain.health import GuardedAdamW, StopSignal, TrainingDiverged
 from audiossl.pretrain.unit import DEFAULT_METRICS, PretrainEvalUnit, PretrainTrainUnit, metric_descriptors
-from audiossl.data.label_checks import LabelCheckContext, run_label_checks, settle_from_labels
 from audiossl.utils.fileio import atomic_write_json
-from audiossl.models.flops import peak_flops, cached_gemm_peak
-from audiossl.pretrain.export import export_model
 
 log = logging.getLogger(__name__)
 
@@ -360,7 +360,6 @@ def _recorder(out: Path, cfg: PretrainConfig, gangs: Gangs) -> MetricRecorder:
 
 def run_pretraining(cfg: PretrainConfig, paths: RunPaths, gangs: Gangs | None = None) -> RunResult:
     """Train (or resume) until ``cfg.max_steps``, then export ``OUT/checkpoint``."""
-
     gangs = gangs or setup_gangs(cfg.data_parallelism)
     out = paths.out
     is_main = gangs.root.rank == 0

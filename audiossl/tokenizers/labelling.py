@@ -11,6 +11,7 @@ import logging
 from collections import Counter
 from pathlib import Path
 from typing import Callable
+
 from audiossl.audio.io import AudioError, load_audio
 from audiossl.data.frame_labels import LabelInfo, write_frame_labels
 from audiossl.data.manifest import read_manifest
@@ -31,7 +32,6 @@ def label_manifest(
     import numpy as np
     import torch
     from tqdm import tqdm
-
 
     manifest = read_manifest(tsv)
     rows: list[np.ndarray] = [np.zeros((0, num_codebooks), dtype=np.int64)] * len(manifest)
@@ -74,7 +74,6 @@ def label_codes(manifest, coder, out: Path, info, student, *, batch_size: int = 
     import numpy as np
     import torch
     from tqdm import tqdm
-
 
     sr, hop = coder.sample_rate, coder.hop
     chunk = max(hop, int(chunk_seconds * sr) // hop * hop)

@@ -140,7 +140,6 @@ def save_random_projection(tok: RandomProjectionTokenizer, out_dir: str | os.Pat
     """Write ``random_projection.safetensors`` (projection, codebook) + ``.json`` (config, sha256)."""
     from safetensors.torch import save
 
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tensors = {"projection": tok.projection.detach().cpu().contiguous(), "codebook": tok.codebook.detach().cpu().contiguous()}

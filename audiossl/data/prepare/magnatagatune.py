@@ -67,7 +67,6 @@ def top_tags(tags: list[str], rows: list[tuple[int, str, list[int]]], top_n: int
 def prepare_magnatagatune(src: str | Path, out: str | Path, *, top_n: int = 50, keep_untagged: bool = False,
                           **common) -> PrepareResult:
     """Write ``OUT/{train,valid,test}.tsv`` + ``.tags`` (comma-separated) + ``OUT/tags.txt`` (the tag set)."""
-
     config = common_options(common)
     src = Path(src)
     tags, rows = read_annotations(src / ANNOTATIONS)

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from audiossl.data.synth.espeak import ESpeak, Synthesis, VoiceSettings
 from audiossl.audio.io import resample
+from audiossl.data.synth.espeak import ESpeak, Synthesis, VoiceSettings
 
 
 SPEECH_RATE = 16_000
@@ -131,7 +131,6 @@ def _one_thread():
 def to_16k(samples: np.ndarray, rate: int) -> np.ndarray:
     """int16 ``[time]`` at ``rate`` → float32 ``[time']`` at 16 kHz, |x| ≤ 1."""
     import torch
-
 
     wav = torch.from_numpy(samples.astype(np.float32) / 32768.0)
     with _one_thread():

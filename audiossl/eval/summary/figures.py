@@ -20,7 +20,6 @@ def _plt():
 
 
 def _save(fig, path: Path) -> Path:
-
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_open(path, "wb") as f:
         fig.savefig(f, format="png", dpi=90)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from audiossl.models.beats.model import CONFIGS, BeatsConfig, BeatsPretrainModel, build_beats
 from audiossl.models.beats.flops import beats_train_flops_per_second
+from audiossl.models.beats.model import CONFIGS, BeatsConfig, BeatsPretrainModel, build_beats
 from audiossl.models.checkpoint import load_family_checkpoint
 
 __all__ = [
@@ -25,13 +25,11 @@ build_pretrain_model = build_beats
 
 
 def train_flops_per_second(cfg: BeatsConfig, crop_samples: int) -> float:
-
     return beats_train_flops_per_second(cfg, crop_samples)
 
 
 def load_pretrain_checkpoint(ckpt_dir: str | Path, map_location: str = "cpu") -> BeatsPretrainModel:
     """Our ``model.safetensors`` + ``config.json`` (family ``beats``) → :class:`BeatsPretrainModel`."""
-
     return load_family_checkpoint(ckpt_dir, "beats", BeatsConfig, BeatsPretrainModel,
                                   what="the BEATs config in config.json", map_location=map_location)
 

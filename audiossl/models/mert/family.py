@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from audiossl.models.mert.model import CONFIGS, MertConfig, MertModel, MertPretrainModel, build_cqt, build_mert
-from audiossl.models.mert.flops import mert_train_flops_per_second
 from audiossl.models.checkpoint import load_family_checkpoint
+from audiossl.models.mert.flops import mert_train_flops_per_second
+from audiossl.models.mert.model import CONFIGS, MertConfig, MertModel, MertPretrainModel, build_cqt, build_mert
 
 __all__ = [
     "CONFIGS", "NUM_CODEBOOKS_FIELD", "EXTRA_METRICS", "LABELS_AT_FRAME_RATE", "config_from_dict", "build_pretrain_model",
@@ -29,12 +29,10 @@ build_pretrain_model = build_mert
 
 
 def train_flops_per_second(cfg: MertConfig, crop_samples: int) -> float:
-
     return mert_train_flops_per_second(cfg, crop_samples)
 
 
 def _load(ckpt_dir: str | Path, pretrain: bool):
-
     model = load_family_checkpoint(ckpt_dir, "mert", MertConfig, MertPretrainModel if pretrain else MertModel,
                                    what="the MERT config in config.json", strip_prefix=None if pretrain else "encoder.")
     if pretrain:
