@@ -111,6 +111,31 @@ def private_imports(mods: dict[str, Path]) -> list[str]:
     return sorted(bad)
 
 
+def unjustified_lazy_imports(mods: dict[str, Path]) -> list[str]:
+    """Function-level ``audiossl`` imports outside ``cli/`` whose lines carry no ``# lazy: <why>``.
+
+    The cycle these used to hold together is gone; one that stays inside a function must say why
+    (a heavy optional package, a plug-in resolved from a table, ...). ``cli/`` verbs are lazy by design.
+    """
+    bad = []
+    for m, path in mods.items():
+        if m.split(".")[:2] == ["audiossl", "cli"]:
+            continue
+        lines = path.read_text().splitlines()
+        tree = ast.parse("\n".join(lines), str(path))
+        top = {id(n) for n in tree.body}
+        for node in ast.walk(tree):
+            if not isinstance(node, (ast.Import, ast.ImportFrom)) or id(node) in top:
+                continue
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
+            if not (getattr(node, "level", 0) or any(n.split(".")[0] == "audiossl" for n in names)):
+                continue
+            text = " ".join(lines[node.lineno - 1 : node.end_lineno])
+            if "# lazy:" not in text:
+                bad.append(f"{m}:{node.lineno}: {lines[node.lineno - 1].strip()}")
+    return sorted(bad)
+
+
 def test_every_package_has_a_layer():
     assert {_package(m) for m in _modules()} <= set(RANK)
 
@@ -127,6 +152,10 @@ def test_no_private_names_across_modules():
     assert private_imports(_modules()) == []
 
 
+def test_function_level_imports_say_why_they_are_lazy():
+    assert unjustified_lazy_imports(_modules()) == []
+
+
 def test_the_checks_catch_a_cycle_a_wrong_direction_and_a_private_name(tmp_path):
     g = {"audiossl.models.a": {"audiossl.eval.b"}, "audiossl.eval.b": {"audiossl.models.a"}}
     assert cycles(g) == [["audiossl.eval.b", "audiossl.models.a"]]
@@ -135,3 +164,10 @@ def test_the_checks_catch_a_cycle_a_wrong_direction_and_a_private_name(tmp_path)
     src = tmp_path / "x.py"
     src.write_text("def f():\n    from audiossl.models.hubert import _secret\n")
     assert private_imports({"audiossl.upstream.x": src}) == ["audiossl.upstream.x imports audiossl.models.hubert._secret"]
+    src.write_text("import torch\nfrom audiossl.utils import fileio\n\n\ndef f():\n    import json\n"
+                   "    from audiossl.models import hubert  # lazy: pulls transformers\n"
+                   "    from audiossl.models.hubert import (\n        x,\n    )  # lazy: plug-in\n"
+                   "    from . import y\n    from audiossl.data import manifest\n")
+    assert [b.split(":", 1)[1] for b in unjustified_lazy_imports({"audiossl.upstream.x": src})] == [
+        "11: from . import y", "12: from audiossl.data import manifest"]
+    assert unjustified_lazy_imports({"audiossl.cli.x": src}) == []

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import soundfile as sf
 
+from audiossl.utils.fileio import atomic_open
+
 if TYPE_CHECKING:  # torch is imported where it is used, so `prepare`/`validate` start fast
     import torch
 
@@ -137,8 +139,6 @@ def load_audio(
 
 def save_audio(path: str | Path, wav: torch.Tensor | np.ndarray, sample_rate: int, subtype: str = "PCM_16") -> None:
     """Write ``[time]`` (or ``[time, channels]``) audio; atomic (temp file + rename)."""
-    from audiossl.utils.fileio import atomic_open
-
     if not isinstance(wav, np.ndarray):
         wav = wav.detach().cpu().numpy()
     path = Path(path)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from audiossl.data.manifest import read_manifest
+
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".opus", ".aiff", ".aif", ".au", ".sph")
 
 
@@ -39,8 +41,6 @@ def collect_audio_paths(src: str | Path) -> list[str]:
     if src.is_dir():
         return [str(p) for p in find_audio(src)]
     if src.suffix == ".tsv":
-        from audiossl.data.manifest import read_manifest
-
         return [str(p) for p in read_manifest(src, labels=[]).paths()]
     if src.name.endswith(".scp"):
         return [loc for _, loc in read_wav_scp(src)]

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from audiossl.data.frame_labels import LabelError
+from audiossl.eval.confidence import Items
 
 
 def parse_beats(line: str, where: str = "") -> np.ndarray:
@@ -147,8 +148,6 @@ class BeatObjective:
 
     def items(self, split, preds):
         """Per clip: (F-measure, 1), so the bootstrap resamples clips."""
-        from audiossl.eval.confidence import Items
-
         rate = float(split.store.meta["frame_rate"])
         refs = [parse_beats(l, f"{split.label_file}:{i + 1}") for i, l in enumerate(split.labels)]
         f = beat_f_per_clip(refs, [pick_peaks(p, rate, self.threshold) for p in preds])

@@ -21,7 +21,9 @@ import numpy as np
 import torch
 
 from audiossl.data.feature_store import FeatureStore, FeatureWriter
+from audiossl.data.manifest import read_manifest
 from audiossl.upstream.engine import decode_items, forward_batch, plan_batches, prefetched
+from audiossl.utils.fileio import check_free_space
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +60,6 @@ def build_cache(upstream, upstream_id: str, tsv: str | os.PathLike, cache_root: 
     Reuses a complete cache with the same key and resumes an interrupted one.
     """
     from tqdm import tqdm
-
-    from audiossl.data.manifest import read_manifest
-    from audiossl.utils.fileio import check_free_space
 
     tsv = Path(tsv)
     key = cache_key(upstream_id, upstream.name, tsv, cfg)

@@ -32,6 +32,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
 
+from audiossl.eval import metrics as M
+from audiossl.utils.fileio import atomic_open
+
 N_RESAMPLES = 1000
 SEED = 0
 LEVEL = 0.95
@@ -60,8 +63,6 @@ class Items:
 
     def value(self, metric: str, idx: np.ndarray | None = None) -> float:
         """The metric on items ``idx`` (all when None); NaN where undefined on that resample."""
-        from audiossl.eval import metrics as M
-
         sel = slice(None) if idx is None else idx
         if metric in self.ratio:
             num, den = self.ratio[metric]
@@ -106,8 +107,6 @@ class Items:
         return arrays
 
     def save(self, path: str | Path) -> None:
-        from audiossl.utils.fileio import atomic_open
-
         with atomic_open(Path(path), "wb") as f:
             np.savez_compressed(f, **self.arrays())
 
@@ -158,8 +157,6 @@ class SeedItems:
         return SeedItems([r.take(idx) for r in self.runs])
 
     def save(self, path: str | Path) -> None:
-        from audiossl.utils.fileio import atomic_open
-
         arrays = {"ids": np.asarray(self.ids, dtype=str), "head_seeds": np.asarray(len(self.runs))}
         for k, r in enumerate(self.runs):
             arrays |= {f"seed{k}.{name}": a for name, a in r.arrays().items() if name != "ids"}

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from audiossl.eval.lm import UNK, LMError, check_lm
+from audiossl.utils.fileio import atomic_write_text
 
 BLANK = "<blank>"
 BOUNDARY = "|"
@@ -54,8 +55,6 @@ def read_lexicon(path: str | Path, letters: Sequence[str]) -> dict[str, list[str
 
 
 def write_lexicon(lexicon: dict[str, list[str]], path: str | Path) -> Path:
-    from audiossl.utils.fileio import atomic_write_text
-
     atomic_write_text(Path(path), "".join(f"{w}\t{' '.join(s)}\n" for w, s in lexicon.items()))
     return Path(path)
 

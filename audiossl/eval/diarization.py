@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from audiossl.data.frame_labels import LabelError
+from audiossl.eval.confidence import Items
 
 NUM_SPEAKERS = 2
 Segments = list[tuple[float, float, str]]
@@ -208,8 +209,6 @@ class DiarizationObjective:
 
     def items(self, split, preds):
         """Per conversation: (error seconds, reference speech seconds) for DER and its parts."""
-        from audiossl.eval.confidence import Items
-
         rate = float(split.store.meta["frame_rate"])
         refs = [parse_segments(l, f"{split.label_file}:{i + 1}") for i, l in enumerate(split.labels)]
         c = der_components(refs, [activity_to_segments(p, rate) for p in preds], [len(p) / rate for p in preds])

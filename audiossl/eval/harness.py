@@ -24,8 +24,17 @@ from typing import Callable
 
 import numpy as np
 
+from audiossl.eval.cache import CacheConfig, build_cache
+from audiossl.eval.confidence import Items, SeedItems, confidence_intervals, task_seed
+from audiossl.eval.ctc_decode import DecodeConfig
+from audiossl.eval.lm import LMError, check_lm, transcript_lm
 from audiossl.eval.names import slug
+from audiossl.eval.qbe import run_pair
+from audiossl.eval.report import write_reports
+from audiossl.eval.runner import RunConfig, train_and_evaluate
+from audiossl.eval.splits import concat_splits, load_split
 from audiossl.eval.tasks import BenchError, TaskData, available, check_frame_rate, effective, get_task, resolve
+from audiossl.upstream.load import load_upstream
 from audiossl.utils.fileio import atomic_open, atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -67,12 +76,10 @@ def run_bench(upstreams: list[str], tasks: list[str] | None, data: str | Path, o
 
     ``loader(spec, device)`` builds an upstream (default :func:`audiossl.upstream.load.load_upstream`).
     """
-    from audiossl.eval.report import write_reports
-
     cfg = cfg or BenchConfig()
     data, out = Path(data), Path(out)
     if loader is None:
-        from audiossl.upstream.load import load_upstream as loader
+        loader = load_upstream
     ups = list(dict.fromkeys(upstreams))
     if cfg.head_seeds < 1:
         raise BenchError(f"--head-seeds {cfg.head_seeds}: need at least 1 head per task")
@@ -125,8 +132,6 @@ def _word_ctc(td: TaskData) -> bool:
 def _prepare_lms(tds: list[TaskData], out: Path, cfg: BenchConfig) -> dict[str, str]:
     """Task → word LM path for the word-level CTC tasks (asr); the user's LM is loaded once here, before
     any training, so a file KenLM cannot read fails in seconds with its name."""
-    from audiossl.eval.lm import LMError, check_lm, transcript_lm
-
     lms = {}
     for td in tds:
         if not _word_ctc(td) or (cfg.lm or "").lower() == "none":
@@ -160,12 +165,6 @@ def _mean_of_seeds(runs: list):
 def _run_pair(u: str, up, layer: int | None, td: TaskData, out: Path, cfg: BenchConfig, lm: str | None = None) -> dict:
     from safetensors.torch import save
 
-    from audiossl.eval.cache import CacheConfig, build_cache
-    from audiossl.eval.confidence import Items, SeedItems, confidence_intervals, task_seed
-    from audiossl.eval.ctc_decode import DecodeConfig
-    from audiossl.eval.runner import RunConfig, train_and_evaluate
-    from audiossl.eval.splits import concat_splits, load_split
-
     spec = td.spec
     run_dir = out / "runs" / slug(u) / spec.name
     done = run_dir / "result.json"
@@ -177,8 +176,6 @@ def _run_pair(u: str, up, layer: int | None, td: TaskData, out: Path, cfg: Bench
         log.info("%s / %s: done already (%s), skipping", u, spec.name, done)
         return rec
     if spec.objective == "qbe":
-        from audiossl.eval.qbe import run_pair
-
         rec = run_pair(u, up, layer, td, out, cfg)
         atomic_write_json(done, rec)
         return rec

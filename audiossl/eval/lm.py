@@ -25,6 +25,8 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from audiossl.utils.fileio import atomic_write_text
+
 BOS, EOS, UNK = "<s>", "</s>", "<unk>"
 
 
@@ -101,8 +103,6 @@ def train_kneser_ney(sentences: Iterable[Sequence[str]], order: int = 3) -> dict
 
 def write_arpa(model: dict, path: str | Path) -> Path:
     """Write :func:`train_kneser_ney`'s model as an ARPA text file (atomically)."""
-    from audiossl.utils.fileio import atomic_write_text
-
     order = model["order"]
     by_n: dict[int, list[tuple]] = defaultdict(list)
     for g in model["prob"]:

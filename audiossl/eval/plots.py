@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from audiossl.utils.fileio import atomic_open
+
 
 def _plt():
     import matplotlib
@@ -18,8 +20,6 @@ def _plt():
 
 
 def _save(fig, path: Path) -> Path:
-    from audiossl.utils.fileio import atomic_open
-
     with atomic_open(path, "wb") as f:
         fig.savefig(f, format="png", dpi=100)
     return path

@@ -24,7 +24,11 @@ from pathlib import Path
 import numpy as np
 
 from audiossl.data.frame_labels import LabelError
+from audiossl.data.manifest import ManifestError, read_manifest
+from audiossl.eval.cache import CacheConfig, build_cache, layer_stack
+from audiossl.eval.confidence import Items, confidence_intervals, task_seed
 from audiossl.eval.names import slug
+from audiossl.eval.tasks import BenchError
 
 NONE = "none"
 
@@ -42,8 +46,6 @@ def queries_path(docs_tsv: Path) -> Path:
 def check_labels(manifest, label_path: Path) -> None:
     """Before any caching: documents carry ``.kw`` lines and the queries manifest beside them exists,
     with one keyword per query, every one of them spoken in at least one document."""
-    from audiossl.data.manifest import ManifestError, read_manifest
-
     docs = [doc_keywords(l) for l in manifest.labels["kw"]]
     qtsv = queries_path(Path(label_path).with_suffix(".tsv"))
     if not qtsv.is_file():
@@ -134,11 +136,6 @@ def evaluate(dev: tuple, test: tuple, num_layers: int) -> dict:
 def run_pair(u: str, up, layer: int | None, td, out: Path, cfg) -> dict:
     """The bench record of one (upstream, qbe) pair: cache queries + documents of dev and test, pick
     the layer on dev, score test; per-query AP as the bootstrap items."""
-    from audiossl.eval.cache import CacheConfig, build_cache, layer_stack
-    from audiossl.eval.confidence import Items, confidence_intervals, task_seed
-    from audiossl.eval.tasks import BenchError
-    from audiossl.data.manifest import read_manifest
-
     ccfg = CacheConfig(layer=layer, pooled=False, max_batch_seconds=cfg.max_batch_seconds, device=cfg.device)
     splits, skipped, qids = {}, 0, []
     for role in ("dev", "test"):

@@ -16,7 +16,9 @@ import csv
 import io
 from pathlib import Path
 
+from audiossl.eval.confidence import load_items, align, bootstrap, paired_test, percentile_ci, task_seed
 from audiossl.eval.names import slug
+from audiossl.eval.plots import layer_weight_heatmap, score_bars
 from audiossl.eval.tasks import METRICS
 
 CI_METHOD = ("95% percentile bootstrap over test items (fixed seed per task); overall: joint resampling of every "
@@ -74,8 +76,6 @@ def _ci(r: dict, metric: str) -> list[float] | None:
 
 
 def _load_items(r: dict, out: Path | None):
-    from audiossl.eval.confidence import load_items
-
     if out is None or not r.get("items"):
         return None
     p = Path(out) / r["items"]
@@ -105,8 +105,6 @@ def analyse(records: list[dict], out: Path | None, n: int = 1000, seed: int = 0)
     per-item statistics (results from before the CI code) get neither.
     """
     import numpy as np
-
-    from audiossl.eval.confidence import align, bootstrap, paired_test, percentile_ci, task_seed
 
     ups, tasks, cell = _table(records)
     res = {"overall_ci": {u: None for u in ups}, "significance": []}
@@ -281,8 +279,6 @@ def figures(records: list[dict], analysis: dict, out: Path) -> list[str]:
     """``results_bars.png`` (every column with CI whiskers, and the overall score) and
     ``layer_weights_<upstream>.png`` (tasks × layers heatmap, upstreams with more than one layer),
     written beside results.md; returns their names."""
-    from audiossl.eval.plots import layer_weight_heatmap, score_bars
-
     ups, tasks, cell = _table(records)
     cols = []
     for t, m in columns(records):

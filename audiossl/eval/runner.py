@@ -27,9 +27,18 @@ from audiossl.data.frame_labels import LabelError
 from audiossl.eval import metrics as M
 from audiossl.eval.cache import layer_stack
 from audiossl.eval.confidence import Items
-from audiossl.eval.ctc_decode import DecodeConfig
+from audiossl.eval.ctc_decode import (
+    DecodeConfig,
+    LexiconLMDecoder,
+    build_lexicon,
+    read_lexicon,
+    greedy,
+    char_errors,
+    word_errors,
+)
 from audiossl.eval.featurizer import Featurizer
 from audiossl.eval.heads import build_head
+from audiossl.eval.lm import arpa_unigrams
 from audiossl.eval.splits import SplitData
 from audiossl.eval.tasks import TaskSpec, read_trials
 
@@ -141,9 +150,6 @@ class CTCObjective(Objective):
 
     def enable_lm(self, train: SplitData) -> None:
         """Decode with the lexicon + LM beam search from now on (test time); no-op without ``cfg.lm``."""
-        from audiossl.eval.ctc_decode import LexiconLMDecoder, build_lexicon, read_lexicon
-        from audiossl.eval.lm import arpa_unigrams
-
         if not (self.word_level and self.cfg.lm):
             return
         words = [w for lab in train.labels for w in M.letters_to_words(self.tokens(lab))]
@@ -155,8 +161,6 @@ class CTCObjective(Objective):
         self.lm_decoder = LexiconLMDecoder(self.vocab, lex, self.cfg.lm, workdir, self.cfg.decode)
 
     def predict(self, head, x, lengths, lengths_cpu):
-        from audiossl.eval.ctc_decode import greedy
-
         logits = head(x, lengths)
         best = logits.detach().cpu()
         out = [[self.vocab[k - 1] for k in greedy(best[b], n)] for b, n in enumerate(lengths_cpu.tolist())]
@@ -170,8 +174,6 @@ class CTCObjective(Objective):
         return {m: it.value(m) for m in it.ratio}
 
     def items(self, split, preds):
-        from audiossl.eval.ctc_decode import char_errors, word_errors
-
         refs = [self.tokens(l) for l in split.labels]
         greedy_preds = [p[0] if isinstance(p, tuple) else p for p in preds]
         if not self.word_level:

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from audiossl.data.feature_store import FeatureStore
+from audiossl.data.manifest import read_manifest
 
 
 @dataclass
@@ -24,8 +25,6 @@ class SplitData:
 
 
 def load_split(store: FeatureStore, tsv: Path, label: str | None) -> SplitData:
-    from audiossl.data.manifest import read_manifest
-
     m = read_manifest(tsv, labels=[label] if label else [])
     labs = m.labels[label] if label else [""] * len(m)
     keep = [i for i, u in enumerate(m.ids) if u in store]

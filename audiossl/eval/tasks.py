@@ -19,6 +19,8 @@ import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from audiossl.data.frame_labels import LabelError
+from audiossl.data.manifest import ManifestError, read_manifest
 from audiossl.eval.heads import HeadConfig
 
 # metric → (higher is better, is an error rate turned into 100 − x for the overall score)
@@ -241,8 +243,6 @@ def resolve(spec: TaskSpec, data: Path) -> TaskData:
 
     Raises :class:`BenchError` naming the missing/empty file and how to make it.
     """
-    from audiossl.data.manifest import ManifestError, read_manifest
-
     data = Path(data)
     td = TaskData(spec)
     roles = {f"fold{k + 1}": g for k, g in enumerate(spec.folds)} if spec.folds else {"train": spec.train, "dev": spec.dev, "test": spec.test}
@@ -283,8 +283,6 @@ def resolve(spec: TaskSpec, data: Path) -> TaskData:
 
 def _check_labels(spec: TaskSpec, m) -> None:
     import importlib
-
-    from audiossl.data.frame_labels import LabelError
 
     if spec.name not in LABEL_CHECKS:
         return

@@ -20,8 +20,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from audiossl.data.sources import collect_audio_paths, read_wav_scp
+from audiossl.extract.sinks import Sink
 from audiossl.upstream.base import Upstream
 from audiossl.upstream.engine import decode_items, forward_batch, plan_batches, prefetched, probe_items
+from audiossl.upstream.load import load_upstream
+from audiossl.utils.fileio import atomic_write_json, check_free_space
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +83,6 @@ class ExtractReport:
 def list_inputs(src: str | Path) -> list[tuple[str, str]]:
     """``(utt_id, path)`` for a file, directory, wav.scp or manifest. Ids of files are their path
     relative to the directory / manifest root, without extension; whitespace becomes ``_``."""
-    from audiossl.data.sources import collect_audio_paths, read_wav_scp
-
     src = Path(src)
     if src.name.endswith(".scp"):
         pairs = read_wav_scp(src)
@@ -181,10 +183,6 @@ def extract(upstream: Upstream | str, inputs: str | Path | list[tuple[str, str]]
             cfg: ExtractConfig | None = None) -> ExtractReport:
     """Extract ``upstream`` features of ``inputs`` into ``out``. Returns an :class:`ExtractReport`."""
     from tqdm import tqdm
-
-    from audiossl.upstream.load import load_upstream
-    from audiossl.extract.sinks import Sink
-    from audiossl.utils.fileio import atomic_write_json, check_free_space
 
     cfg = cfg or ExtractConfig()
     if cfg.pool not in ("none", "mean"):

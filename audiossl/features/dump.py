@@ -33,8 +33,10 @@ import torch
 from audiossl.audio.features import FeatureError, FeatureSpec, get_feature
 from audiossl.audio.io import AudioError, audio_info, load_audio
 from audiossl.data.feature_store import FeatureWriter, merge_parts
-from audiossl.data.sharding import Part
 from audiossl.data.manifest import read_manifest
+from audiossl.data.sharding import Part
+from audiossl.upstream.engine import receptive_field, forward_batch, forward_long
+from audiossl.upstream.load import load_checkpoint_dir
 from audiossl.utils.fileio import atomic_write_json, check_free_space
 
 log = logging.getLogger(__name__)
@@ -160,15 +162,11 @@ class LayerFeatures:
 
     def __init__(self, upstream: torch.nn.Module, layer: int, device: torch.device,
                  chunk_seconds: float = 30.0, overlap_seconds: float = 2.0) -> None:
-        from audiossl.upstream.engine import receptive_field
-
         self.upstream, self.layer, self.device = upstream, layer, device
         self.chunk_seconds, self.overlap_seconds = chunk_seconds, overlap_seconds
         self.receptive_field = receptive_field(upstream)
 
     def __call__(self, wav: torch.Tensor, sample_rate: int) -> torch.Tensor:
-        from audiossl.upstream.engine import forward_batch
-
         need = self.receptive_field
         if wav.numel() < need:
             raise FeatureError(
@@ -183,8 +181,6 @@ class LayerFeatures:
         return hidden[self.layer].float().cpu()
 
     def _long(self, wav: torch.Tensor) -> torch.Tensor:
-        from audiossl.upstream.engine import forward_long
-
         with torch.inference_mode():
             hidden = forward_long(self.upstream, wav.to(self.device), self.chunk_seconds, self.overlap_seconds, self.layer)
         return hidden[self.layer].float().cpu()
@@ -196,8 +192,6 @@ def model_feature(
     """A :class:`FeatureSpec` for layer ``layer`` (0 = before the first transformer layer) of the
     checkpoint directory ``ckpt`` of any family (HuBERT, WavLM, BEATs, MERT); frame rate, sample rate and
     dim come from the checkpoint."""
-    from audiossl.upstream.load import load_checkpoint_dir
-
     up = load_checkpoint_dir(str(ckpt))
     up.normalize = False  # the encoder gets the waveform as is (the HuBERT k-means recipe's features)
     n, rate = up.num_layers - 1, up.sample_rate

@@ -10,21 +10,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from audiossl.interop.fairseq_w2v import unwrap_finetuned, detect_kind, load_fairseq_hf_model
+from audiossl.interop.hf import hf_upstream_from_model
+from audiossl.models.fairseq_io import read_fairseq_checkpoint
+from audiossl.models.hubert.fairseq import load_fairseq_hubert
+from audiossl.models.wavlm.fairseq import load_fairseq_wavlm
+from audiossl.upstream.encoder import EncoderUpstream
+
 
 def load_any_fairseq_upstream(path: str | Path):
     """``fairseq:<file>`` → an :class:`audiossl.upstream.base.Upstream` for the model the file holds."""
-    from audiossl.models.fairseq_io import read_fairseq_checkpoint
-    from audiossl.interop.fairseq_w2v import unwrap_finetuned, detect_kind, load_fairseq_hf_model
-    from audiossl.interop.hf import hf_upstream_from_model
-
     ck = read_fairseq_checkpoint(path)
     kind = detect_kind(*unwrap_finetuned(ck["model_cfg"], ck["model"]))
     if kind == "hubert":
         return load_fairseq_upstream(path)
     if kind == "wavlm":
-        from audiossl.models.wavlm.fairseq import load_fairseq_wavlm
-        from audiossl.upstream.encoder import EncoderUpstream
-
         model, normalize = load_fairseq_wavlm(path)
         return EncoderUpstream(model, name=f"fairseq:{path}", normalize=normalize)
     model, normalize = load_fairseq_hf_model(path)
@@ -33,8 +33,5 @@ def load_any_fairseq_upstream(path: str | Path):
 
 def load_fairseq_upstream(path: str | Path):
     """``fairseq:<file>`` spec → :class:`audiossl.upstream.encoder.EncoderUpstream` (task ``normalize`` honoured)."""
-    from audiossl.models.hubert.fairseq import load_fairseq_hubert
-    from audiossl.upstream.encoder import EncoderUpstream
-
     model, task_cfg = load_fairseq_hubert(path)
     return EncoderUpstream(model, name=f"fairseq:{path}", normalize=bool(task_cfg.get("normalize", False)))

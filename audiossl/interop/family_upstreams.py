@@ -8,19 +8,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from audiossl.models.beats.checkpoint import load_beats_model
+from audiossl.models.mert.hf import load_mert_model
 from audiossl.upstream.encoder import EncoderUpstream
 
 
 def load_beats_upstream(path: str | Path) -> EncoderUpstream:
     """``beats:<file>`` upstream spec: a released BEATs checkpoint as an :class:`EncoderUpstream`."""
-    from audiossl.models.beats.checkpoint import load_beats_model
-
     return EncoderUpstream(load_beats_model(path), name=f"beats:{path}")
 
 
 def load_mert_upstream(directory: str | Path) -> EncoderUpstream:
     """``mert:<dir>`` upstream spec: a released HF-format MERT directory as an :class:`EncoderUpstream`."""
-    from audiossl.models.mert.hf import load_mert_model
-
     model, normalize = load_mert_model(directory)
     return EncoderUpstream(model, name=f"mert:{directory}", normalize=normalize)

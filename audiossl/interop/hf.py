@@ -34,7 +34,9 @@ from pathlib import Path
 
 import torch
 
+from audiossl.audio.normalize import normalize_waveform
 from audiossl.models.hubert.hf import hf_to_ours
+from audiossl.models.wavlm.hf import hf_to_ours as wavlm_to_ours
 from audiossl.upstream.base import Upstream, UpstreamOutput
 from audiossl.upstream.encoder import EncoderUpstream
 
@@ -61,8 +63,6 @@ class HFUpstream(Upstream):
         return n
 
     def _forward(self, wavs: torch.Tensor, lengths: torch.Tensor) -> UpstreamOutput:
-        from audiossl.audio.normalize import normalize_waveform
-
         if self.normalize:
             wavs = normalize_waveform(wavs, lengths)
         frames = self.frame_lengths(lengths).to(wavs.device)
@@ -107,8 +107,6 @@ def hf_upstream_from_model(hf_model: torch.nn.Module, name: str, normalize: bool
     if hf_model.config.model_type in ("hubert", "wav2vec2"):
         return EncoderUpstream(hf_to_ours(hf_model), name=name, normalize=normalize)
     if hf_model.config.model_type == "wavlm":
-        from audiossl.models.wavlm.hf import hf_to_ours as wavlm_to_ours
-
         return EncoderUpstream(wavlm_to_ours(hf_model), name=name, normalize=normalize)
     return HFUpstream(hf_model, name=name, normalize=normalize)
 

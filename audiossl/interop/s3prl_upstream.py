@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from audiossl.models.fairseq_io import read_fairseq_checkpoint, FairseqCheckpointError
 from audiossl.upstream.base import Upstream, UpstreamOutput
 
 PROBE_SECONDS = (0.6, 1.0)
@@ -53,8 +54,6 @@ def _conv_stack(expert: nn.Module) -> list[tuple[int, int]] | None:
 
 def _check_safe(path: Path) -> None:
     """Refuse a checkpoint that needs more than tensors / containers / inert configs to unpickle."""
-    from audiossl.models.fairseq_io import read_fairseq_checkpoint, FairseqCheckpointError
-
     if not path.is_file():
         raise S3prlUpstreamError(f"{path}: no such checkpoint file (s3prl specs take a local file: s3prl:<name>:/path/to/ckpt.pt)")
     try:

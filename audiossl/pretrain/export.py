@@ -14,6 +14,8 @@ from pathlib import Path
 import torch
 
 from audiossl.data.frame_labels import sidecar
+from audiossl.models.checkpoint import save_checkpoint
+from audiossl.models.families import get_family
 from audiossl.utils.fileio import atomic_write_text
 
 TOKENIZER_NAME = "tokenizer.json"
@@ -25,8 +27,6 @@ class ExportError(ValueError):
 
 def export_model(model, model_cfg, out_dir: str | os.PathLike, label_path: str | os.PathLike | None, *, step_nr: int, state: dict | None = None) -> Path:
     """Save ``model`` (or ``state`` loaded into a fresh model of ``model_cfg``) plus the label sidecar."""
-    from audiossl.models.checkpoint import save_checkpoint
-
     if state is not None:
         model = family_of(model_cfg).build_pretrain_model(model_cfg)
         model.load_state_dict(state, strict=True)
@@ -47,8 +47,6 @@ def export_model(model, model_cfg, out_dir: str | os.PathLike, label_path: str |
 
 def family_of(model_cfg):
     """The family module of ``model_cfg`` (its class attribute ``family``; HuBERT when absent)."""
-    from audiossl.models.families import get_family
-
     return get_family(getattr(model_cfg, "family", "hubert"))
 
 
@@ -77,8 +75,6 @@ def export_from_run(run_dir: str | os.PathLike, which: str | int = "last", out_d
     from fairseq2.gang import create_fake_gangs
     from fairseq2.io import _TorchTensorFileDumper, _TorchTensorFileLoader
     from fairseq2.utils.threading import _StandardThreadPool
-
-    from audiossl.models.families import get_family
 
     run_dir = Path(run_dir)
     cfg_path = run_dir / "run_config.json"

@@ -65,15 +65,17 @@ from fairseq2.utils.threading import _StandardThreadPool
 from fairseq2.validator import NOOP_VALIDATOR, StandardValidator
 
 from audiossl.data.frame_labels import read_frame_labels
+from audiossl.data.label_checks import LabelCheckContext, run_label_checks, settle_from_labels
+from audiossl.data.lengths import probe_lengths
 from audiossl.data.manifest import read_manifest
+from audiossl.models.families import FamilyError, get_family, num_codebooks
+from audiossl.models.flops import peak_flops, cached_gemm_peak
 from audiossl.models.transformer import uses_layerdrop
 from audiossl.pretrain.config import ConfigError, PretrainConfig
-from audiossl.data.lengths import probe_lengths
 from audiossl.pretrain.data import BucketBatchSampler, PretrainDataReader, PretrainDataset
-from audiossl.models.families import FamilyError, get_family, num_codebooks
+from audiossl.pretrain.export import export_model
 from audiossl.pretrain.health import GuardedAdamW, StopSignal, TrainingDiverged
 from audiossl.pretrain.unit import DEFAULT_METRICS, PretrainEvalUnit, PretrainTrainUnit, metric_descriptors
-from audiossl.data.label_checks import LabelCheckContext, run_label_checks, settle_from_labels
 from audiossl.utils.fileio import atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -328,7 +330,6 @@ def _peak_flops(cfg: PretrainConfig, device: Device) -> float | None:
         return cfg.peak_tflops * 1e12
     if device.type != "cuda":
         return None
-    from audiossl.models.flops import peak_flops
 
     try:
         return peak_flops(torch.cuda.get_device_name(device))
@@ -341,7 +342,6 @@ def _gemm_peak(cfg: PretrainConfig, device: Device) -> float | None:
     """fp32 GEMM FLOP/s of this CPU (measured once per process, < 1 s), or None on GPU / when disabled."""
     if device.type != "cpu" or not cfg.gemm_peak_probe:
         return None
-    from audiossl.models.flops import cached_gemm_peak
 
     peak = cached_gemm_peak()
     log.info("CPU fp32 GEMM peak measured at startup: %.1f GFLOP/s on %d threads (Of GEMM Peak = model FLOP/s / this)", peak / 1e9, torch.get_num_threads())
@@ -360,8 +360,6 @@ def _recorder(out: Path, cfg: PretrainConfig, gangs: Gangs) -> MetricRecorder:
 
 def run_pretraining(cfg: PretrainConfig, paths: RunPaths, gangs: Gangs | None = None) -> RunResult:
     """Train (or resume) until ``cfg.max_steps``, then export ``OUT/checkpoint``."""
-    from audiossl.pretrain.export import export_model
-
     gangs = gangs or setup_gangs(cfg.data_parallelism)
     out = paths.out
     is_main = gangs.root.rank == 0

@@ -44,9 +44,18 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from audiossl.models.beats.model import BeatsConfig, BeatsModel
-from audiossl.models.patch_frontend import NUM_MEL_BINS, PATCH, PATCH_RATE, beats_fbank, num_patch_frames, patch_frame_lengths, patchify
+from audiossl.models.patch_frontend import (
+    NUM_MEL_BINS,
+    PATCH,
+    PATCH_RATE,
+    beats_fbank,
+    num_patch_frames,
+    patch_frame_lengths,
+    patchify,
+)
 from audiossl.models.transformer import TransformerEncoder
 from audiossl.tokenizers.vq import UPDATES, EMAVectorQuantizer, VQConfig
+from audiossl.upstream.load import load_upstream
 from audiossl.utils.config import DictConfig, from_dict_checked
 
 ENCODER_TYPES = ("beats", "raw_patch")
@@ -370,7 +379,6 @@ class BeatsTokenizer(nn.Module):
                     "BeatsTokenizer: no teacher configured (model.overrides.teacher / --teacher); a teacher is needed "
                     "to train, not to label"
                 )
-            from audiossl.upstream.load import load_upstream
 
             up = load_upstream(self.cfg.teacher, device=device)
             up.requires_grad_(False)

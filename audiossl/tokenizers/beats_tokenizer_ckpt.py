@@ -32,8 +32,11 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from audiossl.models.checkpoint import CheckpointError, load_state_into
 from audiossl.models.torch_file import read_cfg_model
 from audiossl.tokenizers.beats_tokenizer import BeatsTokenizer, BeatsTokenizerConfig
+from audiossl.tokenizers.beats_tokenizer_family import BeatsTokenizerUpstream, load_pretrain_checkpoint
+from audiossl.utils.fileio import atomic_open
 
 log = logging.getLogger(__name__)
 
@@ -139,8 +142,6 @@ def load_beats_tokenizer(path: str | Path, **overrides) -> BeatsTokenizer:
     Every key of the file must be used and every encoder / quantizer key filled (else
     :class:`BeatsTokenizerCheckpointError` lists them). ``overrides`` set other config fields (e.g. ``teacher``).
     """
-    from audiossl.models.checkpoint import CheckpointError, load_state_into
-
     cfg_dict, state = read_checkpoint(path)
     cfg = config_from_unilm(cfg_dict, path, **overrides)
     model = BeatsTokenizer(cfg)
@@ -155,8 +156,6 @@ def load_beats_tokenizer(path: str | Path, **overrides) -> BeatsTokenizer:
 
 def load_beats_tokenizer_upstream(path: str | Path):
     """``beats_tokenizer:<file>`` upstream spec: a released tokenizer's encoder (every layer, 8 bands averaged, 6.25 Hz)."""
-    from audiossl.tokenizers.beats_tokenizer_family import BeatsTokenizerUpstream
-
     return BeatsTokenizerUpstream(load_beats_tokenizer(path), name=f"beats_tokenizer:{path}")
 
 
@@ -170,9 +169,6 @@ def beats_tokenizer_checkpoint_dict(model: BeatsTokenizer) -> dict:
 
 def export_beats_tokenizer(ckpt_dir: str | Path, out_pt: str | Path) -> Path:
     """Our tokenizer checkpoint directory → a ``.pt`` in the released tokenizer layout."""
-    from audiossl.tokenizers.beats_tokenizer_family import load_pretrain_checkpoint
-    from audiossl.utils.fileio import atomic_open
-
     d = beats_tokenizer_checkpoint_dict(load_pretrain_checkpoint(ckpt_dir))
     out_pt = Path(out_pt)
     out_pt.parent.mkdir(parents=True, exist_ok=True)

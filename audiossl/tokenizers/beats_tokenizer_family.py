@@ -13,8 +13,10 @@ from pathlib import Path
 
 import torch
 
-from audiossl.upstream.base import Upstream, UpstreamOutput
+from audiossl.models.checkpoint import load_family_checkpoint
+from audiossl.models.patch_frontend import num_patch_frames
 from audiossl.tokenizers.beats_tokenizer import CONFIGS, BeatsTokenizer, BeatsTokenizerConfig, build_beats_tokenizer
+from audiossl.upstream.base import Upstream, UpstreamOutput
 
 __all__ = [
     "CONFIGS", "config_from_dict", "build_pretrain_model", "train_flops_per_second", "load_pretrain_checkpoint", "build_upstream",
@@ -60,8 +62,6 @@ def forward_flops(cfg: BeatsTokenizerConfig, num_samples: int) -> float:
 
     The teacher's forward is not counted (it depends on the teacher; it runs without backward).
     """
-    from audiossl.models.patch_frontend import num_patch_frames
-
     tokens = num_patch_frames(num_samples, cfg.patch) * cfg.bands
     pp = cfg.patch * cfg.patch
     if cfg.encoder_type == "beats":  # Conv2d patches, post_extract_proj, Linear–Tanh–Linear quantize_layer
@@ -88,8 +88,6 @@ def train_flops_per_second(cfg: BeatsTokenizerConfig, crop_samples: int) -> floa
 
 def load_pretrain_checkpoint(ckpt_dir: str | Path) -> BeatsTokenizer:
     """The tokenizer stored in ``ckpt_dir`` (safetensors; the teacher is not loaded)."""
-    from audiossl.models.checkpoint import load_family_checkpoint
-
     model = load_family_checkpoint(ckpt_dir, "beats_tokenizer", BeatsTokenizerConfig, BeatsTokenizer, what="the BEATs tokenizer config")
     # Restore the non-persistent pieces that meta-device construction left empty.
     model.quantizer._forget_flag()

@@ -27,6 +27,8 @@ import numpy as np
 
 from audiossl.data.frame_labels import LabelError, LabelInfo, read_frame_labels
 from audiossl.data.label_checks import refuse_bad_counts
+from audiossl.data.lengths import probe_lengths
+from audiossl.data.manifest import read_manifest
 
 log = logging.getLogger(__name__)
 
@@ -135,9 +137,6 @@ def check_code_stream(
 
 def manifest_lengths(tsv: str | os.PathLike, sample_rate: int) -> tuple[np.ndarray, list[str]]:
     """``([rows]`` lengths at ``sample_rate`` from the audio headers (-1 = unreadable), ids) of a manifest."""
-    from audiossl.data.manifest import read_manifest
-    from audiossl.data.lengths import probe_lengths
-
     manifest = read_manifest(tsv)
     lengths, _ = probe_lengths(manifest, sample_rate, progress=False)
     return lengths, manifest.ids

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from audiossl.tokenizers.encodec_codes import load_encodec
+from audiossl.tokenizers.rvq_family import load_pretrain_checkpoint
+
 
 class RVQCoder:
     """An RVQ-VAE checkpoint as a coder: ``encode(wavs [B, S], lengths [B])`` → per item ``[frames, num_codebooks]`` codes."""
 
     def __init__(self, ckpt: Path, device: str) -> None:
-        from audiossl.tokenizers.rvq_family import load_pretrain_checkpoint
-
         self.model = load_pretrain_checkpoint(ckpt, map_location=device)
         cfg = self.model.cfg
         self.sample_rate, self.hop = cfg.sample_rate, cfg.hop
@@ -28,8 +29,6 @@ class EncodecCoder:
     """A local transformers EnCodec model as a coder (same interface as :class:`RVQCoder`)."""
 
     def __init__(self, model_dir: Path, bandwidth: float, device: str) -> None:
-        from audiossl.tokenizers.encodec_codes import load_encodec
-
         self.codes = load_encodec(model_dir, bandwidth, device)
         self.sample_rate, self.hop = self.codes.sample_rate, int(self.codes.model.config.hop_length)
         self.codebook_size, self.num_codebooks = self.codes.codebook_size, self.codes.num_codebooks

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from audiossl.tokenizers.kmeans import assign
 from audiossl.utils.fileio import atomic_open, atomic_write_json
 
 WEIGHTS = "kmeans.safetensors"
@@ -51,8 +52,6 @@ class KMeansModel:
 
     def predict(self, x: torch.Tensor | np.ndarray, chunk_size: int = 16384) -> torch.Tensor:
         """Unit of each frame: ``x [frames, dim]`` → ``[frames]`` int64 (on ``x``'s device)."""
-        from audiossl.tokenizers.kmeans import assign
-
         x = torch.as_tensor(x)
         if x.ndim != 2 or x.shape[1] != self.dim:
             raise ValueError(f"expected features [frames, {self.dim}], got {tuple(x.shape)}")

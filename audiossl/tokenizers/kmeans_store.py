@@ -11,6 +11,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from audiossl.data.sharding import Part
 from audiossl.tokenizers.kmeans import KMeansConfig, KMeansResult, PassStats, fit_kmeans, init_size, nearest
 
 log = logging.getLogger(__name__)
@@ -130,8 +131,6 @@ def fit_kmeans_store(store, cfg: KMeansConfig, part=None) -> KMeansResult:
     counts; the init sample (chosen in index order) is assembled from every rank's rows, so
     every rank runs the same seeding and warm-up and ends with the same centroids as one process
     on the same store (equal up to float64 summation order: see the tests)."""
-    from audiossl.data.sharding import Part
-
     part = part or Part()
     frames = StoreFrames(store, cfg.percent, cfg.seed, cfg.chunk_size, part=(part.index, part.count))
     n = frames.total_frames

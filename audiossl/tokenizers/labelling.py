@@ -12,6 +12,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Callable
 
+from audiossl.audio.io import AudioError, load_audio
+from audiossl.data.frame_labels import LabelInfo, write_frame_labels
+from audiossl.data.manifest import read_manifest
+from audiossl.tokenizers.code_streams import check_code_stream, expected_frames, fit_length
+
 log = logging.getLogger("audiossl.tokenizer")
 
 
@@ -27,10 +32,6 @@ def label_manifest(
     import numpy as np
     import torch
     from tqdm import tqdm
-
-    from audiossl.audio.io import AudioError, load_audio
-    from audiossl.data.frame_labels import LabelInfo, write_frame_labels
-    from audiossl.data.manifest import read_manifest
 
     manifest = read_manifest(tsv)
     rows: list[np.ndarray] = [np.zeros((0, num_codebooks), dtype=np.int64)] * len(manifest)
@@ -73,10 +74,6 @@ def label_codes(manifest, coder, out: Path, info, student, *, batch_size: int = 
     import numpy as np
     import torch
     from tqdm import tqdm
-
-    from audiossl.audio.io import AudioError, load_audio
-    from audiossl.data.frame_labels import write_frame_labels
-    from audiossl.tokenizers.code_streams import check_code_stream, expected_frames, fit_length
 
     sr, hop = coder.sample_rate, coder.hop
     chunk = max(hop, int(chunk_seconds * sr) // hop * hop)

@@ -33,6 +33,7 @@ from torch.nn import functional as F
 from audiossl.models.patch_frontend import NUM_MEL_BINS, PATCH, PATCH_RATE, beats_fbank, patch_frame_lengths, patchify
 from audiossl.tokenizers.kmeans import assign
 from audiossl.utils.config import DictConfig, from_dict_checked
+from audiossl.utils.fileio import atomic_open, atomic_write_json
 
 NORMALIZE = ("l2", "layernorm")
 WEIGHTS_NAME = "random_projection.safetensors"
@@ -138,8 +139,6 @@ class RandomProjectionTokenizer(nn.Module):
 def save_random_projection(tok: RandomProjectionTokenizer, out_dir: str | os.PathLike) -> Path:
     """Write ``random_projection.safetensors`` (projection, codebook) + ``.json`` (config, sha256)."""
     from safetensors.torch import save
-
-    from audiossl.utils.fileio import atomic_open, atomic_write_json
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import torch
 
+from audiossl.models.checkpoint import load_family_checkpoint
 from audiossl.tokenizers.rvq_vae import CONFIGS, RVQVAE, RVQVAEConfig, build_rvq_vae, train_flops_per_second
+from audiossl.upstream.base import Upstream, UpstreamOutput
 
 __all__ = [
     "CONFIGS", "METRICS", "EXTRA_METRICS", "config_from_dict", "build_pretrain_model", "train_flops_per_second",
@@ -48,15 +50,11 @@ def on_metrics(values: dict) -> None:
 
 def load_pretrain_checkpoint(ckpt_dir: str | Path, map_location: str | torch.device = "cpu") -> RVQVAE:
     """The trained :class:`RVQVAE` of an audiossl checkpoint dir (safetensors only), in eval mode."""
-    from audiossl.models.checkpoint import load_family_checkpoint
-
     return load_family_checkpoint(ckpt_dir, "rvq", RVQVAEConfig, RVQVAE, what="the RVQ-VAE config", map_location=map_location).eval()
 
 
 def build_upstream(ckpt_dir: Path, meta: dict):
     """Upstream with two layers: the encoder latents and their quantised sum (``[batch, frame, latent_dim]``)."""
-    from audiossl.upstream.base import Upstream, UpstreamOutput
-
     model = load_pretrain_checkpoint(ckpt_dir)
 
     class RVQUpstream(Upstream):

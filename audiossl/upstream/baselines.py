@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import torch
 
+from audiossl.audio.features import fbank, mfcc
 from audiossl.upstream.base import Upstream, UpstreamOutput
 
 
 def _fbank(wav: torch.Tensor, sample_rate: int, num_mel_bins: int) -> torch.Tensor:
     """``[sample]`` → ``[frame, num_mel_bins]`` (100 Hz)."""
     try:
-        from audiossl.audio.features import fbank
-
         return fbank(wav, sample_rate, num_mel_bins=num_mel_bins)
     except ImportError:
         import torchaudio.compliance.kaldi as kaldi
@@ -32,8 +31,6 @@ def _fbank(wav: torch.Tensor, sample_rate: int, num_mel_bins: int) -> torch.Tens
 def _mfcc(wav: torch.Tensor, sample_rate: int) -> torch.Tensor:
     """``[sample]`` → ``[frame, 39]`` (100 Hz): 13 cepstra + deltas + delta-deltas."""
     try:
-        from audiossl.audio.features import mfcc
-
         return mfcc(wav, sample_rate)
     except ImportError:
         import torchaudio.compliance.kaldi as kaldi

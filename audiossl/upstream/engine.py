@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
+from audiossl.audio.io import AudioError, load_audio, audio_info
 from audiossl.upstream.base import Upstream
 
 
@@ -115,8 +116,6 @@ def decode_items(up: Upstream, batch: list[tuple[str, str, int]], check_frames: 
     """``[(id, path, samples)]`` → (waveforms ``[sample]`` at ``up.sample_rate``, their ids, bad files
     as ``(path, reason, detail)``): unreadable audio, and with ``check_frames`` audio too short for
     one frame (``up.num_frames``), are reported, not run."""
-    from audiossl.audio.io import AudioError, load_audio
-
     wavs, ok, bad = [], [], []
     for uid, path, _ in batch:
         try:
@@ -172,8 +171,6 @@ def plan_batches(up: Upstream, items: list[tuple[str, str, int]], max_seconds: f
 def probe_items(pairs: list[tuple[str, str]], sample_rate: int) -> tuple[list[tuple[str, str, int]], list[tuple[str, str, str]]]:
     """``[(id, path)]`` → (``[(id, path, samples at sample_rate)]`` from the headers, bad files as
     ``(path, reason, detail)``: unreadable, or truncated (the header promises more data than the file holds))."""
-    from audiossl.audio.io import AudioError, audio_info
-
     items, bad = [], []
     for uid, path in pairs:
         try:

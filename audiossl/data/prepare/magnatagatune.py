@@ -19,6 +19,7 @@ from pathlib import Path
 
 from audiossl.audio.validate import Problem
 from audiossl.data.prepare.common import Entry, PrepareError, PrepareResult, common_options, finish, write_splits
+from audiossl.utils.fileio import atomic_write_text
 
 ANNOTATIONS = "annotations_final.csv"
 SPLIT_OF_DIR = {**{d: "train" for d in "0123456789ab"}, "c": "valid", **{d: "test" for d in "def"}}
@@ -66,8 +67,6 @@ def top_tags(tags: list[str], rows: list[tuple[int, str, list[int]]], top_n: int
 def prepare_magnatagatune(src: str | Path, out: str | Path, *, top_n: int = 50, keep_untagged: bool = False,
                           **common) -> PrepareResult:
     """Write ``OUT/{train,valid,test}.tsv`` + ``.tags`` (comma-separated) + ``OUT/tags.txt`` (the tag set)."""
-    from audiossl.utils.fileio import atomic_write_text
-
     config = common_options(common)
     src = Path(src)
     tags, rows = read_annotations(src / ANNOTATIONS)

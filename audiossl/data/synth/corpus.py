@@ -38,11 +38,20 @@ from pathlib import Path
 
 import numpy as np
 
+from audiossl.audio.io import save_audio
+from audiossl.data.manifest import Manifest, Row, write_manifest
 from audiossl.data.synth import bench_tasks, mixtures, music, speech, styles, text
-from audiossl.data.synth.espeak import ESpeakError
+from audiossl.data.synth.espeak import ESpeakError, VoiceSettings
 from audiossl.data.synth.jobs import SPLITS, Job, jitter_voice, clip_seed
-from audiossl.data.synth.plans_extra import (plan_beats, plan_conversations, plan_genre, plan_intents, plan_qbe,
-                                             plan_tagging)
+from audiossl.data.synth.plans_extra import (
+    plan_beats,
+    plan_conversations,
+    plan_genre,
+    plan_intents,
+    plan_qbe,
+    plan_tagging,
+)
+from audiossl.utils.fileio import atomic_write_json, atomic_write_text, check_free_space
 
 log = logging.getLogger(__name__)
 
@@ -209,8 +218,6 @@ def render(job: Job):
         if job.kind == "keyword" and job.params["silence"]:
             return None  # noise only; made in the parent
         if job.kind in ("speech", "keyword"):
-            from audiossl.data.synth.espeak import VoiceSettings
-
             return speech.synthesize(job.params["text"], VoiceSettings(**job.params["settings"]), job.seed)
         if job.kind == "note":
             return music.render_note(job.params["family"], job.params["pitch"], job.seed)
@@ -223,8 +230,6 @@ def render(job: Job):
         if job.kind == "mixture":
             return mixtures.render_mixture(job.seed)
         if job.kind == "conversation":
-            from audiossl.data.synth.espeak import VoiceSettings
-
             return [speech.synthesize(t["text"], VoiceSettings(**st), job.seed + k)
                     for k, (t, st) in enumerate(zip(job.params["turns"], job.params["settings"]))]
     except (ESpeakError, ValueError, RuntimeError) as e:
@@ -350,8 +355,6 @@ class _Writer:
         self.max_pending = max_pending
 
     def write(self, path: Path, audio: np.ndarray, rate: int) -> None:
-        from audiossl.audio.io import save_audio
-
         self.pending.append(self.pool.submit(save_audio, path, audio, rate))
         while len(self.pending) > self.max_pending or (self.pending and self.pending[0].done()):
             self.pending.popleft().result()  # re-raises a failed write (disk full, ...)
@@ -379,9 +382,6 @@ def synthesize(out: str | Path, size: str = "tiny", seed: int = 0, workers: int 
     non-empty ``out`` unless ``overwrite`` (then only this corpus' own entries are replaced).
     """
     from tqdm import tqdm
-
-    from audiossl.data.manifest import Manifest, Row, write_manifest
-    from audiossl.utils.fileio import atomic_write_json, atomic_write_text, check_free_space
 
     if size not in SIZES:
         raise ValueError(f"unknown size {size!r}; choose one of {', '.join(SIZES)}")

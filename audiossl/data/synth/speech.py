@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from audiossl.audio.io import resample
 from audiossl.data.synth.espeak import ESpeak, Synthesis, VoiceSettings
 
 
@@ -130,8 +131,6 @@ def _one_thread():
 def to_16k(samples: np.ndarray, rate: int) -> np.ndarray:
     """int16 ``[time]`` at ``rate`` → float32 ``[time']`` at 16 kHz, |x| ≤ 1."""
     import torch
-
-    from audiossl.audio.io import resample
 
     wav = torch.from_numpy(samples.astype(np.float32) / 32768.0)
     with _one_thread():

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from audiossl.eval.summary.quality import QualityTable
 from audiossl.eval.summary.runs import LOSS, MASKED_ACC, PretrainRun
+from audiossl.utils.fileio import atomic_open
 
 
 def _plt():
@@ -19,8 +20,6 @@ def _plt():
 
 
 def _save(fig, path: Path) -> Path:
-    from audiossl.utils.fileio import atomic_open
-
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_open(path, "wb") as f:
         fig.savefig(f, format="png", dpi=90)

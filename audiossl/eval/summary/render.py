@@ -12,8 +12,9 @@ import os
 from datetime import datetime, timezone
 from pathlib import Path
 
-from audiossl.eval.report import BASELINE
-from audiossl.eval.summary import figures as F
+from audiossl.eval.names import slug
+from audiossl.eval.report import BASELINE, figures, markdown
+from audiossl.eval.summary import figures as F, claims as C
 from audiossl.eval.summary.bench import BenchTable, Score, find_benches
 from audiossl.eval.summary.claims import demo_claims, evaluate
 from audiossl.eval.summary.quality import QualityTable, find_quality
@@ -93,13 +94,10 @@ def quality_section(tables: list[QualityTable], figdir: Path, base: Path) -> lis
 
 def _bench_figures(t: BenchTable, figdir: Path) -> list[Path]:
     """The bench's own bars / heatmaps beside results.md; drawn into ``figdir`` when missing."""
-    from audiossl.eval.names import slug
-
     ups = list(t.labels)
     have = [t.path / "results_bars.png"] + [t.path / f"layer_weights_{slug(u)}.png" for u in ups]
     if (t.path / "results_bars.png").is_file():
         return [p for p in have if p.is_file()]
-    from audiossl.eval.report import figures
 
     d = figdir / t.name.replace("/", "_")
     d.mkdir(parents=True, exist_ok=True)
@@ -112,8 +110,6 @@ def _bench_markdown_table(t: BenchTable) -> list[str]:
     if md.is_file():
         text = md.read_text()
     else:
-        from audiossl.eval.report import markdown
-
         text = markdown(t.data["records"], t.data)
     lines = []
     for line in text.splitlines():
@@ -196,8 +192,6 @@ def compute_section(runs: list[PretrainRun], tables: list[BenchTable], figdir: P
 
 
 def claims_section(tables: list[BenchTable]) -> list[str]:
-    from audiossl.eval.summary import claims as C
-
     out = ["## Claims (issue #20)", "", "Decided only by whether the 95 % confidence intervals separate (" +
            "`>`: met when A's interval lies above B's, not met when below, else not significant; `≥`: not met only when "
            "A's interval lies below B's).", ""]

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from audiossl.models.families import FamilyError, get_family
+
 log = logging.getLogger(__name__)
 
 # fairseq2 writes display names (audiossl.pretrain.unit.metric_descriptors) into the JSONL files.
@@ -140,8 +142,6 @@ def _time(x: dict) -> datetime | None:
 def _flops_per_audio_second(cfg: dict, where: Path) -> float | None:
     """The family's analytic training FLOPs per audio-second for this run's model and crop: as the
     trainer recorded it in run_config.json, else computed now (runs from before it did)."""
-    from audiossl.models.families import FamilyError, get_family
-
     if isinstance(cfg.get("flops_per_audio_second"), (int, float)):
         return float(cfg["flops_per_audio_second"])
     try:

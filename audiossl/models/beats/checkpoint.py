@@ -26,8 +26,11 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from audiossl.models.beats.family import load_pretrain_checkpoint
 from audiossl.models.beats.model import BeatsConfig, BeatsModel
+from audiossl.models.checkpoint import CheckpointError, load_state_into
 from audiossl.models.torch_file import read_cfg_model
+from audiossl.utils.fileio import atomic_open
 
 log = logging.getLogger(__name__)
 
@@ -103,8 +106,6 @@ def state_dict_to_beats(state: dict[str, Tensor], cfg: BeatsConfig) -> dict[str,
 
 def load_beats_model(path: str | Path) -> BeatsModel:
     """A released BEATs ``.pt`` → our :class:`BeatsModel` (eval mode, fp32, CPU)."""
-    from audiossl.models.checkpoint import CheckpointError, load_state_into
-
     cfg_dict, state = read_beats_checkpoint(path)
     cfg = config_from_beats(cfg_dict, path)
     with torch.device("meta"):
@@ -129,9 +130,6 @@ def beats_checkpoint_dict(model: BeatsModel) -> dict:
 
 def export_beats(ckpt_dir: str | Path, out_pt: str | Path) -> Path:
     """Our BEATs checkpoint directory → a ``.pt`` that unilm's ``BEATs(BEATsConfig(cfg))`` loads strictly."""
-    from audiossl.models.beats.family import load_pretrain_checkpoint
-    from audiossl.utils.fileio import atomic_open
-
     model = load_pretrain_checkpoint(ckpt_dir).encoder
     out_pt = Path(out_pt)
     out_pt.parent.mkdir(parents=True, exist_ok=True)

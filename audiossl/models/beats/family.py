@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from audiossl.models.beats.flops import beats_train_flops_per_second
 from audiossl.models.beats.model import CONFIGS, BeatsConfig, BeatsPretrainModel, build_beats
+from audiossl.models.checkpoint import load_family_checkpoint
 
 __all__ = [
     "CONFIGS", "config_from_dict", "build_pretrain_model", "train_flops_per_second", "load_pretrain_checkpoint",
@@ -23,15 +25,11 @@ build_pretrain_model = build_beats
 
 
 def train_flops_per_second(cfg: BeatsConfig, crop_samples: int) -> float:
-    from audiossl.models.beats.flops import beats_train_flops_per_second
-
     return beats_train_flops_per_second(cfg, crop_samples)
 
 
 def load_pretrain_checkpoint(ckpt_dir: str | Path, map_location: str = "cpu") -> BeatsPretrainModel:
     """Our ``model.safetensors`` + ``config.json`` (family ``beats``) → :class:`BeatsPretrainModel`."""
-    from audiossl.models.checkpoint import load_family_checkpoint
-
     return load_family_checkpoint(ckpt_dir, "beats", BeatsConfig, BeatsPretrainModel,
                                   what="the BEATs config in config.json", map_location=map_location)
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from audiossl.models.checkpoint import load_family_checkpoint
+from audiossl.models.data2vec2.flops import data2vec2_train_flops_per_second
 from audiossl.models.data2vec2.model import CONFIGS, Data2Vec2Config, Data2Vec2Model
 from audiossl.models.data2vec2.pretrain import Data2Vec2PretrainModel, build_data2vec2
 
@@ -48,14 +50,10 @@ def on_metrics(values: dict) -> None:
 
 
 def train_flops_per_second(cfg: Data2Vec2Config, crop_samples: int) -> float:
-    from audiossl.models.data2vec2.flops import data2vec2_train_flops_per_second
-
     return data2vec2_train_flops_per_second(cfg, crop_samples)
 
 
 def _load(ckpt_dir: str | Path, pretrain: bool):
-    from audiossl.models.checkpoint import load_family_checkpoint
-
     return load_family_checkpoint(ckpt_dir, "data2vec2", Data2Vec2Config, Data2Vec2PretrainModel if pretrain else Data2Vec2Model,
                                   what="the data2vec2 config in config.json", strip_prefix=None if pretrain else "encoder.")
 

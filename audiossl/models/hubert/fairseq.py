@@ -24,13 +24,18 @@ from pathlib import Path
 
 import torch
 
-from audiossl.models.fairseq_io import FAIRSEQ_SPECIALS, FairseqCheckpointError, eval_conv_layers, read_fairseq_checkpoint
+from audiossl.models.fairseq_io import (
+    FAIRSEQ_SPECIALS,
+    FairseqCheckpointError,
+    eval_conv_layers,
+    read_fairseq_checkpoint,
+)
+from audiossl.models.hubert.model import HubertConfig, HubertModel, HubertPretrainModel
+from audiossl.utils.fileio import atomic_open
 
 
 def config_from_fairseq(model_cfg: dict, task_cfg: dict, num_classes: int):
     """fairseq HuBERT model/task config dicts → :class:`HubertConfig`."""
-    from audiossl.models.hubert.model import HubertConfig
-
     g = model_cfg.get
     for key, want in (("activation_fn", "gelu"), ("layer_type", "transformer")):
         if g(key, want) != want:
@@ -159,8 +164,6 @@ def _cluster_rows(symbols: list[str]) -> list[int] | None:
 
 def load_fairseq_hubert(path: str | Path, *, pretrain: bool = False):
     """A fairseq HuBERT checkpoint → our ``HubertModel`` (or ``HubertPretrainModel``) and task config."""
-    from audiossl.models.hubert.model import HubertModel, HubertPretrainModel
-
     ck = read_fairseq_checkpoint(path)
     fs = ck["model"]
     label_embs = fs.get("label_embs_concat")
@@ -188,8 +191,6 @@ def load_fairseq_hubert(path: str | Path, *, pretrain: bool = False):
 def export_fairseq(model, out_file: str | Path, *, normalize: bool = False) -> Path:
     """Write our ``HubertPretrainModel`` (or ``HubertModel``) as a fairseq-layout checkpoint that
     s3prl's ``hubert_local`` loads (see module docstring). Written atomically."""
-    from audiossl.utils.fileio import atomic_open
-
     encoder = getattr(model, "encoder", model) if hasattr(model, "label_embs") else model
     cfg = encoder.cfg
     fs = state_dict_to_fairseq(encoder.state_dict(), cfg)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from audiossl.models.hubert import HubertConfig, HubertModel
 from audiossl.utils.fileio import atomic_dir
 
 
@@ -17,8 +18,6 @@ from audiossl.utils.fileio import atomic_dir
 
 def hf_config_to_ours(c, num_classes: int = 500):
     """A transformers ``HubertConfig`` / ``Wav2Vec2Config`` → our :class:`HubertConfig`."""
-    from audiossl.models.hubert import HubertConfig
-
     if c.hidden_act != "gelu" or c.feat_extract_activation != "gelu":
         raise ValueError(f"only GELU models are supported, got {c.hidden_act}/{c.feat_extract_activation}")
     if getattr(c, "conv_pos_batch_norm", False) or getattr(c, "feat_proj_layer_norm", True) is False:
@@ -117,8 +116,6 @@ def hf_state_dict(hf_model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 def hf_to_ours(hf_model: torch.nn.Module):
     """A transformers ``HubertModel`` / ``Wav2Vec2Model`` → our ``HubertModel`` (eval mode)."""
-    from audiossl.models.hubert import HubertModel
-
     cfg = hf_config_to_ours(hf_model.config)
     sd = hf_state_dict(hf_model)
     out = {}

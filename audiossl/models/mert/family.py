@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from audiossl.models.checkpoint import load_family_checkpoint
+from audiossl.models.mert.flops import mert_train_flops_per_second
 from audiossl.models.mert.model import CONFIGS, MertConfig, MertModel, MertPretrainModel, build_cqt, build_mert
 
 __all__ = [
@@ -27,14 +29,10 @@ build_pretrain_model = build_mert
 
 
 def train_flops_per_second(cfg: MertConfig, crop_samples: int) -> float:
-    from audiossl.models.mert.flops import mert_train_flops_per_second
-
     return mert_train_flops_per_second(cfg, crop_samples)
 
 
 def _load(ckpt_dir: str | Path, pretrain: bool):
-    from audiossl.models.checkpoint import load_family_checkpoint
-
     model = load_family_checkpoint(ckpt_dir, "mert", MertConfig, MertPretrainModel if pretrain else MertModel,
                                    what="the MERT config in config.json", strip_prefix=None if pretrain else "encoder.")
     if pretrain:

@@ -28,6 +28,9 @@ from pathlib import Path
 
 import torch
 
+from audiossl.models.checkpoint import load_state_into
+from audiossl.models.hubert.hf import ours_to_hf_config, hf_key_map
+from audiossl.models.mert.family import load_encoder
 from audiossl.models.mert.model import MertConfig, MertModel
 from audiossl.utils.fileio import atomic_dir
 
@@ -81,8 +84,6 @@ def hf_config_to_mert(c: dict, where: str | Path = "config.json") -> MertConfig:
 
 def mert_to_hf_config(cfg: MertConfig) -> dict:
     """Our config → a MERT ``config.json`` dict (transformers HuBERT fields + MERT's own)."""
-    from audiossl.models.hubert.hf import ours_to_hf_config
-
     d = ours_to_hf_config(cfg).to_dict()
     for k in ("transformers_version", "_name_or_path"):
         d.pop(k, None)
@@ -109,8 +110,6 @@ def _normalise_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def hf_state_to_ours(state: dict[str, torch.Tensor], cfg: MertConfig, source: str | Path) -> dict[str, torch.Tensor]:
     """HF-named MERT weights → our :class:`MertModel` state dict (q/k/v fused); unknown keys refused."""
-    from audiossl.models.hubert.hf import hf_key_map
-
     state = _normalise_keys(state)
     out, used = {}, set()
     for ours, hf in hf_key_map(cfg).items():
@@ -137,8 +136,6 @@ def hf_state_to_ours(state: dict[str, torch.Tensor], cfg: MertConfig, source: st
 
 def ours_to_hf_state(model: MertModel) -> dict[str, torch.Tensor]:
     """Our encoder's state dict → HF ``HubertModel`` names (q/k/v split), contiguous CPU tensors."""
-    from audiossl.models.hubert.hf import hf_key_map
-
     cfg, sd = model.cfg, model.state_dict()
     new = {hf: sd[ours] for ours, hf in hf_key_map(cfg).items() if ours in sd}
     for i in range(cfg.num_layers):
@@ -183,7 +180,6 @@ def load_mert_model(directory: str | Path) -> tuple[MertModel, bool]:
         model = MertModel(cfg)
     if "mask_emb" not in ours:  # HF drops masked_spec_embed when masking is off; unused for inference
         ours["mask_emb"] = torch.zeros(cfg.embed_dim)
-    from audiossl.models.checkpoint import load_state_into
 
     load_state_into(model, ours, path, what=f"the MERT config in {cfg_path}")
     pre = directory / "preprocessor_config.json"
@@ -195,8 +191,6 @@ def load_mert_model(directory: str | Path) -> tuple[MertModel, bool]:
 def export_mert(ckpt_dir: str | Path, out_dir: str | Path) -> Path:
     """Our MERT checkpoint directory → a released-format MERT directory (atomic: temp dir + rename)."""
     from safetensors.torch import save_file
-
-    from audiossl.models.mert.family import load_encoder
 
     encoder = load_encoder(ckpt_dir)
     cfg = encoder.cfg

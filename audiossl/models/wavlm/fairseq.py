@@ -17,10 +17,11 @@ from pathlib import Path
 
 import torch
 
+from audiossl.models.checkpoint import CheckpointError, load_state_into
 from audiossl.models.fairseq_io import FairseqCheckpointError, read_fairseq_checkpoint
-from audiossl.models.hubert.fairseq import config_from_fairseq as hubert_config_from_fairseq
-from audiossl.models.hubert.fairseq import key_map as hubert_key_map
+from audiossl.models.hubert.fairseq import config_from_fairseq as hubert_config_from_fairseq, key_map as hubert_key_map
 from audiossl.models.wavlm.model import WavlmConfig, WavlmModel
+from audiossl.utils.fileio import atomic_open
 
 _FINETUNED_PREFIX = "w2v_encoder.w2v_model."
 
@@ -78,8 +79,6 @@ def unilm_config(cfg: WavlmConfig, normalize: bool = False) -> dict:
 
 def load_fairseq_wavlm(path: str | Path) -> tuple[WavlmModel, bool]:
     """A unilm / fairseq WavLM ``.pt`` → (our encoder in eval mode, the checkpoint's ``normalize`` flag)."""
-    from audiossl.models.checkpoint import CheckpointError, load_state_into
-
     ck = read_fairseq_checkpoint(path)
     mc, weights = ck["model_cfg"], ck["model"]
     if any(k.startswith(_FINETUNED_PREFIX) for k in weights):  # a fine-tuned model: its pretrained encoder
@@ -104,8 +103,6 @@ def load_fairseq_wavlm(path: str | Path) -> tuple[WavlmModel, bool]:
 
 def export_fairseq(model: torch.nn.Module, out_file: str | Path, *, normalize: bool = False) -> Path:
     """Write our WavLM (encoder or pretraining model) as a unilm ``WavLM-*.pt`` (plain dicts and tensors)."""
-    from audiossl.utils.fileio import atomic_open
-
     encoder = model.encoder if hasattr(model, "label_embs") else model
     out_file = Path(out_file)
     out_file.parent.mkdir(parents=True, exist_ok=True)

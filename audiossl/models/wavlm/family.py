@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from audiossl.models.checkpoint import load_family_checkpoint
+from audiossl.models.wavlm.flops import wavlm_train_flops_per_second
 from audiossl.models.wavlm.model import CONFIGS, WavlmConfig, WavlmModel, WavlmPretrainModel, build_wavlm
 
 __all__ = ["CONFIGS", "config_from_dict", "build_pretrain_model", "train_flops_per_second", "load_pretrain_checkpoint", "load_encoder"]
@@ -17,14 +19,10 @@ build_pretrain_model = build_wavlm
 
 
 def train_flops_per_second(cfg: WavlmConfig, crop_samples: int) -> float:
-    from audiossl.models.wavlm.flops import wavlm_train_flops_per_second
-
     return wavlm_train_flops_per_second(cfg, crop_samples)
 
 
 def _load(ckpt_dir: str | Path, pretrain: bool, map_location: str = "cpu"):
-    from audiossl.models.checkpoint import load_family_checkpoint
-
     def hint(missing: list[str]) -> str:
         if pretrain and any(k in ("label_embs", "final_proj.weight") for k in missing):
             return " (this checkpoint holds the encoder only; load its encoder with load_encoder)"
