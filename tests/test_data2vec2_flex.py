@@ -18,7 +18,7 @@ from torch.nn import functional as F
 from audiossl.models import rel_pos
 from audiossl.models.data2vec2 import Data2Vec2Config, Data2Vec2Model, build_data2vec2, data2vec2_tiny
 from audiossl.models.data2vec2 import model as d2v_model
-from audiossl.models.data2vec2.attention import key_keep_block_mask
+from audiossl.models.rel_pos import key_keep_block_mask
 from audiossl.models.data2vec2.masking import compute_block_mask
 
 TOL = 1e-5

@@ -71,15 +71,13 @@ class BenchConfig:
 
 
 def run_bench(upstreams: list[str], tasks: list[str] | None, data: str | Path, out: str | Path,
-              cfg: BenchConfig | None = None, loader: Callable | None = None) -> list[dict]:
+              cfg: BenchConfig | None = None, loader: Callable = load_upstream) -> list[dict]:
     """Run the bench and write the reports; returns the result records (one per pair).
 
     ``loader(spec, device)`` builds an upstream (default :func:`audiossl.upstream.load.load_upstream`).
     """
     cfg = cfg or BenchConfig()
     data, out = Path(data), Path(out)
-    if loader is None:
-        loader = load_upstream
     ups = list(dict.fromkeys(upstreams))
     if cfg.head_seeds < 1:
         raise BenchError(f"--head-seeds {cfg.head_seeds}: need at least 1 head per task")

@@ -7,7 +7,7 @@ Two implementations of the same attention (``attention_impl`` of :class:`~audios
 * ``flex``: :func:`torch.nn.attention.flex_attention` (compiled) with a ``score_mod`` that reads the
   bias from a ``[H, 2T - 1]`` table indexed by ``key - query`` and the ``[B, H, T]`` gate, so nothing
   quadratic in ``T`` is ever stored; key padding is a :class:`BlockMask` built from the item lengths
-  (fully padded blocks are skipped), and an unpadded batch passes no mask at all.
+  (fully padded blocks are skipped; :func:`key_keep_block_mask`), and an unpadded batch passes no mask at all.
 
 ``auto`` (the default) resolves per call from the device of the input: ``flex`` on CUDA, ``eager``
 elsewhere (compiled flex on CPU costs ~30 s of compilation per shape family). flex has no attention
@@ -63,34 +63,44 @@ def relative_bias_by_distance(table: nn.Embedding, t: int, num_buckets: int, max
     return table(relative_position_bucket(rel, num_buckets, max_distance)).t().contiguous()
 
 
-def key_padding_block_mask(key_lengths: Tensor, t: int, block: int = 128):
-    """:class:`BlockMask` letting query ``i`` of item ``b`` see keys ``< key_lengths[b]`` (right padding).
+def key_keep_block_mask(keep: Tensor, block: int = 128):
+    """:class:`BlockMask` letting every query of item ``b`` see the keys ``kv`` with ``keep[b, kv]``.
 
-    Built directly from the lengths (``[B]`` long, on the device; no host sync, no ``[B, T, T]``
-    tensor): blocks entirely inside an item are "full" (no mask_mod evaluated), the one straddling
-    its end is partial, the rest are skipped. An item of length 0 attends everywhere (as the eager
-    path, so its padding outputs stay finite).
+    ``keep``: ``[B, T]`` bool, any pattern (after the student's ``ids_keep`` gather the padding need
+    not be a suffix). Built from per-block counts (``[B, T / block]``; no ``[B, T, T]`` tensor, no host
+    sync): blocks with every key kept are "full" (no mask_mod evaluated), blocks with some kept are
+    partial, blocks with none are skipped. A row with no kept key attends everywhere (as the eager
+    path: finite outputs, which are padding anyway).
     """
     from torch.nn.attention.flex_attention import BlockMask
 
+    b, t = keep.shape
     n = -(-t // block)
-    lens = key_lengths.clamp(max=t)
-    lens = torch.where(lens == 0, t, lens)
-    b = lens.shape[0]
-    full = (lens // block).to(torch.int32)
-    partial = (lens % block > 0).to(torch.int32)
-    blocks = torch.arange(n, device=lens.device, dtype=torch.int32)
-    full_idx = blocks.expand(b, 1, n, n).contiguous()
-    part_idx = ((blocks[None, :] + full[:, None]) % n)[:, None, None, :].expand(b, 1, n, n).contiguous()
+    keep = keep | ~keep.any(dim=1, keepdim=True)
+    padded = F.pad(keep, (0, n * block - t), value=False)  # [B, n·block]: the mask_mod never reads past T
+    count = padded.view(b, n, block).sum(-1)  # [B, n]
+    full = count == block
+    partial = (count > 0) & ~full
+
+    def first(sel: Tensor) -> tuple[Tensor, Tensor]:
+        """``[B, 1, n]`` block counts and ``[B, 1, n, n]`` indices (selected blocks first), the same for every query block."""
+        num = sel.sum(1, dtype=torch.int32)
+        idx = torch.argsort((~sel).to(torch.int32), dim=1, stable=True).to(torch.int32)
+        return num[:, None, None].expand(b, 1, n).contiguous(), idx[:, None, None, :].expand(b, 1, n, n).contiguous()
 
     def mask_mod(bi: Tensor, h: Tensor, q: Tensor, kv: Tensor) -> Tensor:
-        return kv < lens[bi]
+        return padded[bi, kv]
 
-    return BlockMask.from_kv_blocks(
-        partial[:, None, None].expand(b, 1, n).contiguous(), part_idx,
-        full[:, None, None].expand(b, 1, n).contiguous(), full_idx,
-        BLOCK_SIZE=block, mask_mod=mask_mod, seq_lengths=(t, t),
-    )
+    part_num, part_idx = first(partial)
+    full_num, full_idx = first(full)
+    return BlockMask.from_kv_blocks(part_num, part_idx, full_num, full_idx, BLOCK_SIZE=block, mask_mod=mask_mod, seq_lengths=(t, t))
+
+
+def key_padding_block_mask(key_lengths: Tensor, t: int, block: int = 128):
+    """:class:`BlockMask` letting query ``i`` of item ``b`` see keys ``< key_lengths[b]`` (right padding):
+    :func:`key_keep_block_mask` of the lengths' keep pattern. An item of length 0 attends everywhere."""
+    keep = torch.arange(t, device=key_lengths.device)[None, :] < key_lengths[:, None]
+    return key_keep_block_mask(keep, block)
 
 
 def relative_position_bucket(relative: Tensor, num_buckets: int, max_distance: int) -> Tensor:
@@ -110,7 +120,7 @@ class FlexInputs:
     """What the ``flex`` path of :class:`BeatsAttention` needs, shared by all layers of a stack.
 
     ``bias_rel``: ``[H, 2T - 1]`` bias by relative distance (:func:`relative_bias_by_distance`);
-    ``block_mask``: key padding (:func:`key_padding_block_mask`) or None for an unpadded batch.
+    ``block_mask``: key padding (:func:`key_keep_block_mask`) or None for an unpadded batch.
     """
 
     __slots__ = ("bias_rel", "block_mask")
@@ -149,7 +159,7 @@ def attention_inputs(table: nn.Embedding | None, num_buckets: int, max_distance:
         return key_mask, None, None
     if resolve_impl(impl, device) == "flex":
         bias_rel = relative_bias_by_distance(table, t, num_buckets, max_distance)
-        block_mask = None if padding_mask is None else key_padding_block_mask((~padding_mask).sum(1), t)
+        block_mask = None if padding_mask is None else key_keep_block_mask(~padding_mask)
         return key_mask, None, FlexInputs(bias_rel, block_mask)
     return key_mask, dense_position_bias(table, t, num_buckets, max_distance), None
 

@@ -13,7 +13,7 @@ Two paths build the same bias (``attention_impl`` of :class:`~audiossl.models.da
 * ``flex`` (``auto`` on CUDA): :func:`alibi_score_mod` adds the bias inside
   :func:`torch.nn.attention.flex_attention` from ``[H]`` per-head factors and ``[B, K]`` positions, so
   nothing quadratic in ``T`` is stored; key padding is a block mask
-  (:func:`audiossl.models.data2vec2.attention.key_keep_block_mask`), none for an unpadded batch.
+  (:func:`audiossl.models.rel_pos.key_keep_block_mask`), none for an unpadded batch.
 """
 
 from __future__ import annotations

@@ -11,44 +11,10 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torch.nn import functional as F
 
 from audiossl.models import rel_pos
 from audiossl.models.data2vec2.alibi import ScoreMod, alibi_score_mod
 from audiossl.models.transformer import SelfAttention
-
-
-def key_keep_block_mask(keep: Tensor, block: int = 128):
-    """:class:`BlockMask` letting every query of item ``b`` see the keys ``kv`` with ``keep[b, kv]``.
-
-    ``keep``: ``[B, T]`` bool, any pattern (after the student's ``ids_keep`` gather the padding need
-    not be a suffix). Built from per-block counts (``[B, T / block]``; no ``[B, T, T]`` tensor, no host
-    sync): blocks with every key kept are "full" (no mask_mod evaluated), blocks with some kept are
-    partial, blocks with none are skipped. A row with no kept key attends everywhere (as the eager
-    path: finite outputs, which are padding anyway).
-    """
-    from torch.nn.attention.flex_attention import BlockMask
-
-    b, t = keep.shape
-    n = -(-t // block)
-    keep = keep | ~keep.any(dim=1, keepdim=True)
-    padded = F.pad(keep, (0, n * block - t), value=False)  # [B, n·block]: the mask_mod never reads past T
-    count = padded.view(b, n, block).sum(-1)  # [B, n]
-    full = count == block
-    partial = (count > 0) & ~full
-
-    def first(sel: Tensor) -> tuple[Tensor, Tensor]:
-        """``[B, 1, n]`` block counts and ``[B, 1, n, n]`` indices (selected blocks first), the same for every query block."""
-        num = sel.sum(1, dtype=torch.int32)
-        idx = torch.argsort((~sel).to(torch.int32), dim=1, stable=True).to(torch.int32)
-        return num[:, None, None].expand(b, 1, n).contiguous(), idx[:, None, None, :].expand(b, 1, n, n).contiguous()
-
-    def mask_mod(bi: Tensor, h: Tensor, q: Tensor, kv: Tensor) -> Tensor:
-        return padded[bi, kv]
-
-    part_num, part_idx = first(partial)
-    full_num, full_idx = first(full)
-    return BlockMask.from_kv_blocks(part_num, part_idx, full_num, full_idx, BLOCK_SIZE=block, mask_mod=mask_mod, seq_lengths=(t, t))
 
 
 class AlibiFlex:
@@ -64,7 +30,7 @@ class AlibiFlex:
 def alibi_flex_inputs(positions: Tensor | None, slopes: Tensor, scale: Tensor, padding_mask: Tensor | None) -> AlibiFlex:
     """``positions [B, K]`` (None: ``0 .. K-1``), ``slopes``/``scale [H]``, ``padding_mask [B, K]`` (True = padding;
     None = unpadded → no block mask at all)."""
-    block_mask = None if padding_mask is None else key_keep_block_mask(~padding_mask)
+    block_mask = None if padding_mask is None else rel_pos.key_keep_block_mask(~padding_mask)
     return AlibiFlex(alibi_score_mod(positions, slopes, scale), block_mask, scale.requires_grad)
 
 
