@@ -126,7 +126,7 @@ def _wavs():
 
 
 def test_released_tokenizer_loads_with_every_key_and_labels_like_unilm(released):
-    from audiossl.tokenizers.beats_tokenizer_ckpt import load_beats_tokenizer, state_from_unilm
+    from audiossl.tokenizers.beats.checkpoint import load_beats_tokenizer, state_from_unilm
 
     path, s = released
     loaded = torch.load(path, map_location="cpu", weights_only=True)  # what the loader reads: tensors only
@@ -147,7 +147,7 @@ def test_released_tokenizer_loads_with_every_key_and_labels_like_unilm(released)
 def test_released_tokenizer_is_an_upstream_spec_and_labels_through_the_cli(released, tmp_path, capsys):
     from audiossl.cli import tokenizer_beats
     from audiossl.data.frame_labels import read_frame_labels
-    from audiossl.tokenizers.beats_tokenizer_ckpt import load_beats_tokenizer
+    from audiossl.tokenizers.beats.checkpoint import load_beats_tokenizer
     from audiossl.upstream.load import load_upstream
     from audiossl.upstream.specs import spec_help
 
@@ -179,8 +179,8 @@ def test_released_tokenizer_is_an_upstream_spec_and_labels_through_the_cli(relea
 
 
 def test_export_writes_unilm_keys_and_shapes(released):
-    from audiossl.tokenizers.beats_tokenizer_ckpt import beats_tokenizer_checkpoint_dict, config_from_unilm
-    from audiossl.tokenizers.beats_tokenizer import BeatsTokenizer
+    from audiossl.tokenizers.beats.checkpoint import beats_tokenizer_checkpoint_dict, config_from_unilm
+    from audiossl.tokenizers.beats.model import BeatsTokenizer
 
     _, s = released
     torch.manual_seed(0)
@@ -190,7 +190,7 @@ def test_export_writes_unilm_keys_and_shapes(released):
 
 
 def test_unsafe_or_malformed_files_are_refused(tmp_path):
-    from audiossl.tokenizers.beats_tokenizer_ckpt import BeatsTokenizerCheckpointError, load_beats_tokenizer
+    from audiossl.tokenizers.beats.checkpoint import BeatsTokenizerCheckpointError, load_beats_tokenizer
 
     torch.save({"cfg": CFG, "model": {**unilm_state(CFG), "quantize.extra": torch.zeros(1)}}, tmp_path / "extra.pt")
     with pytest.raises(BeatsTokenizerCheckpointError, match="quantize.extra"):

@@ -45,7 +45,7 @@ def _build(family: str, *, padded: bool, initialised: bool = True, batch: int = 
     torch.manual_seed(0)
     if family == "beats_tokenizer":  # needs a teacher; an in-memory tiny HuBERT, as in test_step_host_reads
         from audiossl.models.hubert.model import HubertModel, hubert_tiny
-        from audiossl.tokenizers.beats_tokenizer import BeatsTokenizer, beats_tokenizer_tiny
+        from audiossl.tokenizers.beats.model import BeatsTokenizer, beats_tokenizer_tiny
         from audiossl.upstream.encoder import EncoderUpstream
 
         model = BeatsTokenizer(beats_tokenizer_tiny(teacher="in-memory", teacher_dim=128, num_layers=1)).train()

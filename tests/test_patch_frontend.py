@@ -155,8 +155,8 @@ def test_patches_of_extra_frames_are_padding():
 def test_callers_ignore_extra_padding_width():
     """BEATs encoder, random-projection and BEATs tokenizers: S > max(lengths) changes no valid output."""
     from audiossl.models.beats.model import beats_tiny, build_beats
-    from audiossl.tokenizers.beats_tokenizer import beats_tokenizer_tiny, build_beats_tokenizer
-    from audiossl.tokenizers.random_projection import RandomProjectionConfig, RandomProjectionTokenizer
+    from audiossl.tokenizers.beats.model import beats_tokenizer_tiny, build_beats_tokenizer
+    from audiossl.tokenizers.beats.random_projection import RandomProjectionConfig, RandomProjectionTokenizer
 
     torch.manual_seed(0)
     wavs, lengths = _batch(lengths=[9000, 6000], width=9000)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from audiossl.tokenizers.rvq import EMAQuantizer, ResidualVQ, RVQConfig
+from audiossl.tokenizers.rvq.quantizer import EMAQuantizer, ResidualVQ, RVQConfig
 
 
 def _clusters(n: int, k: int, dim: int, seed: int = 0) -> torch.Tensor:

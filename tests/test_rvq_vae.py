@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from audiossl.tokenizers.rvq_vae import RVQVAEConfig, build_rvq_vae, rvq_base, rvq_tiny, train_flops_per_second
+from audiossl.tokenizers.rvq.vae import RVQVAEConfig, build_rvq_vae, rvq_base, rvq_tiny, train_flops_per_second
 
 STEPS = 80
 CODES = 16
@@ -92,7 +92,7 @@ def _codes_of(model, tsv: Path) -> np.ndarray:
 
 
 def test_training_improves_reconstruction_and_uses_every_code(trained, demo):
-    from audiossl.tokenizers.rvq_family import load_pretrain_checkpoint
+    from audiossl.tokenizers.rvq.family import load_pretrain_checkpoint
 
     out, result = trained
     assert result.step_nr == STEPS and result.checkpoint_dir == out / "checkpoint"
@@ -109,7 +109,7 @@ def test_training_improves_reconstruction_and_uses_every_code(trained, demo):
 def test_checkpoint_round_trip_and_upstream(trained):
     from audiossl.upstream.load import load_upstream
     from audiossl.models.checkpoint import CheckpointError
-    from audiossl.tokenizers.rvq_family import load_pretrain_checkpoint
+    from audiossl.tokenizers.rvq.family import load_pretrain_checkpoint
 
     ckpt = trained[0] / "checkpoint"
     a, b = load_pretrain_checkpoint(ckpt), load_pretrain_checkpoint(ckpt)
@@ -189,10 +189,10 @@ def test_cli_train_refuses_another_family_and_runs_a_short_rvq_run(demo, tmp_pat
 
 
 def test_on_metrics_warns_when_codebook_usage_collapses(caplog):
-    from audiossl.tokenizers import rvq_family
+    from audiossl.tokenizers.rvq import family as rvq_family
 
     assert rvq_family.METRICS == ("loss",) and "codebook_usage" in rvq_family.EXTRA_METRICS
-    with caplog.at_level("WARNING", logger="audiossl.tokenizers.rvq_family"):
+    with caplog.at_level("WARNING", logger="audiossl.tokenizers.rvq.family"):
         rvq_family.on_metrics({"codebook_usage": 0.97})
         assert not caplog.records
         rvq_family.on_metrics({"codebook_usage": 0.2})

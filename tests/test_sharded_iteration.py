@@ -121,9 +121,9 @@ def test_slurm_shards_then_merge_equal_one_process(tmp_path):
     km, labels = tmp_path / "one" / "km", tmp_path / "two" / "train.km"
     assert main(["kmeans", "label", str(km), str(feats), str(labels), "--shard", "0/2"]) == 0
     with pytest.raises(FileNotFoundError, match="missing"):
-        from audiossl.cli.kmeans import _merge_label_parts
+        from audiossl.tokenizers.label_parts import merge_label_parts
 
-        _merge_label_parts(labels)
+        merge_label_parts(labels)
     assert main(["kmeans", "label", str(km), str(feats), str(labels), "--shard", "1/2"]) == 0
     assert main(["kmeans", "label", str(km), str(feats), str(labels), "--merge"]) == 0
     la, _ = read_frame_labels(tmp_path / "one" / "train.km")

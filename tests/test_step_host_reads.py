@@ -87,7 +87,7 @@ def test_beats_tokenizer_step_with_its_teacher_reads_nothing_back(monkeypatch):
     k-means initialisation of the codebook (first step, documented), nothing is read back."""
     from audiossl.upstream.encoder import EncoderUpstream
     from audiossl.models.hubert.model import HubertModel, hubert_tiny
-    from audiossl.tokenizers.beats_tokenizer import BeatsTokenizer, beats_tokenizer_tiny
+    from audiossl.tokenizers.beats.model import BeatsTokenizer, beats_tokenizer_tiny
 
     monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)  # the device path; see the BEATs test
     torch.manual_seed(0)

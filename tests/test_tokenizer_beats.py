@@ -16,7 +16,7 @@ import torch
 from audiossl.audio.io import save_audio
 from audiossl.data.manifest import Manifest, Row, write_manifest
 from audiossl.models.patch_frontend import num_patch_frames
-from audiossl.tokenizers.beats_tokenizer import BeatsTokenizer, align_teacher, beats_tokenizer_tiny
+from audiossl.tokenizers.beats.model import BeatsTokenizer, align_teacher, beats_tokenizer_tiny
 from tests.golden import RTOL, golden_threads
 
 SR = 16000
@@ -125,7 +125,7 @@ def test_tokenize_is_padding_invariant():
 
 
 def test_on_metrics_warns_when_usage_collapses(caplog):
-    from audiossl.tokenizers import beats_tokenizer_family as fam
+    from audiossl.tokenizers.beats import family as fam
 
     with caplog.at_level(logging.WARNING):
         fam.on_metrics({"codebook_usage": 0.5, "perplexity": 400.0})
@@ -217,8 +217,8 @@ def test_export_to_the_released_tokenizer_layout_round_trips(trained, tmp_path, 
     """`audiossl export CKPT --to beats OUT.pt` writes unilm's Tokenizers layout; it reloads as
     ``beats_tokenizer:<file>`` with the same codebook state and the same codes."""
     from audiossl.cli import export
-    from audiossl.tokenizers.beats_tokenizer_ckpt import load_beats_tokenizer
-    from audiossl.tokenizers.beats_tokenizer_family import load_pretrain_checkpoint
+    from audiossl.tokenizers.beats.checkpoint import load_beats_tokenizer
+    from audiossl.tokenizers.beats.family import load_pretrain_checkpoint
 
     p = argparse.ArgumentParser()
     export.add_arguments(p)
@@ -305,7 +305,7 @@ def test_raw_patch_encoder_is_a_named_option(teacher):
 
 
 def test_configs_saved_before_the_unilm_defaults_keep_their_encoder():
-    from audiossl.tokenizers.beats_tokenizer import BeatsTokenizerConfig
+    from audiossl.tokenizers.beats.model import BeatsTokenizerConfig
 
     old = {k: v for k, v in beats_tokenizer_tiny().to_dict().items() if k not in ("encoder_type", "codebook_update")}
     cfg = BeatsTokenizerConfig.from_dict(old)

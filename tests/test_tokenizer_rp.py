@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from audiossl.tokenizers.random_projection import (
+from audiossl.tokenizers.beats.random_projection import (
     RandomProjectionConfig,
     RandomProjectionTokenizer,
     load_random_projection,

@@ -100,7 +100,7 @@ def main() -> int:
 
     import torch
 
-    from audiossl.tokenizers.random_projection import RandomProjectionConfig, RandomProjectionTokenizer
+    from audiossl.tokenizers.beats.random_projection import RandomProjectionConfig, RandomProjectionTokenizer
 
     work, data = args.work, args.work / "demo"
     if not (data / "speech" / "train.tsv").is_file():
@@ -138,7 +138,7 @@ def main() -> int:
         )
         cfg.model.overrides.update(teacher=teacher, teacher_dim=int(up.hidden_dim))
         run_pretraining(cfg, RunPaths(_combined_manifest(data, work / "combined"), "train", None, tok_dir))
-    from audiossl.tokenizers.beats_tokenizer_family import load_pretrain_checkpoint
+    from audiossl.tokenizers.beats.family import load_pretrain_checkpoint
 
     model = load_pretrain_checkpoint(tok_dir / "checkpoint")
     ident = {"kind": "beats", "checkpoint": str(tok_dir / "checkpoint"), "teacher": teacher}

@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     family = meta.get("family", "hubert")
     if args.to == "beats" and family == "beats_tokenizer":  # a released-layout tokenizer .pt (microsoft/unilm Tokenizers)
-        from audiossl.tokenizers.beats_tokenizer_ckpt import export_beats_tokenizer
+        from audiossl.tokenizers.beats.checkpoint import export_beats_tokenizer
 
         print(f"export: wrote {export_beats_tokenizer(args.ckpt, args.out)}")
         return 0

@@ -127,6 +127,7 @@ def _label(args: argparse.Namespace) -> int:
     from audiossl.data.manifest import ManifestError, read_manifest
     from audiossl.tokenizers.kmeans_store import label_store
     from audiossl.tokenizers.kmeans_io import load_kmeans
+    from audiossl.tokenizers.label_parts import label_parts, merge_label_parts, save_label_part
 
     try:
         km = load_kmeans(args.kmeans)
@@ -146,12 +147,12 @@ def _label(args: argparse.Namespace) -> int:
 
         part = current_part(args.shard)
         if args.merge:
-            by_id = _merge_label_parts(args.labels)
+            by_id = merge_label_parts(args.labels)
         else:
             by_id = label_store(store, km.centroids, device=args.device, chunk_size=args.chunk_size,
                                 part=(part.index, part.count))
             if not part.single:
-                _save_label_part(args.labels, part.index, part.count, by_id)
+                save_label_part(args.labels, part.index, part.count, by_id)
                 part.barrier()
                 if not part.distributed:
                     print(f"labelled part {part.index}/{part.count} ({len(by_id)} utterances); "
@@ -160,7 +161,7 @@ def _label(args: argparse.Namespace) -> int:
                 if part.index != 0:
                     part.barrier()
                     return 0
-                by_id = _merge_label_parts(args.labels)
+                by_id = merge_label_parts(args.labels)
         missing = [u for u in order if u not in by_id]
         if missing:
             return _fail(f"{args.labels}: no labels for {len(missing)} utterances (e.g. {missing[0]})")
@@ -184,50 +185,13 @@ def _label(args: argparse.Namespace) -> int:
         d = write_fairseq_dict(Path(args.labels).parent / f"dict.{ext}.txt", km.k)
         msg += f", {d}"
     print(msg)
-    for p in _label_parts(args.labels):
+    for p in label_parts(args.labels):
         p.unlink()
     if part.distributed:
         part.barrier()
     from audiossl.cli.status import produced_or_fail
 
     return produced_or_fail("kmeans label", len(labels), len(labels), "utterances")
-
-
-def _label_parts(labels: Path) -> list[Path]:
-    return sorted(Path(labels).parent.glob(Path(labels).name + ".part-*-of-*.npz"))
-
-
-def _save_label_part(labels: Path, i: int, n: int, by_id: dict) -> None:
-    import os
-
-    import numpy as np
-
-    path = Path(labels).parent / f"{Path(labels).name}.part-{i:05d}-of-{n:05d}.npz"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ids = list(by_id)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, ids=np.array(ids, dtype=str), lengths=np.array([len(by_id[u]) for u in ids], dtype=np.int64),
-             labels=np.concatenate([by_id[u] for u in ids]) if ids else np.empty(0, dtype=np.int64))
-    os.replace(tmp, path)
-
-
-def _merge_label_parts(labels: Path) -> dict:
-    import numpy as np
-
-    parts = _label_parts(labels)
-    counts = {int(p.name.rsplit("-of-", 1)[1].split(".")[0]) for p in parts}
-    if len(counts) != 1:
-        raise FileNotFoundError(f"{labels}: no label parts to merge" if not counts else f"{labels}: parts of different runs {sorted(counts)}")
-    n = counts.pop()
-    have = {int(p.name.rsplit(".part-", 1)[1].split("-of-")[0]) for p in parts}
-    if have != set(range(n)):
-        raise FileNotFoundError(f"{labels}: label parts {sorted(set(range(n)) - have)} of {n} are missing; run them first")
-    by_id = {}
-    for p in parts:
-        z = np.load(p)
-        for u, lab in zip(z["ids"].tolist(), np.split(z["labels"], np.cumsum(z["lengths"])[:-1])):
-            by_id[u] = lab
-    return by_id
 
 
 def _quality(args: argparse.Namespace) -> int:

@@ -125,7 +125,7 @@ def run_label(args: argparse.Namespace) -> int:
     try:
         n = len(read_manifest(args.manifest))
         if args.kind == "random-projection":
-            from audiossl.tokenizers.random_projection import (
+            from audiossl.tokenizers.beats.random_projection import (
                 RandomProjectionConfig, RandomProjectionTokenizer, load_random_projection, save_random_projection,
             )
 
@@ -140,12 +140,12 @@ def run_label(args: argparse.Namespace) -> int:
             tokenize = tok
         else:
             from audiossl.models.checkpoint import CheckpointError
-            from audiossl.tokenizers.beats_tokenizer_family import load_pretrain_checkpoint
+            from audiossl.tokenizers.beats.family import load_pretrain_checkpoint
 
             scheme, _, released = str(args.checkpoint).partition(":")
             try:
                 if scheme == "beats_tokenizer" and released:
-                    from audiossl.tokenizers.beats_tokenizer_ckpt import load_beats_tokenizer
+                    from audiossl.tokenizers.beats.checkpoint import load_beats_tokenizer
 
                     model, source = load_beats_tokenizer(released), f"beats_tokenizer:{Path(released).resolve()}"
                 else:

@@ -46,8 +46,8 @@ FAMILY_MODULES: dict[str, str] = {
     "wavlm": "audiossl.models.wavlm.family",
     "data2vec2": "audiossl.models.data2vec2.family",  # trained on audio alone (labels=None)
     # tokenizers trained on audio alone (``audiossl tokenizer train``; labels=None)
-    "beats_tokenizer": "audiossl.tokenizers.beats_tokenizer_family",
-    "rvq": "audiossl.tokenizers.rvq_family",
+    "beats_tokenizer": "audiossl.tokenizers.beats.family",
+    "rvq": "audiossl.tokenizers.rvq.family",
 }
 
 

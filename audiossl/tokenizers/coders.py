@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from audiossl.tokenizers.encodec_codes import load_encodec
-from audiossl.tokenizers.rvq_family import load_pretrain_checkpoint
+from audiossl.tokenizers.rvq.family import load_pretrain_checkpoint
 
 
 class RVQCoder:

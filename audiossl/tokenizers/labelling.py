@@ -12,47 +12,54 @@ from collections import Counter
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+import torch
+from tqdm import tqdm
+
 from audiossl.audio.io import AudioError, load_audio
 from audiossl.data.frame_labels import LabelInfo, write_frame_labels
 from audiossl.data.manifest import read_manifest
 from audiossl.tokenizers.code_streams import check_code_stream, expected_frames, fit_length
+from audiossl.upstream.engine import prefetched
 
 log = logging.getLogger("audiossl.tokenizer")
 
 
+def decode_rows(manifest, rows: list[int], sample_rate: int) -> tuple[list[tuple[int, torch.Tensor]], list[AudioError]]:
+    """Manifest rows → (``[(row, waveform [sample] at sample_rate)]`` of the readable ones, the errors of the others)."""
+    ok, bad = [], []
+    for i in rows:
+        try:
+            ok.append((i, load_audio(manifest.path(i), sample_rate)[0]))
+        except AudioError as e:
+            bad.append(e)
+    return ok, bad
+
+
 def label_manifest(
     tsv: Path, out: Path, tokenize: Callable, *, sample_rate: int, num_classes: int, tokenizer: dict, frame_rate: float,
-    num_codebooks: int, batch_size: int = 16, device: str = "cpu",
+    num_codebooks: int, batch_size: int = 16, device: str = "cpu", decode_ahead: int = 2,
 ) -> tuple[Path, Counter]:
     """Codes for every row of ``tsv`` → ``out`` (+ sidecar). Returns ``(out, skipped count by reason)``.
 
     ``tokenize(wavs [B, S], lengths [B]) -> (codes [B, T, C], frames [B])``. Rows are batched by
-    length; bad audio is logged with path and reason and gets an empty row.
+    length (``batch_size`` rows, shortest first) and decoded ``decode_ahead`` batches ahead by the
+    upstream engine (:func:`audiossl.upstream.engine.prefetched`); bad audio is logged with path and
+    reason and gets an empty row.
     """
-    import numpy as np
-    import torch
-    from tqdm import tqdm
-
     manifest = read_manifest(tsv)
     rows: list[np.ndarray] = [np.zeros((0, num_codebooks), dtype=np.int64)] * len(manifest)
     skipped: Counter = Counter()
     order = sorted(range(len(manifest)), key=lambda i: manifest.rows[i].num_samples)
+    batches = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
     bar = tqdm(total=len(order), desc=f"labelling {tsv.name}", unit="utt")
-    for s in range(0, len(order), batch_size):
-        batch: list[tuple[int, torch.Tensor]] = []
-        for i in order[s : s + batch_size]:
-            try:
-                wav, _ = load_audio(manifest.path(i), sample_rate)
-            except AudioError as e:
-                log.warning("skipped: %s: %s%s", e.path, e.reason, f" ({e.detail})" if e.detail else "")
-                skipped[e.reason] += 1
-                continue
-            batch.append((i, wav))
+    for ids, (batch, bad), _ in prefetched(batches, lambda b: decode_rows(manifest, b, sample_rate), decode_ahead):
+        for e in bad:
+            log.warning("skipped: %s: %s%s", e.path, e.reason, f" ({e.detail})" if e.detail else "")
+            skipped[e.reason] += 1
         if batch:
             lengths = torch.tensor([len(w) for _, w in batch], dtype=torch.long)
-            wavs = torch.zeros(len(batch), int(lengths.max()))
-            for b, (_, w) in enumerate(batch):
-                wavs[b, : len(w)] = w
+            wavs = torch.nn.utils.rnn.pad_sequence([w for _, w in batch], batch_first=True)
             codes, frames = tokenize(wavs.to(device), lengths.to(device))
             codes, frames = codes.cpu().numpy(), frames.cpu().tolist()
             for b, (i, _) in enumerate(batch):
@@ -60,21 +67,18 @@ def label_manifest(
                     log.warning("skipped: %s: too_short (%d samples, less than one 160 ms patch step)", manifest.path(i), len(batch[b][1]))
                     skipped["too_short"] += 1
                 rows[i] = codes[b, : frames[b]].astype(np.int64)
-        bar.update(len(order[s : s + batch_size]))
+        bar.update(len(ids))
     bar.close()
     info = LabelInfo(frame_rate=frame_rate, num_classes=num_classes, tokenizer=tokenizer, num_codebooks=num_codebooks)
     return write_frame_labels(out, rows, info), skipped
 
 
 def label_codes(manifest, coder, out: Path, info, student, *, batch_size: int = 8, chunk_seconds: float = 30.0,
-                desc: str = "codes") -> list:
+                desc: str = "codes", decode_ahead: int = 2) -> list:
     """Codes of every row of ``manifest`` from ``coder`` (see :mod:`audiossl.tokenizers.coders`) → ``out``
     (+ sidecar ``info``), checked against ``student`` (raises ``LabelError``). Files longer than
-    ``chunk_seconds`` are coded in pieces; unreadable files are logged, get an empty row and are returned."""
-    import numpy as np
-    import torch
-    from tqdm import tqdm
-
+    ``chunk_seconds`` are coded in pieces; unreadable files are logged, get an empty row and are returned.
+    Files are decoded ahead of the coder by the upstream engine (:func:`audiossl.upstream.engine.prefetched`)."""
     sr, hop = coder.sample_rate, coder.hop
     chunk = max(hop, int(chunk_seconds * sr) // hop * hop)
     rows: list[np.ndarray | None] = [None] * len(manifest)
@@ -94,18 +98,18 @@ def label_codes(manifest, coder, out: Path, info, student, *, batch_size: int = 
             parts.setdefault(row, []).append(codes)
         pieces.clear()
 
-    for i, path in enumerate(tqdm(list(manifest.paths()), desc=desc, unit="file")):
-        try:
-            wav, _ = load_audio(path, sr)
-        except AudioError as e:
+    files = [[i] for i in range(len(manifest))]
+    decoded = prefetched(files, lambda b: decode_rows(manifest, b, sr), decode_ahead)
+    for _, (ok, bad), _ in tqdm(decoded, total=len(files), desc=desc, unit="file"):
+        for e in bad:
             problems.append(e)
             log.warning("skipping %s", e)
-            continue
-        lengths[i] = len(wav)
-        for start in range(0, len(wav), chunk):
-            pieces.append((i, wav[start : start + chunk]))
-            if len(pieces) >= batch_size:
-                flush()
+        for i, wav in ok:
+            lengths[i] = len(wav)
+            for start in range(0, len(wav), chunk):
+                pieces.append((i, wav[start : start + chunk]))
+                if len(pieces) >= batch_size:
+                    flush()
     flush()
     for i in range(len(manifest)):
         if lengths[i] >= 0:

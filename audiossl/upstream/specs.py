@@ -33,7 +33,7 @@ SCHEMES: dict[str, Scheme] = {
                     "any s3prl upstream that runs from local files, e.g. s3prl:hubert_local:/path/to/hubert.pt"),
     "beats": Scheme("beats:<file>", "audiossl.interop.family_upstreams:load_beats_upstream",
                     "a released BEATs checkpoint (microsoft/unilm layout)"),
-    "beats_tokenizer": Scheme("beats_tokenizer:<file>", "audiossl.tokenizers.beats_tokenizer_ckpt:load_beats_tokenizer_upstream",
+    "beats_tokenizer": Scheme("beats_tokenizer:<file>", "audiossl.tokenizers.beats.checkpoint:load_beats_tokenizer_upstream",
                               "a released BEATs tokenizer (microsoft/unilm Tokenizers layout): its encoder's layers"),
     "mert": Scheme("mert:<dir>", "audiossl.interop.family_upstreams:load_mert_upstream",
                    "a released HF-format MERT directory (no trust_remote_code)"),

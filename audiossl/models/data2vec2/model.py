@@ -17,53 +17,39 @@ The student of the pretraining model (:mod:`audiossl.models.data2vec2.pretrain`)
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor, nn
 
 from audiossl.models.conv_frontend import ConvFrameGeometry, ConvFrontend
+from audiossl.models.encoder_config import ConvEncoderConfig
 from audiossl.models.conv_pos import StackedConvPositionalEncoder
 from audiossl.models.data2vec2.alibi import alibi_bias, alibi_slopes, attention_bias
 from audiossl.models.data2vec2.attention import AlibiFlex, alibi_flex_inputs, self_attention
 from audiossl.models.rel_pos import ATTENTION_IMPLS, resolve_impl
 from audiossl.models.transformer import EncoderLayer, layerdrop_keep
-from audiossl.utils.config import DictConfig
 
-_DEFAULT_CONV = ((512, 10, 5),) + ((512, 3, 2),) * 4 + ((512, 2, 2),) * 2
 
 
 @dataclass
-class Data2Vec2Config(DictConfig):
+class Data2Vec2Config(ConvEncoderConfig):
     """Fields mirror fairseq ``Data2VecMultiConfig`` / ``D2vAudioConfig`` (named in each docstring);
-    defaults are ``examples/data2vec/config/v2/base_audio_only_task.yaml``."""
+    defaults are ``examples/data2vec/config/v2/base_audio_only_task.yaml``. The encoder's fields are
+    those of :class:`~audiossl.models.encoder_config.ConvEncoderConfig` (fairseq data2vec names:
+    ``feature_encoder_spec`` = ``conv_layers``, ``depth`` = ``num_layers``, ``embed_dim * mlp_ratio`` =
+    ``ffn_dim``, ``encoder_dropout`` = ``dropout``, ``layerdrop`` = ``encoder_layerdrop``)."""
 
     family = "data2vec2"  # class attribute, not a field
 
-    sample_rate: int = 16000
-    """Audio rate the model expects (task ``sample_rate``)."""
     normalize: bool = True
     """Zero-mean / unit-variance waveform per utterance (task ``normalize: true``)."""
-    conv_layers: tuple[tuple[int, int, int], ...] = _DEFAULT_CONV
-    """``(channels, kernel, stride)`` per conv layer (``feature_encoder_spec``)."""
     extractor_mode: str = "layer_norm"
     """Conv frontend norm (``extractor_mode``; data2vec audio uses ``layer_norm``)."""
-    conv_bias: bool = False
-    """Bias in the conv layers (fairseq data2vec 2.0 builds them without)."""
-    embed_dim: int = 768
-    """Transformer width (``embed_dim``)."""
-    num_layers: int = 12
-    """Transformer layers (``depth`` + ``prenet_depth``)."""
-    num_heads: int = 12
-    """Attention heads (``num_heads``)."""
-    ffn_dim: int = 3072
-    """FFN inner width (``embed_dim * mlp_ratio``)."""
     pos_conv_depth: int = 5
     """Positional conv blocks (``conv_pos_depth``)."""
     pos_conv_kernel: int = 19
     """Kernel of each block (``max(3, conv_pos_width // conv_pos_depth)`` = 95 // 5)."""
-    pos_conv_groups: int = 16
-    """Positional conv groups (``conv_pos_groups``)."""
     use_alibi: bool = True
     """ALiBi attention biases with a learned per-head scale (``use_alibi_encoder``,
     ``learned_alibi_scale_per_head``). Off = exactly ``transformers.Data2VecAudioModel``."""
@@ -73,16 +59,8 @@ class Data2Vec2Config(DictConfig):
     quadratic in ``T``; :mod:`audiossl.models.data2vec2.attention`) | ``auto``: flex on CUDA, eager elsewhere
     (:func:`audiossl.models.rel_pos.resolve_impl`). flex has no attention dropout, so a stack in training with
     ``attention_dropout > 0`` runs eager; without ALiBi the attention is always eager (a bool key-padding mask)."""
-    dropout: float = 0.1
-    """Dropout after attention and FFN (``encoder_dropout``, ``post_mlp_drop``)."""
-    attention_dropout: float = 0.1
-    """Dropout on attention weights (``attention_dropout``)."""
-    activation_dropout: float = 0.0
-    """Dropout after the FFN activation (``activation_dropout``)."""
     context_dropout: float = 0.1
     """Dropout after the encoder LayerNorm (``prenet_dropout``)."""
-    encoder_layerdrop: float = 0.05
-    """Probability of skipping a student layer in training (``layerdrop``)."""
     clone_batch: int = 8
     """Masked copies of each item per teacher pass (``clone_batch``)."""
     mask_prob: float = 0.5
@@ -115,15 +93,10 @@ class Data2Vec2Config(DictConfig):
     """Scale of the L2 loss; None = ``1 / sqrt(embed_dim)`` (``loss_scale``)."""
 
     def __post_init__(self) -> None:
-        self.conv_layers = tuple(tuple(int(v) for v in layer) for layer in self.conv_layers)
-        if any(len(layer) != 3 for layer in self.conv_layers):
-            raise ValueError(f"conv_layers must be (channels, kernel, stride) triples, got {self.conv_layers}")
-        if self.extractor_mode not in ("group_norm", "layer_norm"):
-            raise ValueError(f"extractor_mode must be 'group_norm' or 'layer_norm', got {self.extractor_mode!r}")
-        for dim, groups, what in ((self.embed_dim, self.num_heads, "num_heads"), (self.embed_dim, self.pos_conv_groups, "pos_conv_groups"),
-                                  (self.embed_dim, self.decoder_groups, "decoder_groups"), (self.decoder_dim, self.decoder_groups, "decoder_groups")):
+        super().__post_init__()
+        for dim, groups in ((self.embed_dim, self.decoder_groups), (self.decoder_dim, self.decoder_groups)):
             if dim % groups:
-                raise ValueError(f"{dim} is not divisible by {what}={groups}")
+                raise ValueError(f"{dim} is not divisible by decoder_groups={groups}")
         if self.attention_impl not in ATTENTION_IMPLS:
             raise ValueError(f"attention_impl must be one of {ATTENTION_IMPLS}, got {self.attention_impl!r}")
         if not 1 <= self.average_top_k_layers <= self.num_layers:
@@ -134,11 +107,6 @@ class Data2Vec2Config(DictConfig):
             raise ValueError(f"mask_prob must be in (0, 1), got {self.mask_prob}")
         if not 0.0 <= self.ema_decay <= self.ema_end_decay <= 1.0:
             raise ValueError(f"need 0 <= ema_decay ({self.ema_decay}) <= ema_end_decay ({self.ema_end_decay}) <= 1")
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["conv_layers"] = [list(layer) for layer in self.conv_layers]
-        return d
 
 
 @dataclass

@@ -14,54 +14,26 @@ Base), [i] is the output of layer i; for pre-LN (Large/XLarge) the final LayerNo
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
 from audiossl.models.conv_frontend import ConvFrameGeometry, ConvFrontend
+from audiossl.models.encoder_config import ConvEncoderConfig
 from audiossl.models.masking import compute_span_mask
 from audiossl.models.transformer import TransformerEncoder
-from audiossl.utils.config import DictConfig
 
-_DEFAULT_CONV = ((512, 10, 5),) + ((512, 3, 2),) * 4 + ((512, 2, 2),) * 2
 
 
 @dataclass
-class HubertConfig(DictConfig):
-    """Every field mirrors the fairseq ``HubertConfig`` option named in its docstring."""
+class HubertConfig(ConvEncoderConfig):
+    """Every field mirrors the fairseq ``HubertConfig`` option named in its docstring; the encoder's
+    fields are those of :class:`~audiossl.models.encoder_config.ConvEncoderConfig`."""
 
-    sample_rate: int = 16000
-    """Audio rate the model expects (fairseq task ``sample_rate``)."""
-    conv_layers: tuple[tuple[int, int, int], ...] = _DEFAULT_CONV
-    """``(channels, kernel, stride)`` per conv layer (``conv_feature_layers``)."""
-    extractor_mode: str = "group_norm"
-    """``group_norm`` (Base) or ``layer_norm`` (Large/XL) (``extractor_mode``)."""
-    conv_bias: bool = False
-    """Bias in the conv layers (``conv_bias``)."""
-    embed_dim: int = 768
-    """Transformer width (``encoder_embed_dim``)."""
-    num_layers: int = 12
-    """Transformer layers (``encoder_layers``)."""
-    num_heads: int = 12
-    """Attention heads (``encoder_attention_heads``)."""
-    ffn_dim: int = 3072
-    """FFN inner width (``encoder_ffn_embed_dim``)."""
     layer_norm_first: bool = False
     """Pre-LN blocks (``layer_norm_first``); False = post-LN (Base)."""
-    pos_conv_kernel: int = 128
-    """Positional conv kernel in frames (``conv_pos``)."""
-    pos_conv_groups: int = 16
-    """Positional conv groups (``conv_pos_groups``)."""
-    dropout: float = 0.1
-    """Residual / block dropout (``dropout``)."""
-    attention_dropout: float = 0.1
-    """Dropout on attention weights (``attention_dropout``)."""
-    activation_dropout: float = 0.0
-    """Dropout after the FFN activation (``activation_dropout``)."""
-    encoder_layerdrop: float = 0.05
-    """Probability of skipping a layer in training (``encoder_layerdrop``)."""
     dropout_input: float = 0.1
     """Dropout after the feature projection (``dropout_input``)."""
     dropout_features: float = 0.1
@@ -93,22 +65,9 @@ class HubertConfig(DictConfig):
     """Do not compute the unmasked loss (``skip_nomask``); it is also skipped when its weight is 0."""
 
     def __post_init__(self) -> None:
-        self.conv_layers = tuple(tuple(int(v) for v in layer) for layer in self.conv_layers)
-        if any(len(layer) != 3 for layer in self.conv_layers):
-            raise ValueError(f"conv_layers must be (channels, kernel, stride) triples, got {self.conv_layers}")
-        if self.extractor_mode not in ("group_norm", "layer_norm"):
-            raise ValueError(f"extractor_mode must be 'group_norm' or 'layer_norm', got {self.extractor_mode!r}")
-        if self.embed_dim % self.num_heads:
-            raise ValueError(f"embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}")
-        if self.embed_dim % self.pos_conv_groups:
-            raise ValueError(f"embed_dim {self.embed_dim} is not divisible by pos_conv_groups {self.pos_conv_groups}")
+        super().__post_init__()
         if self.feature_grad_mult < 0:
             raise ValueError(f"feature_grad_mult must be >= 0, got {self.feature_grad_mult}")
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["conv_layers"] = [list(layer) for layer in self.conv_layers]
-        return d
 
 
 @dataclass

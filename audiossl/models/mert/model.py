@@ -27,7 +27,7 @@ HuBERT's convention (``num_layers + 1`` entries, [0] = input of the first layer)
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from typing import ClassVar
 
 import torch
@@ -37,50 +37,24 @@ from torch.nn import functional as F
 from audiossl.audio.cqt_torch import TorchCQT, log_cqt_target
 from audiossl.audio.normalize import normalize_waveform
 from audiossl.models.conv_frontend import receptive_field
+from audiossl.models.encoder_config import ConvEncoderConfig
 from audiossl.models.hubert.model import HubertModel
 from audiossl.models.masking import compute_span_mask
 from audiossl.models.transformer import SelfAttention
 from audiossl.audio.mixing import NoiseMixConfig, mix_in_batch_noise
-from audiossl.utils.config import DictConfig
 
-_DEFAULT_CONV = ((512, 10, 5),) + ((512, 3, 2),) * 4 + ((512, 2, 2),) * 2  # ×320: 75 Hz at 24 kHz
 
 
 @dataclass
-class MertConfig(DictConfig):
-    """MERT student. Encoder fields mean what they mean in :class:`audiossl.models.hubert.model.HubertConfig`."""
+class MertConfig(ConvEncoderConfig):
+    """MERT student. The encoder's fields are those of :class:`~audiossl.models.encoder_config.ConvEncoderConfig`
+    (24 kHz audio: the default conv strides multiply to 320, 75 Hz)."""
 
     family: ClassVar[str] = "mert"
     sample_rate: int = 24000
     """Audio rate the model expects (MERT: 24 kHz)."""
-    conv_layers: tuple[tuple[int, int, int], ...] = _DEFAULT_CONV
-    """``(channels, kernel, stride)`` per conv layer; strides multiply to 320 (75 Hz)."""
-    extractor_mode: str = "group_norm"
-    """``group_norm`` (95M) or ``layer_norm`` (330M)."""
-    conv_bias: bool = False
-    """Bias in the conv layers."""
-    embed_dim: int = 768
-    """Transformer width."""
-    num_layers: int = 12
-    """Transformer layers."""
-    num_heads: int = 12
-    """Attention heads."""
-    ffn_dim: int = 3072
-    """FFN inner width."""
     layer_norm_first: bool = False
     """Pre-LN blocks (330M); False = post-LN (95M)."""
-    pos_conv_kernel: int = 128
-    """Positional conv kernel in frames."""
-    pos_conv_groups: int = 16
-    """Positional conv groups."""
-    dropout: float = 0.1
-    """Residual / block dropout."""
-    attention_dropout: float = 0.1
-    """Dropout on attention weights."""
-    activation_dropout: float = 0.0
-    """Dropout after the FFN activation."""
-    encoder_layerdrop: float = 0.05
-    """Probability of skipping a layer in training."""
     dropout_input: float = 0.1
     """Dropout after the feature projection."""
     feature_grad_mult: float = 0.1
@@ -138,7 +112,7 @@ class MertConfig(DictConfig):
     each segment to a random SNR in dB against the item's own energy."""
 
     def __post_init__(self) -> None:
-        self.conv_layers = tuple(tuple(int(v) for v in layer) for layer in self.conv_layers)
+        super().__post_init__()
         self.noise_mix_seconds = tuple(float(v) for v in self.noise_mix_seconds)
         if self.noise_mix_snr_db is not None:
             self.noise_mix_snr_db = tuple(float(v) for v in self.noise_mix_snr_db)
@@ -150,14 +124,6 @@ class MertConfig(DictConfig):
             raise ValueError(f"attention_impl must be 'auto', 'sdpa' or 'eager', got {self.attention_impl!r}")
         if self.final_dim < 1 or self.logit_temp <= 0:
             raise ValueError(f"need final_dim >= 1 and logit_temp > 0, got {self.final_dim}, {self.logit_temp}")
-        if any(len(layer) != 3 for layer in self.conv_layers):
-            raise ValueError(f"conv_layers must be (channels, kernel, stride) triples, got {self.conv_layers}")
-        if self.extractor_mode not in ("group_norm", "layer_norm"):
-            raise ValueError(f"extractor_mode must be 'group_norm' or 'layer_norm', got {self.extractor_mode!r}")
-        if self.embed_dim % self.num_heads or self.embed_dim % self.pos_conv_groups:
-            raise ValueError(
-                f"embed_dim {self.embed_dim} must be divisible by num_heads {self.num_heads} and pos_conv_groups {self.pos_conv_groups}"
-            )
         if self.num_codebooks < 1 or self.num_classes < 2:
             raise ValueError(f"need num_codebooks >= 1 and num_classes >= 2, got {self.num_codebooks}, {self.num_classes}")
         if not 0.0 <= self.noise_mix_prob <= 1.0:
@@ -169,8 +135,7 @@ class MertConfig(DictConfig):
         return math.prod(s for _, _, s in self.conv_layers)
 
     def to_dict(self) -> dict:
-        d = asdict(self)
-        d["conv_layers"] = [list(layer) for layer in self.conv_layers]
+        d = super().to_dict()
         d["noise_mix_seconds"] = list(self.noise_mix_seconds)
         if self.noise_mix_snr_db is not None:
             d["noise_mix_snr_db"] = list(self.noise_mix_snr_db)

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from audiossl.models.checkpoint import load_family_checkpoint
-from audiossl.tokenizers.rvq_vae import CONFIGS, RVQVAE, RVQVAEConfig, build_rvq_vae, train_flops_per_second
+from audiossl.tokenizers.rvq.vae import CONFIGS, RVQVAE, RVQVAEConfig, build_rvq_vae, train_flops_per_second
 from audiossl.upstream.base import Upstream, UpstreamOutput
 
 __all__ = [

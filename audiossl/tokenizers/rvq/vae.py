@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from audiossl.tokenizers.rvq import ResidualVQ, RVQConfig
+from audiossl.tokenizers.rvq.quantizer import ResidualVQ, RVQConfig
 from audiossl.utils.config import DictConfig
 
 

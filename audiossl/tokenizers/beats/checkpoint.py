@@ -34,8 +34,8 @@ from torch import Tensor
 
 from audiossl.models.checkpoint import CheckpointError, load_state_into
 from audiossl.models.torch_file import read_cfg_model
-from audiossl.tokenizers.beats_tokenizer import BeatsTokenizer, BeatsTokenizerConfig
-from audiossl.tokenizers.beats_tokenizer_family import BeatsTokenizerUpstream, load_pretrain_checkpoint
+from audiossl.tokenizers.beats.model import BeatsTokenizer, BeatsTokenizerConfig
+from audiossl.tokenizers.beats.family import BeatsTokenizerUpstream, load_pretrain_checkpoint
 from audiossl.utils.fileio import atomic_open
 
 log = logging.getLogger(__name__)

@@ -2,7 +2,7 @@
 
 Chen et al. 2022 (BEATs), §2.2 "self-distilled tokenizer"; by default the tokenizer is unilm's
 ``beats/Tokenizers.py`` (the released ``Tokenizer_iter*`` checkpoints load into it, see
-:mod:`audiossl.tokenizers.beats_tokenizer_ckpt`)::
+:mod:`audiossl.tokenizers.beats.checkpoint`)::
 
     wavs [B, S] ─beats_fbank─▶ [B, Tf, 128] ─Conv2d 16×16/16 (patch_embedding)─▶ [B, T·F, E]  (T at 6.25 Hz, F = 8 bands)
       ─LayerNorm─▶ post_extract_proj ─▶ BEATs encoder (models/beats.py: pos conv, post-LN layers)─▶ [B, T·F, D]

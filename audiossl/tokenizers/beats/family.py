@@ -15,7 +15,7 @@ import torch
 
 from audiossl.models.checkpoint import load_family_checkpoint
 from audiossl.models.patch_frontend import num_patch_frames
-from audiossl.tokenizers.beats_tokenizer import CONFIGS, BeatsTokenizer, BeatsTokenizerConfig, build_beats_tokenizer
+from audiossl.tokenizers.beats.model import CONFIGS, BeatsTokenizer, BeatsTokenizerConfig, build_beats_tokenizer
 from audiossl.upstream.base import Upstream, UpstreamOutput
 
 __all__ = [
