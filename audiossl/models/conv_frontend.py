@@ -168,3 +168,15 @@ class ConvFrontend(nn.Module):
             if lengths is not None:
                 lengths = conv_output_lengths(lengths, ((0, layer.kernel, layer.stride),))
         return x.transpose(1, 2)
+
+
+def fairseq_init(frontend: ConvFrontend, transformer: nn.Module) -> None:
+    """fairseq's initialisation of a wav2vec-style encoder: kaiming-normal conv front end, BERT init
+    (``N(0, 0.02)``, zero bias) of every ``nn.Linear`` in ``transformer`` (in module order, so the same
+    seed gives the same weights whichever family calls it)."""
+    for layer in frontend.layers:
+        nn.init.kaiming_normal_(layer.conv.weight)
+    for module in transformer.modules():
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            nn.init.zeros_(module.bias)

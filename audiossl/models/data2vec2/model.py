@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor, nn
 
-from audiossl.models.conv_frontend import ConvFrameGeometry, ConvFrontend
+from audiossl.models.conv_frontend import ConvFrameGeometry, ConvFrontend, fairseq_init
 from audiossl.models.encoder_config import ConvEncoderConfig
 from audiossl.models.conv_pos import StackedConvPositionalEncoder
 from audiossl.models.data2vec2.alibi import alibi_bias, alibi_slopes, attention_bias
@@ -227,13 +227,7 @@ class Data2Vec2Model(ConvFrameGeometry, nn.Module):
         self.layer_norm = nn.LayerNorm(self.frontend.out_dim)
         self.post_extract_proj = nn.Linear(self.frontend.out_dim, cfg.embed_dim)
         self.context = ContextEncoder(cfg)
-        # fairseq: kaiming-normal conv frontend, BERT init (N(0, 0.02), zero bias) of the transformer's Linears
-        for layer in self.frontend.layers:
-            nn.init.kaiming_normal_(layer.conv.weight)
-        for module in self.context.layers.modules():
-            if isinstance(module, nn.Linear):
-                nn.init.normal_(module.weight, mean=0.0, std=0.02)
-                nn.init.zeros_(module.bias)
+        fairseq_init(self.frontend, self.context.layers)
 
     @property
     def num_hidden_states(self) -> int:

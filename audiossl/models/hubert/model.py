@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from audiossl.models.conv_frontend import ConvFrameGeometry, ConvFrontend
+from audiossl.models.conv_frontend import ConvFrameGeometry, ConvFrontend, fairseq_init
 from audiossl.models.encoder_config import ConvEncoderConfig
 from audiossl.models.masking import compute_span_mask
 from audiossl.models.transformer import TransformerEncoder
@@ -145,7 +145,7 @@ class HubertModel(ConvFrameGeometry, nn.Module):
         self.dropout_input = nn.Dropout(cfg.dropout_input)
         self.mask_emb = nn.Parameter(torch.empty(cfg.embed_dim).uniform_())
         self.encoder = self.build_transformer(cfg)
-        self._init_weights()
+        fairseq_init(self.frontend, self.encoder.layers)
 
     def build_transformer(self, cfg: HubertConfig) -> nn.Module:
         """The transformer stack (a family with other layers, e.g. WavLM, overrides this): called as
@@ -163,15 +163,6 @@ class HubertModel(ConvFrameGeometry, nn.Module):
             layer_norm_first=cfg.layer_norm_first,
             layerdrop=cfg.encoder_layerdrop,
         )
-
-    def _init_weights(self) -> None:
-        # fairseq: kaiming-normal conv frontend, BERT init (N(0, 0.02), zero bias) in the encoder
-        for layer in self.frontend.layers:
-            nn.init.kaiming_normal_(layer.conv.weight)
-        for module in self.encoder.layers.modules():
-            if isinstance(module, nn.Linear):
-                nn.init.normal_(module.weight, mean=0.0, std=0.02)
-                nn.init.zeros_(module.bias)
 
     @property
     def num_hidden_states(self) -> int:
