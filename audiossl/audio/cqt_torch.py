@@ -37,7 +37,7 @@ from torch.nn import functional as F
 
 def cqt_filters(sample_rate: int, n_bins: int, bins_per_octave: int, fmin: float, filter_scale: float = 1.0):
     """nnAudio-style CQT filters: ``(filters complex64 [n_bins, width], lengths [n_bins], width)``."""
-    from scipy.signal import get_window
+    from scipy.signal import get_window  # lazy: scipy imports slowly; only this path needs it
 
     q = float(filter_scale) / (2.0 ** (1.0 / bins_per_octave) - 1.0)
     freqs = fmin * 2.0 ** (np.arange(n_bins) / float(bins_per_octave))

@@ -21,6 +21,7 @@ disk-space estimates). Layer features of a trained checkpoint are built the same
 
 from __future__ import annotations
 
+import inspect
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -67,8 +68,8 @@ def mfcc(wav: torch.Tensor, sample_rate: int = 16000) -> torch.Tensor:
     Returns:
         ``[frames, 39]`` at 100 Hz; frames = ``1 + (S - 400) // 160`` at 16 kHz.
     """
-    import torchaudio
-    from torchaudio.compliance import kaldi
+    import torchaudio  # lazy: torchaudio imports slowly; only this path needs it
+    from torchaudio.compliance import kaldi  # lazy: torchaudio imports slowly; only this path needs it
 
     win, _ = _kaldi_window(sample_rate)
     x = _check_wav(wav, "mfcc", win, sample_rate, "one 25 ms window")
@@ -91,7 +92,7 @@ def fbank(wav: torch.Tensor, sample_rate: int = 16000, num_mel_bins: int = 80) -
     Returns:
         ``[frames, num_mel_bins]`` at 100 Hz; frames = ``1 + (S - 400) // 160`` at 16 kHz.
     """
-    from torchaudio.compliance import kaldi
+    from torchaudio.compliance import kaldi  # lazy: torchaudio imports slowly; only this path needs it
 
     win, _ = _kaldi_window(sample_rate)
     x = _check_wav(wav, "fbank", win, sample_rate, "one 25 ms window")
@@ -101,7 +102,7 @@ def fbank(wav: torch.Tensor, sample_rate: int = 16000, num_mel_bins: int = 80) -
 
 def cqt_min_samples(sample_rate: int, n_bins: int = 84, bins_per_octave: int = 12, fmin: float = 32.70) -> int:
     """Length of the longest (lowest-frequency) CQT filter in samples: one full window."""
-    import librosa
+    import librosa  # lazy: slow import (numba); only this path needs it
 
     freqs = librosa.cqt_frequencies(n_bins, fmin=fmin, bins_per_octave=bins_per_octave)
     lengths, _ = librosa.filters.wavelet_lengths(freqs=freqs, sr=sample_rate, filter_scale=1, window="hann")
@@ -133,8 +134,8 @@ def cqt(
     Raises:
         FeatureError: input shorter than the longest CQT filter (~0.53 s for fmin = 32.70 Hz).
     """
-    import librosa
-    import numpy as np
+    import librosa  # lazy: slow import (numba); only this path needs it
+    import numpy as np  # lazy: keeps torch/numpy out of startup (`prepare`, `validate`, `--help` start fast)
 
     fmax = fmin * 2 ** (n_bins / bins_per_octave)
     if fmax >= sample_rate / 2:
@@ -217,7 +218,7 @@ def _fbank_spec(sample_rate: int, num_mel_bins: int = 80) -> FeatureSpec:
 
 def _cqt_spec(sample_rate: int, hop_length: int = 320, n_bins: int = 84, bins_per_octave: int = 12,
               fmin: float = 32.70) -> FeatureSpec:
-    import librosa
+    import librosa  # lazy: slow import (numba); only this path needs it
 
     librosa.cqt  # noqa: B018 -- resolve librosa's lazy import (~5 s) once, before workers fork
     params = {"hop_length": int(hop_length), "n_bins": int(n_bins), "bins_per_octave": int(bins_per_octave),
@@ -236,7 +237,6 @@ def get_feature(name: str, sample_rate: int = 16000, **params: Any) -> FeatureSp
 
     Unknown names or parameters raise ``ValueError`` listing what is accepted.
     """
-    import inspect
 
     if name not in _REGISTRY:
         raise ValueError(f"unknown feature {name!r}; choose one of {', '.join(FEATURES)}")

@@ -81,8 +81,8 @@ def to_mono(samples: np.ndarray) -> np.ndarray:
 
 @lru_cache(maxsize=32)
 def _resampler(orig: int, new: int):
-    import torch
-    import torchaudio.transforms as T
+    import torch  # lazy: keeps torch/numpy out of startup (`prepare`, `validate`, `--help` start fast)
+    import torchaudio.transforms as T  # lazy: torchaudio imports slowly; only this path needs it
 
     return T.Resample(orig, new, dtype=torch.float32)
 
@@ -125,7 +125,7 @@ def load_audio(
         raise AudioError(path, "unreadable", str(e).strip()) from None
     if data.shape[0] == 0:
         raise AudioError(path, "no_samples", "file decodes to 0 samples")
-    import torch
+    import torch  # lazy: keeps torch/numpy out of startup (`prepare`, `validate`, `--help` start fast)
 
     mono = to_mono(data)
     if check_finite and not np.isfinite(mono).all():

@@ -17,6 +17,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 import soundfile as sf
+from tqdm import tqdm
 
 from audiossl.audio.io import AudioError, audio_info
 
@@ -170,6 +171,5 @@ def validate_files(
 def _progress(it, total, enabled):
     if not enabled:
         return it
-    from tqdm import tqdm
 
     return tqdm(it, total=total, desc="validate", unit="file")

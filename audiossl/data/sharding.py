@@ -15,6 +15,7 @@ import os
 from dataclasses import dataclass
 
 import torch
+import torch.distributed as dist
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,6 @@ def current_part(shard: str | tuple[int, int] | None = None) -> Part:
         return Part(i, n, False)
     if world <= 1:
         return Part()
-    import torch.distributed as dist
 
     if not dist.is_initialized():
         dist.init_process_group("gloo")

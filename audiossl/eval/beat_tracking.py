@@ -15,8 +15,10 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Sequence
+import warnings
 
 import numpy as np
+import soundfile as sf
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -50,7 +52,7 @@ def beat_targets(beats: np.ndarray, frames: int, rate: float, widen: float = 0.5
 
 def pick_peaks(act: np.ndarray, rate: float, threshold: float = 0.5, max_bpm: float = 300.0) -> np.ndarray:
     """Beat times (s): local maxima of ``act`` above ``threshold``, at least ``60/max_bpm`` s apart."""
-    from scipy.signal import find_peaks
+    from scipy.signal import find_peaks  # lazy: scipy imports slowly; only this path needs it
 
     if act.size == 0:
         return np.zeros(0)
@@ -66,9 +68,8 @@ def beat_f_measure(refs: Sequence[np.ndarray], ests: Sequence[np.ndarray], windo
 def beat_f_per_clip(refs: Sequence[np.ndarray], ests: Sequence[np.ndarray], window: float = 0.07) -> np.ndarray:
     """``mir_eval.beat.f_measure`` per clip, in [0, 1] (a clip without reference beats is an error;
     one without estimated beats scores 0); :func:`beat_f_measure` is their mean in percent."""
-    import warnings
 
-    import mir_eval
+    import mir_eval  # lazy: only the beat/key metrics need it
 
     if len(refs) != len(ests) or not refs:
         raise ValueError(f"need equal, non-empty beat lists (got {len(refs)} and {len(ests)})")
@@ -84,7 +85,6 @@ def beat_f_per_clip(refs: Sequence[np.ndarray], ests: Sequence[np.ndarray], wind
 
 def check_labels(manifest, label_path: Path) -> None:
     """Before training: every ``.beats`` line parses, has beats and none lies past its audio's end."""
-    import soundfile as sf
 
     for i, line in enumerate(manifest.labels["beats"]):
         where = f"{label_path}:{i + 1} ({manifest.rows[i].relpath})"

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from audiossl.data.feature_store import FeatureStore, FeatureWriter
 from audiossl.data.manifest import read_manifest
@@ -59,7 +60,6 @@ def build_cache(upstream, upstream_id: str, tsv: str | os.PathLike, cache_root: 
 
     Reuses a complete cache with the same key and resumes an interrupted one.
     """
-    from tqdm import tqdm
 
     tsv = Path(tsv)
     key = cache_key(upstream_id, upstream.name, tsv, cfg)

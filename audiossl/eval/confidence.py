@@ -182,7 +182,7 @@ def macro_auc_ap(y: np.ndarray, s: np.ndarray) -> tuple[float, float]:
     ``average_precision_score`` (precision at each distinct threshold), which is too slow to call a
     thousand times; :func:`audiossl.eval.metrics.multilabel_auc_ap` stays the reference (tested equal).
     """
-    from scipy.stats import rankdata
+    from scipy.stats import rankdata  # lazy: scipy imports slowly; only this path needs it
 
     y, s = np.asarray(y, dtype=np.float64), np.asarray(s, dtype=np.float64)
     keep = (y.min(0) == 0) & (y.max(0) == 1)

@@ -79,7 +79,7 @@ class LexiconLMDecoder:
 
     def __init__(self, vocab: Sequence[str], lexicon: dict[str, list[str]], lm_path: str | Path, workdir: str | Path,
                  cfg: DecodeConfig | None = None) -> None:
-        from torchaudio.models.decoder import ctc_decoder
+        from torchaudio.models.decoder import ctc_decoder  # lazy: flashlight-text decoder; only LM decoding needs it
 
         cfg = cfg or DecodeConfig()
         if BOUNDARY not in vocab:
@@ -110,7 +110,7 @@ def char_errors(refs: Sequence[Sequence[str]], hyps: Sequence[Sequence[str]]) ->
 
 
 def _errors(refs, hyps, chars: bool) -> tuple[np.ndarray, np.ndarray]:
-    import jiwer
+    import jiwer  # lazy: only WER/CER need it
 
     if len(refs) != len(hyps):
         raise ValueError(f"{len(refs)} references but {len(hyps)} hypotheses")

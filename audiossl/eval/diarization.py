@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import soundfile as sf
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -78,7 +79,7 @@ def activity_to_segments(act: np.ndarray, rate: float, names: Sequence[str] = ("
 
 
 def _annotation(segs: Segments, uri: str):
-    from pyannote.core import Annotation, Segment
+    from pyannote.core import Annotation, Segment  # lazy: slow import; only the DER metric needs it
 
     ann = Annotation(uri=uri)
     for k, (s, e, spk) in enumerate(segs):
@@ -94,8 +95,8 @@ def der(refs: Sequence[Segments], hyps: Sequence[Segments], durations: Sequence[
     them pyannote scores the extent of the reference and hypothesis. Returns ``der`` and its
     parts ``miss``, ``fa``, ``conf`` (percent of reference speech).
     """
-    from pyannote.core import Segment, Timeline
-    from pyannote.metrics.diarization import DiarizationErrorRate
+    from pyannote.core import Segment, Timeline  # lazy: slow import; only the DER metric needs it
+    from pyannote.metrics.diarization import DiarizationErrorRate  # lazy: slow import; only the DER metric needs it
 
     if len(refs) != len(hyps) or not refs:
         raise ValueError(f"need equal, non-empty reference and hypothesis lists (got {len(refs)} and {len(hyps)})")
@@ -115,8 +116,8 @@ def der_components(refs: Sequence[Segments], hyps: Sequence[Segments], durations
     """Per-file seconds of ``total`` reference speech, ``miss``, ``fa``, ``conf`` (pyannote's detailed
     components): corpus DER = (miss + fa + conf).sum() / total.sum(), so a bootstrap over files can
     recompute it from these (the confidence intervals of :mod:`audiossl.eval.confidence`)."""
-    from pyannote.core import Segment, Timeline
-    from pyannote.metrics.diarization import DiarizationErrorRate
+    from pyannote.core import Segment, Timeline  # lazy: slow import; only the DER metric needs it
+    from pyannote.metrics.diarization import DiarizationErrorRate  # lazy: slow import; only the DER metric needs it
 
     metric = DiarizationErrorRate(collar=collar, skip_overlap=False)
     out = {k: np.zeros(len(refs)) for k in ("total", "miss", "fa", "conf")}
@@ -143,7 +144,6 @@ def pit_bce(logits: torch.Tensor, targets: torch.Tensor, lengths: torch.Tensor) 
 def check_labels(manifest, label_path: Path) -> None:
     """Before training: every ``.seg`` line parses, has at most 2 speakers and no segment ends
     after its audio (read from the file header). Raises :class:`LabelError` naming file and line."""
-    import soundfile as sf
 
     for i, line in enumerate(manifest.labels["seg"]):
         where = f"{label_path}:{i + 1} ({manifest.rows[i].relpath})"

@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
+from safetensors.torch import save
 
 from audiossl.eval.cache import CacheConfig, build_cache
 from audiossl.eval.confidence import Items, SeedItems, confidence_intervals, task_seed
@@ -152,7 +153,6 @@ def _mean_of_seeds(runs: list):
     """One :class:`~audiossl.eval.runner.RunResult` for the heads of several seeds: the dev and test metrics
     are their means; head, curve, layer weights and items are the first seed's (the harness keeps all
     seeds' items). A single run is returned as it is."""
-    from dataclasses import replace
 
     if len(runs) == 1:
         return runs[0]
@@ -161,8 +161,6 @@ def _mean_of_seeds(runs: list):
 
 
 def _run_pair(u: str, up, layer: int | None, td: TaskData, out: Path, cfg: BenchConfig, lm: str | None = None) -> dict:
-    from safetensors.torch import save
-
     spec = td.spec
     run_dir = out / "runs" / slug(u) / spec.name
     done = run_dir / "result.json"

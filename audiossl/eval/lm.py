@@ -181,8 +181,8 @@ def check_lm(path: str | Path) -> Path:
     if not path.is_file():
         raise LMError(f"language model {path}: no such file (pass an ARPA or KenLM binary file to --lm)")
     try:
-        from flashlight.lib.text.decoder.kenlm import KenLM
-        from flashlight.lib.text.dictionary import create_word_dict
+        from flashlight.lib.text.decoder.kenlm import KenLM  # lazy: flashlight-text; only LM decoding needs it
+        from flashlight.lib.text.dictionary import create_word_dict  # lazy: flashlight-text; only LM decoding needs it
     except ImportError as e:  # pragma: no cover - flashlight-text is a dependency
         raise LMError(f"language model {path}: KenLM decoding needs flashlight-text (pip install flashlight-text): {e}") from None
     try:

@@ -60,7 +60,7 @@ def eer(scores: Sequence[float], labels: Sequence[int]) -> float:
 
     The ROC is interpolated linearly between its points where miss and false-alarm rates cross.
     """
-    from sklearn.metrics import roc_curve
+    from sklearn.metrics import roc_curve  # lazy: slow import; only this metric needs it
 
     s, y = _check_trials(scores, labels)
     fpr, tpr, _ = roc_curve(y, s)
@@ -74,7 +74,7 @@ def eer(scores: Sequence[float], labels: Sequence[int]) -> float:
 
 def min_dcf(scores: Sequence[float], labels: Sequence[int], p_target: float = 0.01, c_miss: float = 1.0, c_fa: float = 1.0) -> float:
     """Normalised minimum detection cost (NIST SRE / VoxCeleb definition), over all thresholds."""
-    from sklearn.metrics import roc_curve
+    from sklearn.metrics import roc_curve  # lazy: slow import; only this metric needs it
 
     s, y = _check_trials(scores, labels)
     fpr, tpr, _ = roc_curve(y, s, drop_intermediate=False)
@@ -101,7 +101,7 @@ def key_score(ref: str, est: str) -> float:
     """MIREX weighted key score via ``mir_eval.key.weighted_score``: 1 same key, 0.5 perfect fifth
     above (same mode), 0.3 relative major/minor, 0.2 parallel, else 0. Names are normalised with
     :func:`parse_key` first (``"Db maj"``, ``"c# minor"``), which mir_eval's parser does not accept."""
-    import mir_eval
+    import mir_eval  # lazy: only the beat/key metrics need it
 
     (rt, rm), (et, em) = parse_key(ref), parse_key(est)
     return float(mir_eval.key.weighted_score(f"{_SHARPS[rt]} {rm}", f"{_SHARPS[et]} {em}"))
@@ -122,7 +122,7 @@ def multilabel_auc_ap(y_true: np.ndarray, y_score: np.ndarray) -> tuple[float, f
 
     ``y_true`` ``[num_clips, num_tags]`` in {0,1}; ``y_score`` the same shape (any monotone score).
     """
-    from sklearn.metrics import average_precision_score, roc_auc_score
+    from sklearn.metrics import average_precision_score, roc_auc_score  # lazy: slow import; only this metric needs it
 
     y_true, y_score = np.asarray(y_true), np.asarray(y_score)
     keep = (y_true.min(0) == 0) & (y_true.max(0) == 1)

@@ -11,10 +11,10 @@ from audiossl.utils.fileio import atomic_open
 
 
 def _plt():
-    import matplotlib
+    import matplotlib  # lazy: slow import; only plots need it
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: slow import; only plots need it
 
     return plt
 
@@ -30,7 +30,7 @@ def score_bars(columns: list[dict], upstreams: list[str], path: str | Path) -> P
 
     ``columns``: ``{"title", "values": {upstream: value}, "ci": {upstream: [lo, hi] | None}, "lower_better"}``.
     """
-    import numpy as np
+    import numpy as np  # lazy: keeps torch/numpy out of startup (`prepare`, `validate`, `--help` start fast)
 
     plt = _plt()
     n = len(columns)
@@ -65,7 +65,7 @@ def score_bars(columns: list[dict], upstreams: list[str], path: str | Path) -> P
 
 def layer_weight_heatmap(weights: dict[str, list[float]], title: str, path: str | Path) -> Path:
     """Tasks × layers heatmap of the learned softmax layer weights of one upstream (``{task: weights}``)."""
-    import numpy as np
+    import numpy as np  # lazy: keeps torch/numpy out of startup (`prepare`, `validate`, `--help` start fast)
 
     plt = _plt()
     tasks = list(weights)

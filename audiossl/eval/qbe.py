@@ -99,7 +99,7 @@ def dtw_score(query: np.ndarray, doc: np.ndarray) -> float:
 
     Inputs are unit-norm rows (cosine distance = 1 − dot). Steps (1,1), (1,0), (0,1), as librosa's default.
     """
-    import librosa
+    import librosa  # lazy: slow import (numba); only this path needs it
 
     cost = np.clip(1.0 - query @ doc.T, 0.0, 2.0)
     acc = librosa.sequence.dtw(C=cost, subseq=True, backtrack=False)

@@ -104,7 +104,7 @@ def analyse(records: list[dict], out: Path | None, n: int = 1000, seed: int = 0)
     significant when its 95 % interval excludes 0 (paired bootstrap, Koehn 2004). Rows without
     per-item statistics (results from before the CI code) get neither.
     """
-    import numpy as np
+    import numpy as np  # lazy: keeps torch/numpy out of startup (`prepare`, `validate`, `--help` start fast)
 
     ups, tasks, cell = _table(records)
     res = {"overall_ci": {u: None for u in ups}, "significance": []}
@@ -241,10 +241,10 @@ def write_csv(records: list[dict], path: Path, analysis: dict | None = None) -> 
 
 def plot(records: list[dict], out: Path) -> list[Path]:
     """``layer_weights_<task>.png`` (one line per upstream) and ``curve_<task>.png`` (dev metric / epoch)."""
-    import matplotlib
+    import matplotlib  # lazy: slow import; only plots need it
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: slow import; only plots need it
 
     out.mkdir(parents=True, exist_ok=True)
     paths = []

@@ -12,6 +12,7 @@ also returns per-item statistics (:class:`~audiossl.eval.confidence.Items`) for 
 from __future__ import annotations
 
 import copy
+import importlib
 import logging
 import math
 import random
@@ -22,6 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm import tqdm
 
 from audiossl.data.frame_labels import LabelError
 from audiossl.eval import metrics as M
@@ -290,7 +292,6 @@ TASK_OBJECTIVES = {"diarization": "audiossl.eval.diarization:DiarizationObjectiv
 def objective_class(kind: str):
     if kind in OBJECTIVES:
         return OBJECTIVES[kind]
-    import importlib
 
     module, name = TASK_OBJECTIVES[kind].split(":")
     return getattr(importlib.import_module(module), name)
@@ -387,7 +388,6 @@ def train_epoch(fwd, obj: Objective, opt, batches: list[list[int]], features, ta
     The feature source is a parameter so the cache benchmark can time the same loop fed by a live
     upstream (what s3prl does) against the cache.
     """
-    from tqdm import tqdm
 
     fwd.model.train()
     total, n = 0.0, 0

@@ -15,6 +15,7 @@ features, layer picked on dev, MAP; :mod:`audiossl.eval.qbe`).
 
 from __future__ import annotations
 
+import importlib
 import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -282,8 +283,6 @@ def resolve(spec: TaskSpec, data: Path) -> TaskData:
 
 
 def _check_labels(spec: TaskSpec, m) -> None:
-    import importlib
-
     if spec.name not in LABEL_CHECKS:
         return
     module, func = LABEL_CHECKS[spec.name].split(":")

@@ -11,6 +11,7 @@ Batching, decode-ahead, chunking of long files and bad-file reporting are
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
@@ -19,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import load_file
+from tqdm import tqdm
 
 from audiossl.data.sources import collect_audio_paths, read_wav_scp
 from audiossl.extract.sinks import Sink
@@ -120,7 +123,6 @@ def load_layer_weights(path: str | Path, num_layers: int) -> torch.Tensor:
     ``"normalized": true`` to use them as given). ``.safetensors``: the featurizer's state dict, one
     1-D tensor whose name ends in ``weights`` (raw logits, softmax applied).
     """
-    import json
 
     path = Path(path)
     if not path.is_file():
@@ -136,8 +138,6 @@ def load_layer_weights(path: str | Path, num_layers: int) -> torch.Tensor:
             w, normalized = obj["weights"], bool(obj.get("normalized", False))
         t = torch.tensor(w, dtype=torch.float32)
     else:
-        from safetensors.torch import load_file
-
         tensors = load_file(str(path))
         cands = [v for k, v in tensors.items() if k.endswith("weights") and v.dim() == 1]
         if len(cands) != 1:
@@ -182,7 +182,6 @@ def _select(hidden: list[torch.Tensor], layers, pool: str) -> torch.Tensor:
 def extract(upstream: Upstream | str, inputs: str | Path | list[tuple[str, str]], out: str | Path,
             cfg: ExtractConfig | None = None) -> ExtractReport:
     """Extract ``upstream`` features of ``inputs`` into ``out``. Returns an :class:`ExtractReport`."""
-    from tqdm import tqdm
 
     cfg = cfg or ExtractConfig()
     if cfg.pool not in ("none", "mean"):
@@ -204,8 +203,6 @@ def extract(upstream: Upstream | str, inputs: str | Path | list[tuple[str, str]]
     }
     meta_path = Path(out) / "meta.json"
     if meta_path.is_file() and sink.index:
-        import json
-
         old = json.loads(meta_path.read_text())
         changed = {k: (old.get(k), v) for k, v in meta.items() if old.get(k) != v}
         if changed:

@@ -68,7 +68,7 @@ class Sink:
         if self.fmt == "npy":
             atomic_save_npy(self.path_of(uid), array)
         elif self.fmt == "hdf5":
-            import h5py
+            import h5py  # lazy: only the HDF5 sink needs it
 
             if self._h5 is None:
                 self._h5 = h5py.File(self.out / "feats.h5", "a")
@@ -77,7 +77,7 @@ class Sink:
             ds = self._h5.create_dataset(uid, data=array)
             ds.attrs["frame_rate"] = frame_rate
         else:
-            import kaldiio
+            import kaldiio  # lazy: only the Kaldi ark reader needs it
 
             if array.ndim > 2:
                 raise ValueError("ark stores matrices only: pick one layer (--layers N), weighted layers, or --pool mean")

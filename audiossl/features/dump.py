@@ -29,6 +29,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from audiossl.audio.features import FeatureError, FeatureSpec, get_feature
 from audiossl.audio.io import AudioError, audio_info, load_audio
@@ -333,6 +334,5 @@ def dump_features(
 def _progress(it, total: int, desc: str, enabled: bool):
     if not enabled:
         return it
-    from tqdm import tqdm
 
     return tqdm(it, total=total, desc=desc, unit="utt")

@@ -53,7 +53,7 @@ def detect_kind(model_cfg: dict, weights: dict) -> str:
 
 def hf_config(kind: str, mc: dict):
     """fairseq model config dict → the transformers config of ``kind`` (dropouts off: inference)."""
-    import transformers
+    import transformers  # lazy: optional dependency (transformers, the `bench` extra)
 
     g = mc.get
     if g("activation_fn", "gelu") != "gelu":
@@ -139,7 +139,7 @@ def unwrap_finetuned(model_cfg: dict, weights: dict) -> tuple[dict, dict]:
 
 def load_fairseq_hf_model(path: str | Path):
     """A fairseq wav2vec 2.0 / WavLM / data2vec-audio ``.pt`` → (transformers model in eval mode, normalize flag)."""
-    import transformers
+    import transformers  # lazy: optional dependency (transformers, the `bench` extra)
 
     ck = read_fairseq_checkpoint(path)
     mc, weights = unwrap_finetuned(ck["model_cfg"], ck["model"])

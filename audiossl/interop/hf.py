@@ -84,7 +84,7 @@ class HFUpstream(Upstream):
 
 
 def _load_hf_model(directory: Path) -> torch.nn.Module:
-    import transformers
+    import transformers  # lazy: optional dependency (transformers, the `bench` extra)
 
     cfg_path = directory / "config.json"
     if not cfg_path.is_file():

@@ -15,7 +15,7 @@ from audiossl.data.manifest import read_manifest
 
 def export_lhotse(tsv: str | Path, out: str | Path) -> tuple[Path, int, list[tuple[str, str]]]:
     """Write ``out`` (``.jsonl.gz``); returns ``(out, cuts written, [(path, reason), ...] skipped)``."""
-    from lhotse import CutSet, MonoCut, MultiCut, Recording, SupervisionSegment
+    from lhotse import CutSet, MonoCut, MultiCut, Recording, SupervisionSegment  # lazy: optional dependency (lhotse)
 
     m = read_manifest(tsv)
     texts, speakers = m.labels.get("wrd"), m.labels.get("spk")

@@ -127,7 +127,7 @@ def load_s3prl_upstream(arg: str) -> S3prlUpstream:
     """``<name>[:<local ckpt>]`` (the part after ``s3prl:``) → :class:`S3prlUpstream`."""
     name, _, ckpt = arg.partition(":")
     try:
-        from s3prl import hub
+        from s3prl import hub  # lazy: optional dependency (espnet-s3prl); only s3prl: upstreams need it
     except ImportError as e:
         raise S3prlUpstreamError(f"s3prl:{arg}: the s3prl module is missing ({e}); pip install espnet-s3prl") from None
     options = set(hub.options())

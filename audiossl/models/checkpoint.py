@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save
 from torch import Tensor
 
 from audiossl.models.hubert.model import HubertConfig, HubertModel, HubertPretrainModel
@@ -42,7 +44,6 @@ def save_checkpoint(model: torch.nn.Module, out_dir: str | os.PathLike, *, extra
     ``model``: :class:`HubertPretrainModel` / :class:`HubertModel`, or any module with a ``family``
     class attribute, a ``cfg`` with ``to_dict()`` and a ``frame_rate`` (saved as its full state).
     """
-    from safetensors.torch import save
 
     out_dir = Path(out_dir)
     own_family = getattr(type(model), "family", None)
@@ -108,8 +109,6 @@ def _key_report(missing: list[str], unexpected: list[str]) -> str:
 
 def read_weights(ckpt_dir: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[Path, dict[str, Tensor]]:
     """``(path, state)`` of ``ckpt_dir/model.safetensors`` (never unpickles anything)."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
 
     weights = Path(ckpt_dir) / WEIGHTS_NAME
     if not weights.is_file():

@@ -83,14 +83,14 @@ _RECORD_NAMES = [
 
 
 def _safe_globals() -> list:
-    import numpy as np
+    import numpy as np  # lazy: keeps torch/numpy out of startup (`prepare`, `validate`, `--help` start fast)
 
     allowed: list = [argparse.Namespace]
     allowed += [(_record_type(n), n) for n in _RECORD_NAMES]
     try:
-        from numpy._core.multiarray import scalar  # numpy >= 2
+        from numpy._core.multiarray import scalar  # numpy >= 2  # lazy: the module moved in numpy 2 (try/except picks the one that exists)
     except ImportError:
-        from numpy.core.multiarray import scalar
+        from numpy.core.multiarray import scalar  # lazy: the module moved in numpy 2 (try/except picks the one that exists)
     allowed += [(scalar, "numpy.core.multiarray.scalar"), (scalar, "numpy._core.multiarray.scalar"), np.dtype]
     allowed += [type(np.dtype(t)) for t in ("f8", "f4", "i8", "i4", "b1")]
     return allowed

@@ -38,7 +38,7 @@ def peak_flops(device_name: str | None = None, override: float | None = None) ->
     if override is not None:
         return float(override)
     if device_name is None:
-        import torch
+        import torch  # lazy: keeps torch/numpy out of startup (`prepare`, `validate`, `--help` start fast)
 
         if not torch.cuda.is_available():
             raise ValueError("no CUDA device: pass device_name or override (peak FLOP/s) to peak_flops()")
@@ -67,7 +67,7 @@ def gemm_peak(device: "str | object" = "cpu", dtype: "object | None" = None, *, 
     On CPU it runs on the current ``torch.get_num_threads()`` threads. Best-of is used because a
     shared machine can only make a run slower, never faster. Not cached: see :func:`cached_gemm_peak`.
     """
-    import torch
+    import torch  # lazy: keeps torch/numpy out of startup (`prepare`, `validate`, `--help` start fast)
 
     dtype = dtype or torch.float32
     device = torch.device(device)  # type: ignore[arg-type]
@@ -97,6 +97,6 @@ def _cached_cpu_gemm_peak(threads: int) -> float:
 def cached_gemm_peak() -> float:
     """fp32 GEMM FLOP/s of this CPU at the current torch thread count, measured once per process and
     thread count (a 1024³ matmul, best of up to 8 runs, under half a second)."""
-    import torch
+    import torch  # lazy: keeps torch/numpy out of startup (`prepare`, `validate`, `--help` start fast)
 
     return _cached_cpu_gemm_peak(torch.get_num_threads())

@@ -57,7 +57,7 @@ def kaldi_mel_banks(num_mel_bins: int, device: torch.device | str | None = None)
     low_freq=20, high_freq=0 (Nyquist), vtln_warp=1)``, which builds on the CPU only: copying its
     result to a GPU every step would be a pageable host-to-device copy, i.e. a stream sync.
     """
-    from torchaudio.compliance.kaldi import mel_scale, mel_scale_scalar
+    from torchaudio.compliance.kaldi import mel_scale, mel_scale_scalar  # lazy: torchaudio imports slowly; only this path needs it
 
     mel_low, mel_high = mel_scale_scalar(20.0), mel_scale_scalar(SAMPLE_RATE / 2)
     delta = (mel_high - mel_low) / (num_mel_bins + 1)

@@ -38,7 +38,7 @@ def flex_attention_fn(device: torch.device | None = None, needs_grad: bool = Fal
     logsumexp, so a CPU call that needs gradients runs flex's unfused eager fallback instead.
     """
     global _FLEX
-    from torch.nn.attention.flex_attention import flex_attention
+    from torch.nn.attention.flex_attention import flex_attention  # lazy: flex_attention pulls in inductor pieces; only the flex path needs it
 
     if not FLEX_COMPILE or (needs_grad and device is not None and device.type == "cpu"):
         return flex_attention
@@ -72,7 +72,7 @@ def key_keep_block_mask(keep: Tensor, block: int = 128):
     partial, blocks with none are skipped. A row with no kept key attends everywhere (as the eager
     path: finite outputs, which are padding anyway).
     """
-    from torch.nn.attention.flex_attention import BlockMask
+    from torch.nn.attention.flex_attention import BlockMask  # lazy: flex_attention pulls in inductor pieces; only the flex path needs it
 
     b, t = keep.shape
     n = -(-t // block)

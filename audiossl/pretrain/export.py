@@ -69,12 +69,12 @@ def export_from_run(run_dir: str | os.PathLike, which: str | int = "last", out_d
     ``best`` needs validation scores (``--valid-split``); ``out_dir`` defaults to
     ``run_dir/export_step_<N>``.
     """
-    from fairseq2.checkpoint import StandardCheckpointManager
-    from fairseq2.device import CPU
-    from fairseq2.file_system import LocalFileSystem
-    from fairseq2.gang import create_fake_gangs
-    from fairseq2.io import _TorchTensorFileDumper, _TorchTensorFileLoader
-    from fairseq2.utils.threading import _StandardThreadPool
+    from fairseq2.checkpoint import StandardCheckpointManager  # lazy: fairseq2's checkpoint/gang stack; only exporting a training checkpoint needs it
+    from fairseq2.device import CPU  # lazy: fairseq2's checkpoint/gang stack; only exporting a training checkpoint needs it
+    from fairseq2.file_system import LocalFileSystem  # lazy: fairseq2's checkpoint/gang stack; only exporting a training checkpoint needs it
+    from fairseq2.gang import create_fake_gangs  # lazy: fairseq2's checkpoint/gang stack; only exporting a training checkpoint needs it
+    from fairseq2.io import _TorchTensorFileDumper, _TorchTensorFileLoader  # lazy: fairseq2's checkpoint/gang stack; only exporting a training checkpoint needs it
+    from fairseq2.utils.threading import _StandardThreadPool  # lazy: fairseq2's checkpoint/gang stack; only exporting a training checkpoint needs it
 
     run_dir = Path(run_dir)
     cfg_path = run_dir / "run_config.json"

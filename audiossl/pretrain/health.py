@@ -27,7 +27,7 @@ class TrainingDiverged(RuntimeError):
 
 def _local(t: torch.Tensor) -> torch.Tensor:
     """The local shard of a ``DTensor`` (FSDP2 gradient), or ``t`` itself."""
-    from torch.distributed.tensor import DTensor
+    from torch.distributed.tensor import DTensor  # lazy: heavy distributed modules; only with a process group
 
     return t.to_local() if isinstance(t, DTensor) else t
 

@@ -282,11 +282,11 @@ def wrap_model(model: torch.nn.Module, cfg: PretrainConfig, gangs: Gangs, has_ch
     if gangs.dp.size == 1:
         return model
     if cfg.data_parallelism == "ddp":
-        from fairseq2.nn.ddp import to_ddp
+        from fairseq2.nn.ddp import to_ddp  # lazy: only a multi-rank run wraps the model
 
         find = cfg.find_unused_parameters
         return to_ddp(model, gangs, find_unused_parameters=uses_layerdrop(model) if find is None else find)
-    from fairseq2.nn.fsdp import to_fsdp
+    from fairseq2.nn.fsdp import to_fsdp  # lazy: only a multi-rank run wraps the model
 
     def apply(module, wrapper):
         # Shard each transformer layer separately (overlaps their all-gathers), then the rest.
@@ -487,7 +487,7 @@ def _full_state_dict(dp_model: torch.nn.Module, gangs: Gangs) -> dict | None:
     """Unsharded CPU state dict of the wrapped model (None = use the plain module as is)."""
     if gangs.dp.size == 1 or not gangs.sdp.size > 1:
         return None
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict  # lazy: heavy distributed modules; only with a process group
 
     return get_model_state_dict(dp_model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
 

@@ -86,7 +86,7 @@ def load_encodec(model_dir: str | os.PathLike, bandwidth: float = 6.0, device: s
     Raises :class:`EncodecError` when the directory is missing, is not an EnCodec model, or does
     not offer ``bandwidth`` (kbps; 6.0 → 8 codebooks for the 24 kHz model).
     """
-    from transformers import EncodecConfig, EncodecModel
+    from transformers import EncodecConfig, EncodecModel  # lazy: optional dependency (transformers, the `bench` extra)
 
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file():

@@ -23,6 +23,7 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 log = logging.getLogger(__name__)
 
@@ -130,8 +131,6 @@ def kmeans_plusplus(
     closest = (x_sq - 2 * x @ x[first] + x_sq[first]).clamp_min_(0.0)
     steps = range(1, k)
     if progress:
-        from tqdm import tqdm
-
         steps = tqdm(steps, desc="k-means++", unit="centroid", leave=False)
     for i in steps:
         total = closest.sum()
@@ -361,8 +360,6 @@ def fit_kmeans(
     last = float("nan")
     passes = range(cfg.iters)
     if cfg.progress:
-        from tqdm import tqdm
-
         passes = tqdm(passes, desc=f"k-means passes ({n} frames)", unit="pass")
     for it in passes:
         st = reduce(lloyd_pass(make_chunks(), c, num_far))

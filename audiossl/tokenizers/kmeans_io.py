@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save
 
 from audiossl.tokenizers.kmeans import assign
 from audiossl.utils.fileio import atomic_open, atomic_write_json
@@ -65,7 +67,6 @@ def centroids_sha256(centroids: torch.Tensor | np.ndarray) -> str:
 
 def save_kmeans(out: str | os.PathLike, centroids: torch.Tensor, meta: dict | None = None) -> Path:
     """Write ``out/kmeans.safetensors`` and ``out/kmeans.json`` atomically; returns ``out``."""
-    from safetensors.torch import save
 
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -84,8 +85,6 @@ def save_kmeans(out: str | os.PathLike, centroids: torch.Tensor, meta: dict | No
 
 def load_kmeans(path: str | os.PathLike) -> KMeansModel:
     """Load a directory written by :func:`save_kmeans` (or the path of its ``.safetensors``)."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
 
     path = Path(path)
     d = path.parent if path.suffix == ".safetensors" else path

@@ -10,6 +10,7 @@ from typing import Iterator
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from audiossl.data.sharding import Part
 from audiossl.tokenizers.kmeans import KMeansConfig, KMeansResult, PassStats, fit_kmeans, init_size, nearest
@@ -171,8 +172,6 @@ def label_store(
     out: dict[str, np.ndarray] = {}
     shards = store.iter_shards()
     if progress:
-        from tqdm import tqdm
-
         shards = tqdm(shards, desc="labelling shards", unit="shard", total=store.meta.get("num_shards"))
     shard_ids = sorted({e.shard for e in store.entries})
     mine = {k for j, k in enumerate(shard_ids) if j % part[1] == part[0]}

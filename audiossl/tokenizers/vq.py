@@ -37,6 +37,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
+import torch.distributed as dist
 
 from audiossl.tokenizers.kmeans import assign
 
@@ -136,8 +137,6 @@ def spherical_kmeans(x: Tensor, k: int, iters: int, generator: torch.Generator |
 
 
 def _all_reduce(*tensors: Tensor) -> None:
-    import torch.distributed as dist
-
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
         for t in tensors:
             dist.all_reduce(t)
@@ -205,7 +204,6 @@ class EMAVectorQuantizer(nn.Module):
         if self._initialised:
             return
         # One-off host sync: pick the valid rows for k-means.
-        import torch.distributed as dist
 
         x = flat[valid > 0]
         distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
@@ -262,7 +260,6 @@ class EMAVectorQuantizer(nn.Module):
         weights = valid + 1e-12  # multinomial needs a non-zero total even for an all-padding batch
         pick = torch.multinomial(weights, self.cfg.num_codes, replacement=True, generator=None)
         repl = jitter(flat[pick])  # two dead codes may pick the same vector: keep them apart
-        import torch.distributed as dist
 
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             dist.broadcast(repl, src=0)

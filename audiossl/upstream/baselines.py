@@ -23,7 +23,7 @@ def _fbank(wav: torch.Tensor, sample_rate: int, num_mel_bins: int) -> torch.Tens
     try:
         return fbank(wav, sample_rate, num_mel_bins=num_mel_bins)
     except ImportError:
-        import torchaudio.compliance.kaldi as kaldi
+        import torchaudio.compliance.kaldi as kaldi  # lazy: torchaudio imports slowly; only this path needs it
 
         return kaldi.fbank(wav[None], sample_frequency=sample_rate, num_mel_bins=num_mel_bins)
 
@@ -33,8 +33,8 @@ def _mfcc(wav: torch.Tensor, sample_rate: int) -> torch.Tensor:
     try:
         return mfcc(wav, sample_rate)
     except ImportError:
-        import torchaudio.compliance.kaldi as kaldi
-        import torchaudio.functional as F
+        import torchaudio.compliance.kaldi as kaldi  # lazy: torchaudio imports slowly; only this path needs it
+        import torchaudio.functional as F  # lazy: torchaudio imports slowly; only this path needs it
 
         m = kaldi.mfcc(wav[None], sample_frequency=sample_rate, use_energy=False)  # [frame, 13]
         d = F.compute_deltas(m.T)

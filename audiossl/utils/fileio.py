@@ -64,7 +64,7 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
 
 def atomic_save_npy(path: str | os.PathLike, array) -> None:
     """``np.save`` through a temporary file (np.save appends .npy to bare names, so pass a handle)."""
-    import numpy as np
+    import numpy as np  # lazy: keeps torch/numpy out of startup (`prepare`, `validate`, `--help` start fast)
 
     with atomic_open(path, "wb") as f:
         np.save(f, array)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Iterable, Mapping
 
 import soundfile as sf
+from tqdm import tqdm
 
 from audiossl.audio.validate import Problem, ValidationConfig, check_file
 from audiossl.data.manifest import Manifest, Row, write_manifest
@@ -139,7 +140,6 @@ def _probe_one(job: tuple[str, ValidationConfig]) -> tuple[str, int | None, list
 def _progress(it, total: int, enabled: bool):
     if not enabled or total < 64:
         return it
-    from tqdm import tqdm
 
     return tqdm(it, total=total, desc="probe audio", unit="file")
 

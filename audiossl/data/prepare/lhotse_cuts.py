@@ -24,6 +24,8 @@ import os
 import re
 from pathlib import Path
 
+import soundfile as sf
+
 from audiossl.audio.validate import Problem
 from audiossl.data.prepare.common import Entry, PrepareError, PrepareResult, common_options, finish, relpath_under, write_splits
 from audiossl.data.prepare.librispeech import letters
@@ -68,9 +70,8 @@ def _labels(cut) -> dict[str, str]:
 def prepare_lhotse(src: str | Path, out: str | Path, *, split: str | None = None, **common) -> PrepareResult:
     """Write ``OUT/<split>.tsv`` (+ ``.ids .wrd .ltr .spk``) for the cuts in ``src`` (see module docstring).
     ``split`` defaults to the file name without ``.jsonl.gz`` (``cuts_train.jsonl.gz`` → ``cuts_train``)."""
-    import numpy as np
-    import soundfile as sf
-    from lhotse import CutSet
+    import numpy as np  # lazy: keeps torch/numpy out of startup (`prepare`, `validate`, `--help` start fast)
+    from lhotse import CutSet  # lazy: optional dependency (lhotse)
 
     config = common_options(common)
     src, out = Path(src), Path(out)

@@ -32,11 +32,12 @@ import random
 import shutil
 import time
 from collections import deque
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from audiossl.audio.io import save_audio
 from audiossl.data.manifest import Manifest, Row, write_manifest
@@ -348,8 +349,6 @@ class _Writer:
     the CPU, so overlapping them keeps the corpus build from being disk-latency bound."""
 
     def __init__(self, threads: int = 8, max_pending: int = 256) -> None:
-        from concurrent.futures import ThreadPoolExecutor
-
         self.pool = ThreadPoolExecutor(threads, thread_name_prefix="synth-write")
         self.pending: deque = deque()
         self.max_pending = max_pending
@@ -381,7 +380,6 @@ def synthesize(out: str | Path, size: str = "tiny", seed: int = 0, workers: int 
     Same (size, seed, tasks) → bit-identical files, whatever ``workers`` is. Refuses a
     non-empty ``out`` unless ``overwrite`` (then only this corpus' own entries are replaced).
     """
-    from tqdm import tqdm
 
     if size not in SIZES:
         raise ValueError(f"unknown size {size!r}; choose one of {', '.join(SIZES)}")

@@ -110,7 +110,7 @@ class ESpeak:
     _lock = threading.Lock()
 
     def __init__(self) -> None:
-        import espeakng_loader
+        import espeakng_loader  # lazy: only speech synthesis needs it
 
         self.library_path = espeakng_loader.get_library_path()
         self.data_path = espeakng_loader.get_data_path()
@@ -148,7 +148,7 @@ class ESpeak:
 
     @staticmethod
     def _unload(lib: ctypes.CDLL) -> None:
-        import _ctypes
+        import _ctypes  # lazy: CPython internals, only to unload the espeak library
 
         _ctypes.dlclose(lib._handle)
 

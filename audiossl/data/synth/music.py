@@ -40,7 +40,7 @@ MINOR_PROGRESSIONS = (("i", "iv", "V", "i"), ("i", "VI", "iv", "V", "i"), ("i", 
 
 
 def soundfont_path() -> str:
-    import pretty_midi
+    import pretty_midi  # lazy: only MIDI rendering needs it
 
     path = os.path.join(os.path.dirname(pretty_midi.__file__), "TimGM6mb.sf2")
     if not os.path.isfile(path):
@@ -62,7 +62,7 @@ class _Renderer:
     @classmethod
     def get(cls):
         if cls._synth is None:
-            import tinysoundfont
+            import tinysoundfont  # lazy: only music synthesis needs it
 
             cls._synth = tinysoundfont.Synth(samplerate=MUSIC_RATE, gain=-6.0)
             cls._sfid = cls._synth.sfload(soundfont_path())

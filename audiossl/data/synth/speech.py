@@ -118,7 +118,7 @@ def synthesize(text: str, settings: VoiceSettings, seed: int) -> Synthesis:
 
 @contextlib.contextmanager
 def _one_thread():
-    import torch
+    import torch  # lazy: keeps torch/numpy out of startup (`prepare`, `validate`, `--help` start fast)
 
     n = torch.get_num_threads()
     torch.set_num_threads(1)  # identical float results whatever the machine's core count
@@ -130,7 +130,7 @@ def _one_thread():
 
 def to_16k(samples: np.ndarray, rate: int) -> np.ndarray:
     """int16 ``[time]`` at ``rate`` → float32 ``[time']`` at 16 kHz, |x| ≤ 1."""
-    import torch
+    import torch  # lazy: keeps torch/numpy out of startup (`prepare`, `validate`, `--help` start fast)
 
     wav = torch.from_numpy(samples.astype(np.float32) / 32768.0)
     with _one_thread():

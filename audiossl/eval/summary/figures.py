@@ -11,10 +11,10 @@ from audiossl.utils.fileio import atomic_open
 
 
 def _plt():
-    import matplotlib
+    import matplotlib  # lazy: slow import; only plots need it
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: slow import; only plots need it
 
     return plt
 

@@ -9,6 +9,7 @@ the upstream (``load_encoder``) is the **student** encoder, as fairseq's fine-tu
 from __future__ import annotations
 
 from pathlib import Path
+import logging
 
 from audiossl.models.checkpoint import load_family_checkpoint
 from audiossl.models.data2vec2.flops import data2vec2_train_flops_per_second
@@ -39,7 +40,6 @@ MIN_TARGET_VAR = 0.1
 
 def on_metrics(values: dict) -> None:
     """Warn when the teacher's targets collapse (fairseq stops the run after 5000 updates instead)."""
-    import logging
 
     v = values.get("target_var")
     if v is not None and float(v) < MIN_TARGET_VAR:

@@ -35,7 +35,7 @@ def hf_config_to_ours(c) -> Data2Vec2Config:
 
 def ours_to_hf_config(cfg: Data2Vec2Config):
     """Our config → ``transformers.Data2VecAudioConfig`` (refuses ALiBi, which HF cannot express)."""
-    import transformers
+    import transformers  # lazy: optional dependency (transformers, the `bench` extra)
 
     if cfg.use_alibi:
         raise ValueError(
@@ -104,7 +104,7 @@ def hf_to_ours(hf_model: torch.nn.Module) -> Data2Vec2Model:
 
 def ours_to_hf(model: torch.nn.Module):
     """Our encoder (or the pretraining model, whose student ``.encoder`` is taken) → ``Data2VecAudioModel``."""
-    import transformers
+    import transformers  # lazy: optional dependency (transformers, the `bench` extra)
 
     encoder = model.encoder if hasattr(model, "teacher") else model
     cfg = encoder.cfg
@@ -127,7 +127,7 @@ def ours_to_hf(model: torch.nn.Module):
 def export_hf(model: torch.nn.Module, out_dir: str | Path) -> Path:
     """Save the (student) encoder as a ``transformers.Data2VecAudioModel`` directory, with a feature
     extractor config whose ``do_normalize`` is the model's waveform normalisation."""
-    import transformers
+    import transformers  # lazy: optional dependency (transformers, the `bench` extra)
 
     out_dir = Path(out_dir)
     hf = ours_to_hf(model)

@@ -44,7 +44,7 @@ def hf_config_to_ours(c, num_classes: int = 500):
 
 def ours_to_hf_config(cfg):
     """Our :class:`HubertConfig` → ``transformers.HubertConfig``."""
-    import transformers
+    import transformers  # lazy: optional dependency (transformers, the `bench` extra)
 
     return transformers.HubertConfig(
         conv_dim=[c for c, _, _ in cfg.conv_layers],
@@ -139,7 +139,7 @@ def hf_to_ours(hf_model: torch.nn.Module):
 
 def ours_to_hf(model):
     """Our ``HubertModel`` (or the pretrain model's ``.encoder``) → ``transformers.HubertModel``."""
-    import transformers
+    import transformers  # lazy: optional dependency (transformers, the `bench` extra)
 
     encoder = getattr(model, "encoder", model) if hasattr(model, "label_embs") else model
     cfg = encoder.cfg
@@ -164,7 +164,7 @@ def ours_to_hf(model):
 
 def export_hf(model, out_dir: str | Path, *, normalize: bool = False) -> Path:
     """Save our HuBERT as a transformers ``HubertModel`` directory (atomic: temp dir + rename)."""
-    import transformers
+    import transformers  # lazy: optional dependency (transformers, the `bench` extra)
 
     out_dir = Path(out_dir)
     hf = ours_to_hf(model)

@@ -27,6 +27,7 @@ import json
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file, save_file
 
 from audiossl.models.checkpoint import load_state_into
 from audiossl.models.hubert.hf import ours_to_hf_config, hf_key_map
@@ -149,8 +150,6 @@ def ours_to_hf_state(model: MertModel) -> dict[str, torch.Tensor]:
 def _read_weights(directory: Path) -> tuple[Path, dict[str, torch.Tensor]]:
     st, bin_ = directory / "model.safetensors", directory / "pytorch_model.bin"
     if st.is_file():
-        from safetensors.torch import load_file
-
         return st, load_file(str(st))
     if bin_.is_file():
         try:
@@ -187,10 +186,8 @@ def load_mert_model(directory: str | Path) -> tuple[MertModel, bool]:
     return model.eval(), normalize
 
 
-
 def export_mert(ckpt_dir: str | Path, out_dir: str | Path) -> Path:
     """Our MERT checkpoint directory → a released-format MERT directory (atomic: temp dir + rename)."""
-    from safetensors.torch import save_file
 
     encoder = load_encoder(ckpt_dir)
     cfg = encoder.cfg

@@ -18,10 +18,7 @@ from pathlib import Path
 
 import torch
 
-from audiossl.models.hubert.hf import hf_config_to_ours as hubert_config_from_hf
-from audiossl.models.hubert.hf import hf_key_map as hubert_key_map
-from audiossl.models.hubert.hf import hf_state_dict
-from audiossl.models.hubert.hf import ours_to_hf_config as hubert_config_to_hf
+from audiossl.models.hubert.hf import hf_config_to_ours as hubert_config_from_hf, hf_key_map as hubert_key_map, hf_state_dict, ours_to_hf_config as hubert_config_to_hf
 from audiossl.models.wavlm.model import WavlmConfig, WavlmModel
 from audiossl.utils.fileio import atomic_dir
 
@@ -49,7 +46,7 @@ def hf_config_to_ours(c, num_classes: int = 500) -> WavlmConfig:
 
 def ours_to_hf_config(cfg: WavlmConfig):
     """Our :class:`WavlmConfig` → ``transformers.WavLMConfig`` (refuses an ungated bias: HF always gates)."""
-    import transformers
+    import transformers  # lazy: optional dependency (transformers, the `bench` extra)
 
     if not cfg.gru_rel_pos:
         raise ValueError("a WavLM without the bias gate (gru_rel_pos=False) has no transformers equivalent")
@@ -87,7 +84,7 @@ def hf_to_ours(hf_model: torch.nn.Module, num_classes: int = 500) -> WavlmModel:
 
 def ours_to_hf(model: torch.nn.Module):
     """Our :class:`WavlmModel` (or the pretraining model) → ``transformers.WavLMModel`` (eval mode)."""
-    import transformers
+    import transformers  # lazy: optional dependency (transformers, the `bench` extra)
 
     encoder = model.encoder if hasattr(model, "label_embs") else model
     cfg = encoder.cfg
@@ -106,7 +103,7 @@ def ours_to_hf(model: torch.nn.Module):
 
 def export_hf(model: torch.nn.Module, out_dir: str | Path, *, normalize: bool = False) -> Path:
     """Save our WavLM as a transformers ``WavLMModel`` directory (atomic: temp dir + rename)."""
-    import transformers
+    import transformers  # lazy: optional dependency (transformers, the `bench` extra)
 
     out_dir = Path(out_dir)
     hf = ours_to_hf(model)

@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file, save
 from torch import Tensor, nn
 from torch.nn import functional as F
 
@@ -138,7 +139,6 @@ class RandomProjectionTokenizer(nn.Module):
 
 def save_random_projection(tok: RandomProjectionTokenizer, out_dir: str | os.PathLike) -> Path:
     """Write ``random_projection.safetensors`` (projection, codebook) + ``.json`` (config, sha256)."""
-    from safetensors.torch import save
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -151,7 +151,6 @@ def save_random_projection(tok: RandomProjectionTokenizer, out_dir: str | os.Pat
 
 def load_random_projection(path: str | os.PathLike) -> RandomProjectionTokenizer:
     """Read a directory written by :func:`save_random_projection` (safetensors only, never unpickles)."""
-    from safetensors.torch import load_file
 
     path = Path(path)
     meta_path, weights = path / META_NAME, path / WEIGHTS_NAME
