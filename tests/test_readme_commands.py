@@ -33,6 +33,8 @@ BLOCKS: dict[str, str | None] = {
     "audiossl bench runs/it1/checkpoint": None,
     "audiossl report demo_out": "it reads what `make demo` wrote; tests/test_recipe_demo.py runs it (egs/demo/run.sh stage 9) "
     "and checks the report, tests/test_summary_report.py on hand-made trees",
+    "python tools/layer_probe.py demo_out/bench/mert": "it reads the bench cache `make demo` wrote; "
+    "tests/test_layer_probe.py runs it on a hand-made bench cache",
     "audiossl extract s3prl:hubert_local:/path/to/hubert.pt": "tests/test_readme_bridges.py runs it verbatim on the "
     "s3prl/fairseq checkpoints and the lhotse CutSet it builds",
 }
