@@ -8,6 +8,10 @@ split; the spread over folds is printed with it. ``--random FAMILY`` adds the sa
 *randomly initialised* tiny encoder of that family (run here over the same clips): the control
 that says whether pretraining added or removed the information.
 
+Pooling the splits also mixes what a split holds out (the unseen speakers of a KS or SID test split,
+say), so for such tasks the scores are optimistic next to the bench's: compare rows with each other
+here, not with the bench table.
+
     python tools/layer_probe.py demo_out/bench/mert --corpus notes --label pitch --random hubert,mert
     python tools/layer_probe.py demo_out/bench/hubert --corpus keys --label lbl
 
