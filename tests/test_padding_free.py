@@ -143,12 +143,20 @@ def _family(name):
 
         model = build_data2vec2(data2vec2_tiny(attention_impl="flex", attention_dropout=0.0))
         return model, 16000, lambda t: torch.zeros(3, 0, dtype=torch.long)
+    if name == "beats_tokenizer":  # the teacher runs inside the step: an in-memory tiny HuBERT
+        from audiossl.models.hubert.model import HubertModel, hubert_tiny
+        from audiossl.tokenizers.beats.model import BeatsTokenizer, beats_tokenizer_tiny
+        from audiossl.upstream.encoder import EncoderUpstream
+
+        model = BeatsTokenizer(beats_tokenizer_tiny(teacher="in-memory", teacher_dim=128, attention_dropout=0.0))
+        model._teacher.append(EncoderUpstream(HubertModel(hubert_tiny(attention_dropout=0.0))))
+        return model, 16000, lambda t: torch.zeros(3, 0, dtype=torch.long)
     from audiossl.models.beats.model import beats_tiny, build_beats
 
     return build_beats(beats_tiny(attention_impl="flex")), 16000, lambda t: torch.randint(0, 1024, (3, t, 8))
 
 
-@pytest.mark.parametrize("family", ["hubert", "mert", "beats", "wavlm", "data2vec2"])
+@pytest.mark.parametrize("family", ["hubert", "mert", "beats", "wavlm", "data2vec2", "beats_tokenizer"])
 def test_padding_free_step_calls_attention_without_mask(monkeypatch, family):
     import warnings
 
@@ -164,7 +172,8 @@ def test_padding_free_step_calls_attention_without_mask(monkeypatch, family):
     rec = _Recorder()
     calls = _intercept(monkeypatch, rec)
     with rec:
-        out = model(batch.wavs, step_lengths(batch), batch.targets, generator=torch.Generator().manual_seed(0))
+        seeded = {} if family == "beats_tokenizer" else {"generator": torch.Generator().manual_seed(0)}
+        out = model(batch.wavs, step_lengths(batch), batch.targets, **seeded)
     out.loss.backward()
     assert calls, "no attention call seen"
     kinds = {c[0] for c in calls}

@@ -254,6 +254,7 @@ class BeatsTokenizerEncoder(BeatsModel):
         ``padding`` is bool, True = padding patch. Input shorter than one patch step gives ``T = 0``.
         """
         b, d = wavs.shape[0], self.cfg.encoder_embed_dim
+        unpadded = lengths is None
         if lengths is None:
             lengths = torch.full((b,), wavs.shape[1], dtype=torch.long, device=wavs.device)
         if self.num_frames(wavs.shape[1]) == 0:
@@ -262,7 +263,7 @@ class BeatsTokenizerEncoder(BeatsModel):
             return [empty] * (len(self.encoder.layers) + 1), wavs.new_zeros(b, 0, self.tok_cfg.codebook_dim), frames, \
                 torch.zeros(b, 0, dtype=torch.bool, device=wavs.device)
         x, frames, padding = self.patch_features(wavs, lengths)
-        hidden = self.encode(x, padding)
+        hidden = self.encode(x, None if unpadded else padding)  # no mask at all: SDPA may take its flash kernel
         return hidden, self.quantize_layer(hidden[-1]), frames, padding
 
 
@@ -297,6 +298,7 @@ class RawPatchTokenizerEncoder(nn.Module):
 
         ``padding`` is bool, True = padding patch.
         """
+        unpadded = lengths is None
         if lengths is None:
             lengths = torch.full((wavs.shape[0],), wavs.shape[1], dtype=torch.long, device=wavs.device)
         fb, _ = beats_fbank(wavs, lengths, num_mel_bins=self.cfg.num_mel_bins)
@@ -307,7 +309,7 @@ class RawPatchTokenizerEncoder(nn.Module):
         padding = pad_t[:, :, None].expand(b, t, f).reshape(b, t * f)
         x = self.patch_proj(self.patch_norm(patches)) + self.band_emb  # [B, T, F, D]
         x = x.reshape(b, t * f, -1).masked_fill(padding[..., None], 0.0)
-        hidden = self.encoder(x, padding)
+        hidden = self.encoder(x, None if unpadded else padding)
         return hidden, self.to_code(hidden[-1]), frames, padding
 
 
@@ -323,8 +325,11 @@ class Estimator(nn.Module):
         )
         self.proj_out = nn.Linear(cfg.estimator_dim, cfg.teacher_dim)
 
-    def forward(self, q: Tensor, padding: Tensor) -> Tensor:
-        x = self.proj_in(q).masked_fill(padding[..., None], 0.0)
+    def forward(self, q: Tensor, padding: Tensor | None) -> Tensor:
+        """``padding [B, L]`` (True = padding) or None for an unpadded batch (attention without a mask)."""
+        x = self.proj_in(q)
+        if padding is not None:
+            x = x.masked_fill(padding[..., None], 0.0)
         return self.proj_out(self.encoder(x, padding)[-1])
 
 
@@ -420,11 +425,12 @@ class BeatsTokenizer(nn.Module):
 
     def forward(self, wavs: Tensor, lengths: Tensor | None = None, targets: Tensor | None = None) -> TokenizerOutput:
         """``wavs [B, S]``, ``lengths [B]`` → :class:`TokenizerOutput` (``targets`` is ignored: the teacher makes them)."""
+        unpadded = lengths is None  # then no attention gets a mask (the padding below is all False)
         if lengths is None:
             lengths = torch.full((wavs.shape[0],), wavs.shape[1], dtype=torch.long, device=wavs.device)
-        _, z, frames, padding = self.encoder(wavs, lengths)
+        _, z, frames, padding = self.encoder(wavs, None if unpadded else lengths)
         vq = self.quantizer(z, ~padding)
-        est = self.estimator(vq.quantized, padding)
+        est = self.estimator(vq.quantized, None if unpadded else padding)
         num_steps = z.shape[1] // self.cfg.bands
         target = self.teacher_targets(wavs, lengths, num_steps)
         valid = (~padding).float()
