@@ -30,6 +30,8 @@ from typing import Any, Callable
 
 import torch
 
+from audiossl.utils.imports import import_module
+
 
 class FeatureError(ValueError):
     """Input a feature cannot be computed from (too short); the message names the requirement."""
@@ -68,16 +70,16 @@ def mfcc(wav: torch.Tensor, sample_rate: int = 16000) -> torch.Tensor:
     Returns:
         ``[frames, 39]`` at 100 Hz; frames = ``1 + (S - 400) // 160`` at 16 kHz.
     """
-    import torchaudio  # lazy: torchaudio imports slowly; only this path needs it
-    from torchaudio.compliance import kaldi  # lazy: torchaudio imports slowly; only this path needs it
+    kaldi = import_module("torchaudio.compliance.kaldi")  # lazy, under audiossl's import lock: torchaudio imports slowly and not thread-safely
+    functional = import_module("torchaudio.functional")
 
     win, _ = _kaldi_window(sample_rate)
     x = _check_wav(wav, "mfcc", win, sample_rate, "one 25 ms window")
     with torch.no_grad():
         feats = kaldi.mfcc(waveform=x[None], sample_frequency=sample_rate, use_energy=False)  # [T, 13]
         feats = feats.transpose(0, 1)  # [13, T]
-        deltas = torchaudio.functional.compute_deltas(feats)
-        ddeltas = torchaudio.functional.compute_deltas(deltas)
+        deltas = functional.compute_deltas(feats)
+        ddeltas = functional.compute_deltas(deltas)
         return torch.cat([feats, deltas, ddeltas], dim=0).transpose(0, 1).contiguous()  # [T, 39]
 
 
@@ -92,7 +94,7 @@ def fbank(wav: torch.Tensor, sample_rate: int = 16000, num_mel_bins: int = 80) -
     Returns:
         ``[frames, num_mel_bins]`` at 100 Hz; frames = ``1 + (S - 400) // 160`` at 16 kHz.
     """
-    from torchaudio.compliance import kaldi  # lazy: torchaudio imports slowly; only this path needs it
+    kaldi = import_module("torchaudio.compliance.kaldi")  # lazy, under audiossl's import lock: torchaudio imports slowly and not thread-safely
 
     win, _ = _kaldi_window(sample_rate)
     x = _check_wav(wav, "fbank", win, sample_rate, "one 25 ms window")

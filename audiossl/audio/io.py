@@ -18,6 +18,7 @@ import numpy as np
 import soundfile as sf
 
 from audiossl.utils.fileio import atomic_open
+from audiossl.utils.imports import import_module
 
 if TYPE_CHECKING:  # torch is imported where it is used, so `prepare`/`validate` start fast
     import torch
@@ -82,7 +83,7 @@ def to_mono(samples: np.ndarray) -> np.ndarray:
 @lru_cache(maxsize=32)
 def _resampler(orig: int, new: int):
     import torch  # lazy: keeps torch/numpy out of startup (`prepare`, `validate`, `--help` start fast)
-    import torchaudio.transforms as T  # lazy: torchaudio imports slowly; only this path needs it
+    T = import_module("torchaudio.transforms")  # lazy, under audiossl's import lock: torchaudio imports slowly and not thread-safely
 
     return T.Resample(orig, new, dtype=torch.float32)
 

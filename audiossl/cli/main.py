@@ -12,6 +12,8 @@ import importlib
 import logging
 import sys
 
+from audiossl.utils.malloc import tune_malloc
+
 # verb → (module, one-line help). Verbs whose module is None are not built yet: they are
 # listed so users see the whole tool, and say which issue delivers them.
 VERBS: dict[str, tuple[str | None, str]] = {
@@ -82,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     parser, module = make_parser(verb)
     args = parser.parse_args(argv[1:])
     setup_logging(args.verbose)
+    tune_malloc()
     try:
         rc = module.run(args)
     except KeyboardInterrupt:

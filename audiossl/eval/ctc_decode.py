@@ -20,6 +20,7 @@ import torch
 
 from audiossl.eval.lm import UNK, LMError, check_lm
 from audiossl.utils.fileio import atomic_write_text
+from audiossl.utils.imports import import_module
 
 BLANK = "<blank>"
 BOUNDARY = "|"
@@ -79,7 +80,7 @@ class LexiconLMDecoder:
 
     def __init__(self, vocab: Sequence[str], lexicon: dict[str, list[str]], lm_path: str | Path, workdir: str | Path,
                  cfg: DecodeConfig | None = None) -> None:
-        from torchaudio.models.decoder import ctc_decoder  # lazy: flashlight-text decoder; only LM decoding needs it
+        ctc_decoder = import_module("torchaudio.models.decoder").ctc_decoder  # lazy (import lock): flashlight-text decoder; only LM decoding needs it
 
         cfg = cfg or DecodeConfig()
         if BOUNDARY not in vocab:

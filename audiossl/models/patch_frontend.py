@@ -15,6 +15,8 @@ self-distilled VQ), so the model and its targets see the same patches in the sam
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -57,7 +59,12 @@ def kaldi_mel_banks(num_mel_bins: int, device: torch.device | str | None = None)
     low_freq=20, high_freq=0 (Nyquist), vtln_warp=1)``, which builds on the CPU only: copying its
     result to a GPU every step would be a pageable host-to-device copy, i.e. a stream sync.
     """
-    from torchaudio.compliance.kaldi import mel_scale, mel_scale_scalar  # lazy: torchaudio imports slowly; only this path needs it
+    # torchaudio.compliance.kaldi's mel_scale(_scalar), written out: traced code cannot take the import lock
+    def mel_scale_scalar(freq: float) -> float:
+        return 1127.0 * math.log(1.0 + freq / 700.0)
+
+    def mel_scale(freq: Tensor) -> Tensor:
+        return 1127.0 * (1.0 + freq / 700.0).log()
 
     mel_low, mel_high = mel_scale_scalar(20.0), mel_scale_scalar(SAMPLE_RATE / 2)
     delta = (mel_high - mel_low) / (num_mel_bins + 1)

@@ -16,6 +16,7 @@ import torch
 
 from audiossl.audio.features import fbank, mfcc
 from audiossl.upstream.base import Upstream, UpstreamOutput
+from audiossl.utils.imports import import_module
 
 
 def _fbank(wav: torch.Tensor, sample_rate: int, num_mel_bins: int) -> torch.Tensor:
@@ -23,7 +24,7 @@ def _fbank(wav: torch.Tensor, sample_rate: int, num_mel_bins: int) -> torch.Tens
     try:
         return fbank(wav, sample_rate, num_mel_bins=num_mel_bins)
     except ImportError:
-        import torchaudio.compliance.kaldi as kaldi  # lazy: torchaudio imports slowly; only this path needs it
+        kaldi = import_module("torchaudio.compliance.kaldi")  # lazy, under audiossl's import lock: torchaudio imports slowly and not thread-safely
 
         return kaldi.fbank(wav[None], sample_frequency=sample_rate, num_mel_bins=num_mel_bins)
 
@@ -33,8 +34,8 @@ def _mfcc(wav: torch.Tensor, sample_rate: int) -> torch.Tensor:
     try:
         return mfcc(wav, sample_rate)
     except ImportError:
-        import torchaudio.compliance.kaldi as kaldi  # lazy: torchaudio imports slowly; only this path needs it
-        import torchaudio.functional as F  # lazy: torchaudio imports slowly; only this path needs it
+        kaldi = import_module("torchaudio.compliance.kaldi")  # lazy, under audiossl's import lock: torchaudio imports slowly and not thread-safely
+        F = import_module("torchaudio.functional")
 
         m = kaldi.mfcc(wav[None], sample_frequency=sample_rate, use_energy=False)  # [frame, 13]
         d = F.compute_deltas(m.T)

@@ -4,7 +4,7 @@
 # (RVQ-VAE codes + CQT), WavLM-tiny (HuBERT's iteration-1 labels + utterance mixing), data2vec2-tiny
 # (EMA teacher, no labels), then the SUPERB-style tables against FBANK and a one-page report.
 #
-#   egs/demo/run.sh [--out demo_out] [--stage 1] [--stop_stage 9] [--nj 2] [--size small]
+#   egs/demo/run.sh [--out demo_out] [--stage 1] [--stop_stage 9] [--nj 2] [--jobs 2] [--size small]
 #                   [--steps1 N] [--steps2 N] [--beats_steps N] [--tok_steps N] [--rvq_steps N]
 #                   [--mert_steps N] [--wavlm_steps N] [--d2v2_steps N] [--bench_epochs N] [--tasks pr,ks,...]
 #
@@ -18,6 +18,10 @@
 # stage 7  audiossl bench            FBANK vs BEATs it1 vs it2 on the demo audio tasks   → $out/bench/beats
 # stage 8  audiossl bench            FBANK vs HuBERT it2 vs MERT on the music tasks (+ beat) → $out/bench/mert
 # stage 9  audiossl report           $out/report.md: curves, PNMI, bench CIs, score vs pretraining compute, claims
+# With --jobs 2 (default) the stages run in two lanes of one thread each (two single-thread processes get
+# 1.3x the work of one two-thread process through a tiny model's step on 2 cores): after the corpus and the
+# MFCC labels, lane A = stages 1, 4 and four speech-bench rows, lane B = stages 2, 3, 5, 7 and the data2vec2
+# row; then stages 6 (the table from the finished rows), 8 and 9. --jobs 1 runs stages 1..9 in order.
 # The corpus includes the opt-in IC / SD / beat sets (`audiossl synth --tasks all,intents,conversations,music_beats`).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -27,6 +31,7 @@ out=demo_out
 stage=1
 stop_stage=9
 nj=2
+jobs=2           # 2: independent pipelines and bench rows run in two lanes side by side, one thread each; 1: in order, all threads
 tasks=pr,asr,ks,ic,sid,asv,er,sd,instrument,pitch,key,beat
 # BEATs: no pr/asr, its 6.25 Hz steps are fewer than the phones/letters of an utterance (CTC cannot align)
 beats_tasks=ks,ic,sid,er,sd,instrument,pitch,key,beat
@@ -47,58 +52,110 @@ start=$(date +%s)
 corpus=$out/hubert/corpus
 epochs=${bench_epochs:+--epochs $bench_epochs}
 
-if run_stage 1 "HuBERT pipeline on the demo corpus"; then
-  bash "$here/hubert/run.sh" --exp "$out/hubert" --nj "$nj" --size "$size" \
-    ${steps1:+--steps1 $steps1} ${steps2:+--steps2 $steps2}
-  stage_done 1
-fi
+hubert_pipeline() {  # hubert_pipeline NJ [--stop_stage N]
+  bash "$here/hubert/run.sh" --exp "$out/hubert" --nj "$1" --size "$size" \
+    ${steps1:+--steps1 $steps1} ${steps2:+--steps2 $steps2} "${@:2}"
+}
+stage_1() {
+  if run_stage 1 "HuBERT pipeline on the demo corpus"; then hubert_pipeline "$nj"; stage_done 1; fi
+}
+stage_2() {
+  if run_stage 2 "BEATs pipeline on the demo corpus (speech + music)"; then
+    bash "$here/beats/run.sh" --exp "$out/beats" --corpus "$corpus" --nj "$nj" \
+      ${beats_steps:+--steps1 $beats_steps --steps2 $beats_steps} ${tok_steps:+--tok_steps $tok_steps}
+    stage_done 2
+  fi
+}
+stage_3() {
+  if run_stage 3 "MERT pipeline on the demo music"; then
+    bash "$here/mert/run.sh" --exp "$out/mert" --corpus "$corpus" --nj "$nj" \
+      ${rvq_steps:+--rvq_steps $rvq_steps} ${mert_steps:+--steps $mert_steps}
+    stage_done 3
+  fi
+}
+stage_4() {
+  if run_stage 4 "WavLM pipeline on the demo speech (HuBERT's iteration-1 labels)"; then
+    bash "$here/wavlm/run.sh" --exp "$out/wavlm" --corpus "$corpus" --labels "$out/hubert/it1/data" \
+      ${wavlm_steps:+--steps $wavlm_steps}
+    stage_done 4
+  fi
+}
+stage_5() {
+  if run_stage 5 "data2vec 2.0 pipeline on the demo speech (no labels)"; then
+    bash "$here/data2vec2/run.sh" --exp "$out/data2vec2" --corpus "$corpus" --nj "$nj" \
+      ${d2v2_steps:+--steps $d2v2_steps}
+    stage_done 5
+  fi
+}
+speech_rows=("$out/hubert/it1/exp/checkpoint" "$out/hubert/it2/exp/checkpoint" "$out/wavlm/exp/checkpoint"
+             "$out/data2vec2/exp/checkpoint")
+stage_6() {
+  if run_stage 6 "SUPERB-style benchmark: FBANK vs HuBERT-tiny it1 vs it2 vs WavLM-tiny vs data2vec2-tiny"; then
+    audiossl bench "${speech_rows[@]}" --data "$corpus" --out "$out/bench/hubert" --tasks "$tasks" $epochs
+    stage_done 6
+  fi
+}
+# speech_bench_rows UPSTREAM... [--no-fbank]: some rows of stage 6's table, run inside a lane. The bench
+# keeps each finished (upstream, task) pair under $out/bench/hubert/runs/, so stage 6 then only reads them.
+speech_bench_rows() {
+  [ 6 -ge "$stage" ] && [ 6 -le "$stop_stage" ] && [ ! -f "$exp/.done.stage6" ] || return 0
+  log "stage 6, in this lane: bench rows $*"
+  audiossl bench "$@" --data "$corpus" --out "$out/bench/hubert" --tasks "$tasks" $epochs
+}
+stage_7() {
+  if run_stage 7 "SUPERB-style benchmark: FBANK vs BEATs-tiny it1 vs it2"; then
+    audiossl bench "$out/beats/it1/exp/checkpoint" "$out/beats/it2/exp/checkpoint" \
+      --data "$corpus" --out "$out/bench/beats" --tasks "$beats_tasks" $epochs
+    stage_done 7
+  fi
+}
+stage_8() {
+  if run_stage 8 "music benchmark: FBANK vs HuBERT-tiny it2 vs MERT-tiny"; then
+    audiossl bench "$out/hubert/it2/exp/checkpoint" "$out/mert/mert/exp/checkpoint" \
+      --data "$corpus" --out "$out/bench/mert" --tasks "$mert_tasks" $epochs
+    stage_done 8
+  fi
+}
+stage_9() {
+  if run_stage 9 "one-page report: curves, PNMI, bench CIs, compute, claims"; then
+    audiossl report "$out" --out "$out/report.md"
+    stage_done 9
+  fi
+}
 
-if run_stage 2 "BEATs pipeline on the demo corpus (speech + music)"; then
-  bash "$here/beats/run.sh" --exp "$out/beats" --corpus "$corpus" --nj "$nj" \
-    ${beats_steps:+--steps1 $beats_steps --steps2 $beats_steps} ${tok_steps:+--tok_steps $tok_steps}
-  stage_done 2
-fi
+# lane NAME FUNCTION: run FUNCTION in the background on one thread, its output prefixed with [NAME].
+lane() {
+  ( set -o pipefail
+    ( export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1; nj=1; "$2" ) 2>&1 | sed -u "s/^/[$1] /" >&2 ) &
+}
+# Lane A: HuBERT (both iterations) → WavLM (on HuBERT's iteration-1 labels) → four speech-bench rows.
+lane_a() {
+  if $stage1_todo; then hubert_pipeline 1; stage_done 1; fi
+  stage_4
+  speech_bench_rows "${speech_rows[0]}" "${speech_rows[1]}" "${speech_rows[2]}" fbank
+}
+# Lane B: BEATs → MERT → data2vec 2.0 → the BEATs bench → the data2vec 2.0 speech-bench row.
+lane_b() {
+  stage_2; stage_3; stage_5; stage_7
+  speech_bench_rows "${speech_rows[3]}" --no-fbank
+}
 
-if run_stage 3 "MERT pipeline on the demo music"; then
-  bash "$here/mert/run.sh" --exp "$out/mert" --corpus "$corpus" --nj "$nj" \
-    ${rvq_steps:+--rvq_steps $rvq_steps} ${mert_steps:+--steps $mert_steps}
-  stage_done 3
-fi
-
-if run_stage 4 "WavLM pipeline on the demo speech (HuBERT's iteration-1 labels)"; then
-  bash "$here/wavlm/run.sh" --exp "$out/wavlm" --corpus "$corpus" --labels "$out/hubert/it1/data" \
-    ${wavlm_steps:+--steps $wavlm_steps}
-  stage_done 4
-fi
-
-if run_stage 5 "data2vec 2.0 pipeline on the demo speech (no labels)"; then
-  bash "$here/data2vec2/run.sh" --exp "$out/data2vec2" --corpus "$corpus" --nj "$nj" \
-    ${d2v2_steps:+--steps $d2v2_steps}
-  stage_done 5
-fi
-
-if run_stage 6 "SUPERB-style benchmark: FBANK vs HuBERT-tiny it1 vs it2 vs WavLM-tiny vs data2vec2-tiny"; then
-  audiossl bench "$out/hubert/it1/exp/checkpoint" "$out/hubert/it2/exp/checkpoint" \
-    "$out/wavlm/exp/checkpoint" "$out/data2vec2/exp/checkpoint" \
-    --data "$corpus" --out "$out/bench/hubert" --tasks "$tasks" $epochs
-  stage_done 6
-fi
-
-if run_stage 7 "SUPERB-style benchmark: FBANK vs BEATs-tiny it1 vs it2"; then
-  audiossl bench "$out/beats/it1/exp/checkpoint" "$out/beats/it2/exp/checkpoint" \
-    --data "$corpus" --out "$out/bench/beats" --tasks "$beats_tasks" $epochs
-  stage_done 7
-fi
-
-if run_stage 8 "music benchmark: FBANK vs HuBERT-tiny it2 vs MERT-tiny"; then
-  audiossl bench "$out/hubert/it2/exp/checkpoint" "$out/mert/mert/exp/checkpoint" \
-    --data "$corpus" --out "$out/bench/mert" --tasks "$mert_tasks" $epochs
-  stage_done 8
-fi
-
-if run_stage 9 "one-page report: curves, PNMI, bench CIs, compute, claims"; then
-  audiossl report "$out" --out "$out/report.md"
-  stage_done 9
+if [ "$jobs" -ge 2 ]; then
+  stage1_todo=false
+  if run_stage 1 "HuBERT pipeline on the demo corpus"; then
+    stage1_todo=true
+    hubert_pipeline "$nj" --stop_stage 2  # the corpus and the MFCC k-means labels, which both lanes read
+  fi
+  log "two lanes, one thread each: A = stages 1, 4 + speech-bench rows; B = stages 2, 3, 5, 7 + the data2vec2 row"
+  lane A lane_a; pid_a=$!
+  lane B lane_b; pid_b=$!
+  failed=
+  wait "$pid_a" || failed="A "
+  wait "$pid_b" || failed="${failed}B"
+  [ -z "$failed" ] || die "lane $failed failed (its lines are prefixed [A]/[B] above); rerun the same command to resume"
+  stage_6; stage_8; stage_9
+else
+  stage_1; stage_2; stage_3; stage_4; stage_5; stage_6; stage_7; stage_8; stage_9
 fi
 
 for f in "$out/hubert/quality.txt" "$out/beats/quality.txt"; do [ -f "$f" ] && cat "$f"; done

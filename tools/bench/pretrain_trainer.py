@@ -12,6 +12,8 @@ like the demo's (1.1-5 s clips, random labels shaped as the family's) is written
 directory. Repeats report min / median / max: the machine may be shared. The last column, audio
 seconds per CPU-second of the process in the same window, is what one busy core would deliver on an
 idle machine: with ``OMP_NUM_THREADS=1`` it compares code and batch sizes even under load.
+glibc malloc is tuned as ``audiossl`` tunes it at start-up (``audiossl.utils.malloc``); set
+``AUDIOSSL_MALLOC_TUNING=0`` to time glibc's defaults.
 """
 
 from __future__ import annotations
@@ -113,7 +115,9 @@ def run(recipe: Path, manifest_dir: Path | None, labels: str, steps: int, repeat
 
     from audiossl.pretrain.config import load_config
     from audiossl.pretrain.trainer import build_model, family_of
+    from audiossl.utils.malloc import tune_malloc
 
+    print(f"glibc malloc tuning: {'on' if tune_malloc() else 'off'}")
     logging.getLogger("fairseq2").setLevel(logging.WARNING)
     logging.getLogger("audiossl").setLevel(logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="bench_trainer_") as tmp:
