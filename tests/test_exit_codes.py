@@ -3,8 +3,11 @@ each after a checkpoint at the step boundary that the same command resumes; a se
 stops at once, without finishing the step.
 
 The test waits on what the run writes (the metrics of step 1, the handler's log line), never on
-sleeps alone. A step here is a whole epoch of one-utterance batches through an 8-layer encoder,
-long next to the moment the test takes to answer a log line with the next signal.
+sleeps alone. A step here is half an epoch (four one-utterance batches) through an 8-layer encoder,
+long next to the moment the test takes to answer a log line with the next signal. Not a whole
+epoch: fairseq2 runs the post-step hooks again at the end of a data epoch, so a signal sent just
+after step 1's metrics could still land at step 1's boundary (then the second Ctrl-C meets the
+checkpoint save, which has its own test below).
 """
 
 from __future__ import annotations
@@ -18,12 +21,13 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
-from tests.test_pretrain_hubert import corpus  # noqa: F401  (a fixture)
+from tests.test_pretrain_hubert import _train, corpus  # noqa: F401  (a fixture)
 from tests.test_training_health import REPO, _cli_args
 
 MAX_STEPS = 4
-SLOW_STEPS = ["data.max_tokens=6400", "data.num_accumulate=8", "model.num_layers=8", "checkpoint_every=1000"]
+SLOW_STEPS = ["data.max_tokens=6400", "data.num_accumulate=4", "model.num_layers=8", "checkpoint_every=1000"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
 
 
@@ -99,3 +103,72 @@ def test_a_second_ctrl_c_stops_at_once(corpus, tmp_path):  # noqa: F811
     assert _checkpoints(out) == []
     text = "".join(log)
     assert "interrupted" in text and "with a checkpoint" not in text
+
+
+@pytest.mark.parametrize(
+    ("checkpoint_every", "first_ctrl_c"),
+    [(1000, "before step 1"), (1, "in the writer")],
+    ids=["the-stop's-own-save-on-the-main-thread", "an-interval-save-on-a-save-thread"],
+)
+def test_a_second_ctrl_c_during_a_checkpoint_save_is_an_interrupt_and_leaves_no_partial_checkpoint(
+    corpus, tmp_path, monkeypatch, checkpoint_every, first_ctrl_c  # noqa: F811
+):
+    """The second Ctrl-C arrives while torch.save writes a checkpoint file.
+
+    On the main thread (the save a first Ctrl-C asks for), torch.save's C++ writer turns the
+    KeyboardInterrupt into a RuntimeError and fairseq2 that into "must contain pickeable objects
+    only"; on a save thread the interrupt hits the main thread while the thread goes on writing.
+    Either way the run ends as interrupted (the CLI's exit 130) with no half-written step_N.tmp.
+    """
+    from audiossl.pretrain.health import StopSignal
+
+    real_save, real_enter = torch.save, StopSignal.__enter__
+
+    pressed: list[int] = []
+
+    class CtrlCWhileWriting:
+        """The first checkpoint file's second write is where the user presses Ctrl-C (once or twice)."""
+
+        def __init__(self, fp) -> None:
+            self.fp, self.writes = fp, 0
+
+        def write(self, data) -> int:
+            self.writes += 1
+            if self.writes == 2 and not pressed:
+                if first_ctrl_c == "in the writer":
+                    pressed.append(1)
+                    signal.raise_signal(signal.SIGINT)
+                    # the main thread runs the handler; CPython would merge two pending SIGINTs into one
+                    deadline = time.monotonic() + 60
+                    while not stops[0].is_set() and time.monotonic() < deadline:
+                        time.sleep(0.001)
+                pressed.append(1)
+                signal.raise_signal(signal.SIGINT)
+            return self.fp.write(data)
+
+        def flush(self) -> None:
+            self.fp.flush()
+
+    saves: list[str] = []
+
+    def save(obj, f, *args, **kwargs):
+        saves.append(str(getattr(f, "name", f)))
+        return real_save(obj, CtrlCWhileWriting(f), *args, **kwargs)
+
+    stops: list[StopSignal] = []
+
+    def enter(self):
+        stops.append(self)
+        installed = real_enter(self)
+        if first_ctrl_c == "before step 1":
+            signal.raise_signal(signal.SIGINT)
+        return installed
+
+    monkeypatch.setattr(torch, "save", save)
+    monkeypatch.setattr(StopSignal, "__enter__", enter)
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        _train(corpus, out, max_steps=MAX_STEPS, checkpoint_every=checkpoint_every)
+    assert any(".tmp/" in name for name in saves)  # a real checkpoint write was interrupted
+    assert not any((out / "checkpoints").glob("step_*"))  # neither step_1 nor the half-written step_1.tmp
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -127,7 +127,7 @@ def test_two_rank_stop_check_reads_the_host_only_every_k_steps():
     from torch._subclasses.fake_tensor import DataDependentOutputException
 
     from audiossl.pretrain.health import StopSignal
-    from audiossl.pretrain.trainer import _Trainer
+    from audiossl.pretrain.stoppable import StoppableTrainer
 
     gang, k = _TwoRankGang(), 4
     trainer = SimpleNamespace(_stop_signal=StopSignal(), _dp_gang=gang, _stop_check_every=k, _stop_name=None, _step_nr=0)
@@ -135,8 +135,8 @@ def test_two_rank_stop_check_reads_the_host_only_every_k_steps():
         trainer._step_nr = gang.step = step
         with FakeTensorMode():
             if step % k:
-                assert _Trainer._stop_now(trainer) is False, step
+                assert StoppableTrainer._stop_now(trainer) is False, step
             else:  # the agreement point: here, and only here, the host waits for the collective
                 with pytest.raises(DataDependentOutputException):
-                    _Trainer._stop_now(trainer)
+                    StoppableTrainer._stop_now(trainer)
     assert gang.calls == [k, 2 * k, 3 * k]

@@ -96,9 +96,12 @@ class StopSignal:
         self._event = threading.Event()
         self._previous: dict[int, object] = {}
         self.signum: int | None = None
+        self.forced = False
+        """A second Ctrl-C came: the run stops now, whatever the KeyboardInterrupt was turned into on the way."""
 
     def _handle(self, signum, frame) -> None:
         if self._event.is_set() and signum == signal.SIGINT:
+            self.forced = True
             raise KeyboardInterrupt  # second Ctrl-C: stop now
         self.signum = signum
         self._event.set()

@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,7 @@ from fairseq2.checkpoint import NOOP_HG_EXPORTER, StandardCheckpointManager
 from fairseq2.device import Device
 from fairseq2.early_stopper import NOOP_EARLY_STOPPER
 from fairseq2.file_system import LocalFileSystem
-from fairseq2.gang import FakeGang, Gangs, ProcessGroupGang, ReduceOperation, create_fsdp_gangs, create_parallel_gangs
+from fairseq2.gang import FakeGang, Gangs, ProcessGroupGang, create_fsdp_gangs, create_parallel_gangs
 from fairseq2.io import (
     TensorFileDumper,
     TensorFileDumpOptions,
@@ -56,12 +55,10 @@ from fairseq2.metrics.recorders import (
 from fairseq2.optim.fp16_loss_scaler import NOOP_FP16_LOSS_SCALER, StandardFloat16LossScaler
 from fairseq2.optim.lr_schedulers import PolynomialDecayLR
 from fairseq2.profilers import NOOP_PROFILER
-from fairseq2.trainer import Trainer
 from fairseq2.utils.device_stat import NOOP_DEVICE_STAT_TRACKER
 from fairseq2.utils.gc import NOOP_GARBAGE_COLLECTOR
 from fairseq2.utils.progress import NOOP_PROGRESS_REPORTER
 from fairseq2.utils.stopwatch import Stopwatch
-from fairseq2.utils.threading import _StandardThreadPool
 from fairseq2.validator import NOOP_VALIDATOR, StandardValidator
 
 from audiossl.data.frame_labels import read_frame_labels
@@ -75,6 +72,7 @@ from audiossl.pretrain.config import ConfigError, PretrainConfig
 from audiossl.pretrain.data import BucketBatchSampler, PretrainDataReader, PretrainDataset
 from audiossl.pretrain.export import export_model
 from audiossl.pretrain.health import GuardedAdamW, StopSignal, TrainingDiverged
+from audiossl.pretrain.stoppable import SaveThreads, StopRun, StoppableTrainer, discard_partial_checkpoints
 from audiossl.pretrain.unit import DEFAULT_METRICS, PretrainEvalUnit, PretrainTrainUnit, metric_descriptors
 from audiossl.utils.fileio import atomic_write_json
 
@@ -99,63 +97,6 @@ class RunResult:
     last_metrics: dict[str, Any]
     stopped_by: str | None = None
     """``None`` (finished or ``stop_after_steps``), ``"SIGTERM"`` / ``"SIGINT"`` (checkpointed, resumable)."""
-
-
-class _Trainer(Trainer):
-    """fairseq2's Trainer plus a stop request honoured at a step boundary with a checkpoint.
-
-    fairseq2 0.8.1's own ``request_stop`` is ignored when ``max_num_steps`` is set, and saves only on
-    the configured interval; a preempted job needs a checkpoint of *this* step. Relies on the
-    trainer's private step hooks (pinned fairseq2 version).
-
-    With more than one data-parallel rank the ranks must agree on the stop step (Slurm may signal
-    one rank first, or only one), which takes a collective and a host read. That runs only at steps
-    that are multiples of ``stop_check_every`` (K), never per step: a signal takes effect at the
-    next multiple of K on every rank, so the same step is checkpointed everywhere. One process
-    checks its own flag after every step (no collective).
-    """
-
-    def __init__(self, *args, stop_signal: StopSignal, dp_gang, stop_check_every: int = 1, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self._stop_signal, self._dp_gang, self._stop_check_every = stop_signal, dp_gang, stop_check_every
-        self._stop_name: str | None = None
-
-    def _stop_now(self) -> bool:
-        """Whether to stop after this step; sets ``_stop_name`` (``SIGTERM`` / ``SIGINT`` / ``signal``)."""
-        stop = self._stop_signal
-        if self._dp_gang.size == 1:
-            if stop.is_set():
-                self._stop_name = _signal_name(stop.signum)
-            return stop.is_set()
-        if self._step_nr % self._stop_check_every:
-            return False  # between agreement points: no collective, no host read
-        # [SIGTERM seen, SIGINT seen, other] summed over ranks: every rank stops, and reports the
-        # signal that any rank received (SIGTERM wins, so all ranks exit 143 under Slurm).
-        mine = torch.zeros(3, dtype=torch.int64, device=self._dp_gang.device)
-        if stop.is_set():
-            mine[{signal.SIGTERM: 0, signal.SIGINT: 1}.get(stop.signum, 2)] = 1  # type: ignore[arg-type]
-        self._dp_gang.all_reduce(mine, ReduceOperation.SUM)
-        seen = mine.tolist()  # the one host read, every stop_check_every steps
-        if not any(seen):
-            return False
-        self._stop_name = "SIGTERM" if seen[0] else "SIGINT" if seen[1] else "signal"
-        return True
-
-    def _run_post_step(self):
-        will_save = self._should_save_checkpoint()
-        state = super()._run_post_step()
-        if self._max_num_steps is not None and self._step_nr >= self._max_num_steps:
-            return state  # the last step: the normal end saves the checkpoint
-        if self._stop_now():
-            if not will_save:
-                self._save_checkpoint(blocking=True)
-            self._checkpoint_manager.maybe_complete_save_operation(blocking=True)
-            raise _StopRun(self._step_nr, signal_name=self._stop_name)
-        return state
-
-
-def _signal_name(signum: int | None) -> str:
-    return signal.Signals(signum).name if signum is not None else "signal"
 
 
 class _SafeTensorFileLoader(TensorFileLoader):
@@ -372,9 +313,9 @@ def run_pretraining(cfg: PretrainConfig, paths: RunPaths, gangs: Gangs | None = 
     train_reader, label_path = build_reader(paths, paths.train_split, model, cfg, gangs, train=True)
     valid_reader = build_reader(paths, paths.valid_split, model, cfg, gangs, train=False)[0] if paths.valid_split else None
 
-    fs = LocalFileSystem()
+    fs, save_threads = LocalFileSystem(), SaveThreads(4)
     ckpt = StandardCheckpointManager(
-        out, gangs, fs, _SafeTensorFileLoader(_TorchTensorFileLoader(fs)), _Protocol2TensorFileDumper(_TorchTensorFileDumper(fs)), _StandardThreadPool(4)
+        out, gangs, fs, _SafeTensorFileLoader(_TorchTensorFileLoader(fs)), _Protocol2TensorFileDumper(_TorchTensorFileDumper(fs)), save_threads
     )
     dp_model = wrap_model(model, cfg, gangs, ckpt.has_checkpoint(exclude_model_only=True))
     o = cfg.optim
@@ -396,7 +337,7 @@ def run_pretraining(cfg: PretrainConfig, paths: RunPaths, gangs: Gangs | None = 
             first_step.append(step_nr)
         if cfg.stop_after_steps is not None and step_nr - first_step[0] >= cfg.stop_after_steps:
             ckpt.maybe_complete_save_operation(blocking=True)  # commit the checkpoint of the last step first
-            raise _StopRun(step_nr - 1)
+            raise StopRun(step_nr - 1)
 
     metrics = tuple(getattr(family, "METRICS", DEFAULT_METRICS))
     extra_metrics = tuple(getattr(family, "EXTRA_METRICS", {}))
@@ -437,7 +378,7 @@ def run_pretraining(cfg: PretrainConfig, paths: RunPaths, gangs: Gangs | None = 
             seed=cfg.seed + 7,
         )
     stop_signal = StopSignal()
-    trainer = _Trainer(
+    trainer = StoppableTrainer(
         stop_signal=stop_signal, dp_gang=gangs.dp, stop_check_every=cfg.stop_check_every or cfg.log_every,
         model=dp_model, unit=unit, data_reader=train_reader, gangs=gangs, amp=amp_dtype != torch.float32,
         amp_dtype=amp_dtype, optimizer=optimizer, lr_scheduler=scheduler, fp16_loss_scaler=scaler, validator=validator,
@@ -465,12 +406,20 @@ def run_pretraining(cfg: PretrainConfig, paths: RunPaths, gangs: Gangs | None = 
     try:
         with stop_signal:
             trainer.run()
-    except _StopRun as e:
+    except StopRun as e:
         stopped, stopped_by = True, e.signal_name
         why = e.signal_name or "stop_after_steps"
         log.info("stopped after step %d (%s), checkpoint saved; run the same command to continue", e.step_nr, why)
+    except BaseException:
+        if not stop_signal.forced:
+            raise
+        # The second Ctrl-C may land in torch.save, whose writer turns it into a RuntimeError (and
+        # fairseq2 into "not picklable"): it is still an interrupt.
+        raise KeyboardInterrupt from None
     finally:
         trainer.close()
+        if stop_signal.forced and is_main:
+            discard_partial_checkpoints(out / "checkpoints", save_threads)
     export_dir = exported[0] if exported else None
     if is_main and export_dir is None and not stopped and trainer.step_nr >= cfg.max_steps and gangs.sdp.size == 1:
         # Resumed a run that had already finished: the model was restored, export it now.
@@ -490,9 +439,3 @@ def _full_state_dict(dp_model: torch.nn.Module, gangs: Gangs) -> dict | None:
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict  # lazy: heavy distributed modules; only with a process group
 
     return get_model_state_dict(dp_model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-
-
-class _StopRun(Exception):
-    def __init__(self, step_nr: int, signal_name: str | None = None) -> None:
-        super().__init__(f"stopped after step {step_nr}")
-        self.step_nr, self.signal_name = step_nr, signal_name
