@@ -74,6 +74,7 @@ from audiossl.pretrain.export import export_model
 from audiossl.pretrain.health import GuardedAdamW, StopSignal, TrainingDiverged
 from audiossl.pretrain.stoppable import SaveThreads, StopRun, StoppableTrainer, discard_partial_checkpoints
 from audiossl.pretrain.unit import DEFAULT_METRICS, PretrainEvalUnit, PretrainTrainUnit, metric_descriptors
+from audiossl.utils.cpu import has_native_bf16
 from audiossl.utils.fileio import atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -245,7 +246,8 @@ def wrap_model(model: torch.nn.Module, cfg: PretrainConfig, gangs: Gangs, has_ch
 
 def _amp_dtype(cfg: PretrainConfig, gangs: Gangs) -> torch.dtype:
     if cfg.amp == "auto":
-        return torch.bfloat16 if gangs.device.type == "cuda" else torch.float32
+        native = gangs.device.type == "cuda" or has_native_bf16()
+        return torch.bfloat16 if native else torch.float32
     return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[cfg.amp]
 
 
@@ -320,6 +322,9 @@ def run_pretraining(cfg: PretrainConfig, paths: RunPaths, gangs: Gangs | None = 
     dp_model = wrap_model(model, cfg, gangs, ckpt.has_checkpoint(exclude_model_only=True))
     o = cfg.optim
     amp_dtype = _amp_dtype(cfg, gangs)
+    if is_main and cfg.amp == "auto" and gangs.device.type == "cpu" and amp_dtype == torch.bfloat16:
+        log.info("amp=auto: bf16 autocast, this CPU multiplies bf16 in hardware (amp=fp32 to opt out; "
+                 "Of GEMM Peak stays against the fp32 peak)")
     # fp16 runs skip overflowing steps through the loss scaler; everything else through GuardedAdamW.
     optim_cls = torch.optim.AdamW if amp_dtype == torch.float16 else GuardedAdamW
     optimizer = optim_cls(

@@ -34,7 +34,8 @@ def synthetic_corpus(root: Path, model, family, label_rate: float | None, num_cl
     """Write ``num_clips`` noisy tones of 1.1-5 s (three quarters at least 2 s, as the demo's clips) at the
     model's sample rate with random labels at ``label_rate`` (None: twice the frame rate, like MFCC
     k-means at 100 Hz for HuBERT's 50 Hz) and the model's codebooks and classes:
-    ``root/train.tsv`` + ``train.km`` (+ sidecar). Returns ``root``."""
+    ``root/train.tsv`` + ``train.km`` (+ sidecar; none for a family without targets, e.g. data2vec2).
+    Returns ``root``."""
     from audiossl.audio.io import save_audio
     from audiossl.data.frame_labels import LabelInfo, write_frame_labels
     from audiossl.data.manifest import Manifest, Row, write_manifest
@@ -42,7 +43,7 @@ def synthetic_corpus(root: Path, model, family, label_rate: float | None, num_cl
 
     sr, enc = model.cfg.sample_rate, model.encoder
     rate = label_rate or 2 * enc.frame_rate
-    books, classes = num_codebooks(family, model.cfg), model.cfg.num_classes
+    books, classes = num_codebooks(family, model.cfg), getattr(model.cfg, "num_classes", None)
     rng = np.random.default_rng(seed)
     lengths = np.where(rng.random(num_clips) < 0.25, rng.uniform(1.1, 2.0, num_clips), rng.uniform(2.0, 5.0, num_clips))
     rows, labels = [], []
@@ -52,9 +53,13 @@ def synthetic_corpus(root: Path, model, family, label_rate: float | None, num_cl
         wav = 0.3 * np.sin(2 * np.pi * (120 + 5 * i) * t) + 0.05 * rng.standard_normal(n)
         save_audio(root / "wav" / f"utt{i}.wav", wav.astype(np.float32), sr)
         rows.append(Row(f"wav/utt{i}.wav", n))
+        if classes is None:
+            continue
         count = round(enc.num_frames(n) * rate / enc.frame_rate)
         labels.append(rng.integers(0, classes, (count, books) if books > 1 else count))
     write_manifest(Manifest(root, rows), root / "train.tsv")
+    if classes is None:
+        return root
     info = LabelInfo(float(rate), classes, {"kind": "bench-random"}, **({"num_codebooks": books} if books > 1 else {}))
     write_frame_labels(root / "train.km", labels, info)
     return root
@@ -127,7 +132,8 @@ def run(recipe: Path, manifest_dir: Path | None, labels: str, steps: int, repeat
             cfg = load_config(recipe, overrides)
         model, model_cfg = build_model(cfg)
         if manifest_dir is None:
-            manifest_dir, labels = synthetic_corpus(Path(tmp) / "corpus", model, family_of(cfg), cfg.data.label_rate), "km"
+            corpus = synthetic_corpus(Path(tmp) / "corpus", model, family_of(cfg), cfg.data.label_rate)
+            manifest_dir, labels = corpus, "km" if (corpus / "train.km").is_file() else "none"
         flops = family_of(cfg).train_flops_per_second(model_cfg, cfg.data.max_sample_size)
         del model
         peak = _gemm_peak()
