@@ -20,8 +20,8 @@
 # stage 9  audiossl report           $out/report.md: curves, PNMI, bench CIs, score vs pretraining compute, claims
 # With --jobs 2 (default) the stages run in two lanes of one thread each (two single-thread processes get
 # 1.3x the work of one two-thread process through a tiny model's step on 2 cores): after the corpus and the
-# MFCC labels, lane A = stages 1, 4 and four speech-bench rows, lane B = stages 2, 3, 5, 7 and the data2vec2
-# row; then stages 6 (the table from the finished rows), 8 and 9. --jobs 1 runs stages 1..9 in order.
+# MFCC labels, lane A = stages 1, 4 and four speech-bench rows, lane B = stages 2, 3, 5, 7, the data2vec2
+# row and stage 8; then stages 6 (the table from the finished rows) and 9. --jobs 1 runs stages 1..9 in order.
 # The corpus includes the opt-in IC / SD / beat sets (`audiossl synth --tasks all,intents,conversations,music_beats`).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -134,10 +134,13 @@ lane_a() {
   stage_4
   speech_bench_rows "${speech_rows[0]}" "${speech_rows[1]}" "${speech_rows[2]}" fbank
 }
-# Lane B: BEATs → MERT → data2vec 2.0 → the BEATs bench → the data2vec 2.0 speech-bench row.
+# Lane B: BEATs → MERT → data2vec 2.0 → the BEATs bench → the data2vec 2.0 speech-bench row → the music
+# bench (it also needs HuBERT's iteration 2 from lane A, done long before: it waits for it all the same).
 lane_b() {
   stage_2; stage_3; stage_5; stage_7
   speech_bench_rows "${speech_rows[3]}" --no-fbank
+  until [ -f "$exp/.done.stage1" ] || ! kill -0 "$pid_a" 2>/dev/null; do sleep 2; done
+  stage_8
 }
 
 if [ "$jobs" -ge 2 ]; then
@@ -146,14 +149,14 @@ if [ "$jobs" -ge 2 ]; then
     stage1_todo=true
     hubert_pipeline "$nj" --stop_stage 2  # the corpus and the MFCC k-means labels, which both lanes read
   fi
-  log "two lanes, one thread each: A = stages 1, 4 + speech-bench rows; B = stages 2, 3, 5, 7 + the data2vec2 row"
+  log "two lanes, one thread each: A = stages 1, 4 + speech-bench rows; B = stages 2, 3, 5, 7, the data2vec2 row, 8"
   lane A lane_a; pid_a=$!
   lane B lane_b; pid_b=$!
   failed=
   wait "$pid_a" || failed="A "
   wait "$pid_b" || failed="${failed}B"
   [ -z "$failed" ] || die "lane $failed failed (its lines are prefixed [A]/[B] above); rerun the same command to resume"
-  stage_6; stage_8; stage_9
+  stage_6; stage_9
 else
   stage_1; stage_2; stage_3; stage_4; stage_5; stage_6; stage_7; stage_8; stage_9
 fi
