@@ -142,6 +142,65 @@ def test_resume_skips_done_pairs(bench, demo, monkeypatch):
     assert again[0]["value"] == old["ks"] and "| fbank |" in (out / "results.md").read_text()
 
 
+def test_reuse_copies_pairs_with_equal_settings_only(bench, demo, tmp_path, monkeypatch):
+    out, records = bench
+    import audiossl.eval.harness as harness
+
+    def boom(*a, **k):
+        raise AssertionError("a pair with equal settings was trained again")
+
+    monkeypatch.setattr(harness, "train_and_evaluate", boom)
+    mine = tmp_path / "mine"
+    again = run_bench(["fake"], ["ks", "pr"], demo, mine, BenchConfig(epochs=3, add_fbank=False, reuse=(str(out),)),
+                      loader=loader)
+    old = {r["task"]: r for r in records}
+    assert [r["value"] for r in again] == [old["ks"]["value"], old["pr"]["value"]]
+    for task in ("ks", "pr"):  # the copy is self-contained: result, head, per-item statistics
+        names = {p.name for p in (mine / "runs" / "fake" / task).iterdir()}
+        assert {"result.json", "head.safetensors", "items.npz"} <= names
+    assert "| fake |" in (mine / "results.md").read_text()
+    monkeypatch.undo()
+
+    # another setting (here the epochs: the spec differs) is trained, not copied
+    called = []
+    real = harness.train_and_evaluate
+    monkeypatch.setattr(harness, "train_and_evaluate", lambda *a, **k: called.append(1) or real(*a, **k))
+    run_bench(["fake"], ["ks"], demo, tmp_path / "other", BenchConfig(epochs=2, add_fbank=False, reuse=(str(out),)),
+              loader=loader)
+    assert called
+    # a record without settings (written before they existed) is never reused
+    src = json.loads((out / "runs" / "fake" / "ks" / "result.json").read_text())
+    legacy = tmp_path / "legacy" / "runs" / "fake" / "ks"
+    legacy.mkdir(parents=True)
+    (legacy / "result.json").write_text(json.dumps({k: v for k, v in src.items() if k != "settings"}))
+    called.clear()
+    run_bench(["fake"], ["ks"], demo, tmp_path / "third", BenchConfig(epochs=3, add_fbank=False,
+                                                                       reuse=(str(tmp_path / "legacy"),)), loader=loader)
+    assert called
+
+
+def test_amp_bf16_trains_the_heads_under_autocast(demo, tmp_path, monkeypatch):
+    from audiossl.eval import runner
+
+    seen = []
+    real = runner.train_epoch
+
+    def spy(fwd, obj, opt, batches, features, targets, cfg, desc=""):
+        seen.append(cfg.amp)
+        return real(fwd, obj, opt, batches, features, targets, cfg, desc)
+
+    monkeypatch.setattr(runner, "train_epoch", spy)
+    (r,) = run_bench(["fake"], ["ks"], demo, tmp_path, BenchConfig(epochs=2, add_fbank=False, amp="bf16"), loader=loader)
+    assert seen == ["bf16", "bf16"] and r["amp"] == "bf16" and r["settings"]["amp"] == "bf16"
+    assert 0 <= r["value"] <= 100
+    assert runner.resolve_amp("fp32", "cpu") == "fp32" and runner.resolve_amp("bf16", "cpu") == "bf16"
+    from audiossl.utils.cpu import has_native_bf16
+
+    assert runner.resolve_amp("auto", "cpu") == ("bf16" if has_native_bf16() else "fp32")
+    with pytest.raises(ValueError, match="amp must be"):
+        runner.resolve_amp("fp16", "cpu")
+
+
 def test_cache_reused_and_keyed_by_manifest(demo, tmp_path, monkeypatch):
     import shutil
     import time

@@ -72,6 +72,14 @@ def test_demo_recipe_tiny_end_to_end_and_idempotent(tmp_path):
             assert len(got) == n_rows, (name, t, sorted({h for _, h in cells}))
             assert all(c[0].isdigit() and " [" in c and c.rstrip(" ▲▼").endswith("]") for _, c in got), (name, t, got)
 
+    # stages 7 and 8 copy the pairs stage 6's rows finished first (--reuse; whether they are done by then
+    # depends on the lanes' timing): a shared pair has the same settings and value in both tables either way
+    for name, task in (("beats", "ks"), ("beats", "sd")):
+        mine = json.loads((out / "bench" / name / "runs/fbank" / task / "result.json").read_text())
+        src = json.loads((out / "bench/hubert/runs/fbank" / task / "result.json").read_text())
+        assert mine["settings"] == src["settings"] and mine["value"] == src["value"], (name, task)
+    assert all("/bench/hubert/runs/" in l for l in r.stderr.splitlines() if "reused from" in l)
+
     # stage 9: the one-page report, its figures, every pretraining run and family, the claims
     report = (out / "report.md").read_text()
     runs = {"hubert/it1": "hubert", "hubert/it2": "hubert", "beats/it1": "beats", "beats/it2": "beats",

@@ -56,6 +56,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--beam-size", type=int, default=50, help="beam size of the ASR beam search")
     p.add_argument("--bootstrap", type=int, default=1000,
                    help="bootstrap resamples of the test items for 95%% confidence intervals (0 = none)")
+    p.add_argument("--amp", choices=["fp32", "bf16", "auto"], default="fp32",
+                   help="head training precision: fp32 (default: the same numbers on every CPU), bf16 autocast, or "
+                        "auto = bf16 on GPUs and on CPUs that multiply bf16 in hardware (AVX512-BF16/AMX), else fp32. "
+                        "Evaluation stays fp32")
+    p.add_argument("--reuse", action="append", default=[], metavar="DIR",
+                   help="another bench output: a pair it finished with the same settings (data, upstream files, "
+                        "task, options) is copied from DIR/runs/ instead of trained again (repeatable)")
     p.add_argument("--head-seeds", type=int, default=1,
                    help="heads trained per task and lr with seeds SEED..SEED+N-1 (lr chosen on their mean dev "
                         "metric; value = mean over seeds; CI = bootstrap over test items x head seeds). 1 = one head, "
@@ -71,7 +78,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = BenchConfig(epochs=args.epochs, lr_grid=args.lr_grid, layer=args.layer, device=args.device,
                       seed=args.seed, add_fbank=not args.no_fbank, max_batch_seconds=args.max_batch_seconds,
                       lm=args.lm, lexicon=args.lexicon, lm_weight=args.lm_weight, word_score=args.word_score,
-                      beam_size=args.beam_size, bootstrap=args.bootstrap, head_seeds=args.head_seeds)
+                      beam_size=args.beam_size, bootstrap=args.bootstrap, head_seeds=args.head_seeds,
+                      amp=args.amp, reuse=tuple(args.reuse))
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None
     try:
         records = run_bench(args.upstreams, tasks, args.data, args.out, cfg)

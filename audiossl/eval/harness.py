@@ -32,7 +32,8 @@ from audiossl.eval.lm import LMError, check_lm, transcript_lm
 from audiossl.eval.names import slug
 from audiossl.eval.qbe import run_pair
 from audiossl.eval.report import write_reports
-from audiossl.eval.runner import RunConfig, train_and_evaluate
+from audiossl.eval.reuse import pair_settings, reuse_pair
+from audiossl.eval.runner import RunConfig, resolve_amp, train_and_evaluate
 from audiossl.eval.splits import concat_splits, load_split
 from audiossl.eval.tasks import BenchError, TaskData, available, check_frame_rate, effective, get_task, resolve
 from audiossl.upstream.load import load_upstream
@@ -65,6 +66,12 @@ class BenchConfig:
     beam_size: int = 50
     bootstrap: int = 1000
     """bootstrap resamples of the test items for the 95 % confidence intervals (0 = none)"""
+    amp: str = "fp32"
+    """head training precision: ``fp32``, ``bf16`` autocast, or ``auto`` (bf16 where the device multiplies it in
+    hardware: :func:`audiossl.eval.runner.resolve_amp`); evaluation is always fp32"""
+    reuse: tuple[str, ...] = ()
+    """other bench output dirs whose finished pairs with equal settings are copied instead of rerun
+    (:mod:`audiossl.eval.reuse`)"""
     head_seeds: int = 1
     """heads trained per (task, lr), with seeds ``seed .. seed + head_seeds - 1``: the lr is chosen on the
     mean dev metric, the test value is the mean over seeds and the CI resamples items × seeds
@@ -171,8 +178,15 @@ def _run_pair(u: str, up, layer: int | None, td: TaskData, out: Path, cfg: Bench
                              f"{cfg.head_seeds}; use another --out, or delete {run_dir} to rerun it.")
         log.info("%s / %s: done already (%s), skipping", u, spec.name, done)
         return rec
+    amp = resolve_amp(cfg.amp, cfg.device)
+    settings = pair_settings(u, td, layer, cfg, amp, lm)
+    if cfg.reuse:
+        rec = reuse_pair(cfg.reuse, Path("runs") / slug(u) / spec.name, run_dir, settings)
+        if rec is not None:
+            return rec
     if spec.objective == "qbe":
         rec = run_pair(u, up, layer, td, out, cfg)
+        rec["settings"] = settings
         atomic_write_json(done, rec)
         return rec
     ccfg = CacheConfig(layer=layer, pooled=spec.pooled, max_batch_seconds=cfg.max_batch_seconds, device=cfg.device)
@@ -198,7 +212,7 @@ def _run_pair(u: str, up, layer: int | None, td: TaskData, out: Path, cfg: Bench
             runs = []
             for k in range(cfg.head_seeds):
                 rcfg = RunConfig(lr=lr, epochs=spec.epochs, batch_frames=spec.batch_frames, device=cfg.device,
-                                 seed=cfg.seed + k, label_subsample=sub, lm=lm, workdir=str(run_dir),
+                                 seed=cfg.seed + k, label_subsample=sub, lm=lm, workdir=str(run_dir), amp=amp,
                                  decode=DecodeConfig(lm=lm, lexicon=cfg.lexicon, lm_weight=cfg.lm_weight,
                                                      word_score=cfg.word_score, beam_size=cfg.beam_size))
                 log.info("%s / %s%s: lr %g, %d epochs%s", u, spec.name, "" if fold == "all" else f" ({fold})", lr,
@@ -239,6 +253,9 @@ def _run_pair(u: str, up, layer: int | None, td: TaskData, out: Path, cfg: Bench
         "head": asdict(spec.head), "epochs": spec.epochs, "frame_rate": float(up.frame_rate),
         "ci": ci, "items": items_file, "lm": _rel(lm, out),
     }
+    rec["settings"] = settings
+    if amp != "fp32":
+        rec["amp"] = amp
     if cfg.head_seeds > 1:
         rec["head_seeds"] = cfg.head_seeds
         rec["seeds"] = [{"seed": cfg.seed + k, "dev": float(np.mean([runs[k].dev for runs in seed_runs])),

@@ -144,11 +144,12 @@ def run_pair(u: str, up, layer: int | None, td, out: Path, cfg) -> dict:
             store = build_cache(up, u, tsv, out / "cache" / slug(u), ccfg)
             skipped += len(store.meta["extra"].get("skipped", []))
             m = read_manifest(tsv, labels=["kw"])
-            keep = [i for i, x in enumerate(m.ids) if x in store]
+            ids = m.ids  # a property that builds the list: read it once
+            keep = [i for i, x in enumerate(ids) if x in store]
             if not keep:
                 raise BenchError(f"task qbe: every file of {tsv} was skipped as bad audio.")
-            parts.append(([np.asarray(layer_stack(store, m.ids[i]), dtype=np.float32) for i in keep],
-                          [m.labels["kw"][i] for i in keep], [m.ids[i] for i in keep]))
+            parts.append(([np.asarray(layer_stack(store, ids[i]), dtype=np.float32) for i in keep],
+                          [m.labels["kw"][i] for i in keep], [ids[i] for i in keep]))
         (qf, qk, qi), (df, dk, _) = parts
         splits[role] = (qf, [k.strip() for k in qk], df, [doc_keywords(k) for k in dk])
         if role == "test":

@@ -62,6 +62,8 @@ class RunConfig:
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     workdir: str | None = None
     """where the decoder's lexicon file is written"""
+    amp: str = "fp32"
+    """``fp32`` or ``bf16``: autocast of the training forward (the loss and the evaluation stay fp32)"""
 
 
 @dataclass
@@ -382,6 +384,21 @@ def train_and_evaluate(spec: TaskSpec, train: SplitData, dev: SplitData, test: S
     return RunResult(sign * best, test_metrics, best_epoch, curve, feat.layer_weights(), best_state, items)
 
 
+def resolve_amp(amp: str, device: str) -> str:
+    """``fp32``/``bf16`` for ``--amp``: ``auto`` is bf16 on CUDA and on CPUs with native bf16, else fp32."""
+    if amp not in ("fp32", "bf16", "auto"):
+        raise ValueError(f"amp must be fp32, bf16 or auto, got {amp!r}")
+    if amp != "auto":
+        return amp
+    from audiossl.utils.cpu import has_native_bf16
+
+    return "bf16" if torch.device(device).type == "cuda" or has_native_bf16() else "fp32"
+
+
+def _autocast(cfg: RunConfig):
+    return torch.autocast(torch.device(cfg.device).type, dtype=torch.bfloat16, enabled=cfg.amp == "bf16")
+
+
 def train_epoch(fwd, obj: Objective, opt, batches: list[list[int]], features, targets: list, cfg: RunConfig, desc: str = "") -> float:
     """One pass over ``batches``; ``features(idx)`` → ``(x, lengths, lengths_cpu)``. Returns the mean loss.
 
@@ -394,7 +411,8 @@ def train_epoch(fwd, obj: Objective, opt, batches: list[list[int]], features, ta
     for idx in tqdm(batches, desc=desc, leave=False):
         x, lens, lens_cpu = features(idx)
         y = _to(obj.collate([targets[i] for i in idx]), cfg.device)
-        loss = obj.loss(fwd, x, lens, lens_cpu, y)
+        with _autocast(cfg):
+            loss = obj.loss(fwd, x, lens, lens_cpu, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(fwd.model.parameters(), cfg.grad_clip)

@@ -27,8 +27,9 @@ class SplitData:
 def load_split(store: FeatureStore, tsv: Path, label: str | None) -> SplitData:
     m = read_manifest(tsv, labels=[label] if label else [])
     labs = m.labels[label] if label else [""] * len(m)
-    keep = [i for i, u in enumerate(m.ids) if u in store]
-    return SplitData(store, [m.ids[i] for i in keep], [labs[i] for i in keep], str(m.label_path(label)) if label else "")
+    ids = m.ids  # a property that builds the list: read it once
+    keep = [i for i, u in enumerate(ids) if u in store]
+    return SplitData(store, [ids[i] for i in keep], [labs[i] for i in keep], str(m.label_path(label)) if label else "")
 
 
 def concat_splits(parts: list[SplitData]) -> SplitData:

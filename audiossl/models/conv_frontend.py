@@ -88,6 +88,51 @@ class ChannelLayerNorm(nn.LayerNorm):
         return super().forward(x.transpose(1, 2)).transpose(1, 2)
 
 
+class _MaskedGroupNorm(torch.autograd.Function):
+    """``GroupNorm(C, C)`` over valid steps with a hand-written backward.
+
+    Autograd of the plain expression keeps ~20 elementwise passes over ``[B, C, T]`` in fp32 (the
+    first conv layer's output, the largest activation of a waveform encoder: ~40 % of a tiny model's
+    CPU step); this forward is the same expression and the backward is the closed form, ~10 passes:
+    ``dx = rstd · (g − m · (Σg + x̂ · Σg·x̂) / N)`` with ``g = dy · w``, sums over all steps, ``N`` valid
+    steps, ``m`` the valid mask (tested against autograd).
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, m: Tensor, weight: Tensor | None, bias: Tensor | None, eps: float) -> Tensor:
+        xf = x.float()
+        count = m.sum(-1, keepdim=True).clamp(min=1.0)  # [B, 1, 1]
+        mean = (xf * m).sum(-1, keepdim=True) / count
+        xc = xf - mean
+        var = ((xc * m) ** 2).sum(-1, keepdim=True) / count
+        rstd = torch.rsqrt(var + eps)  # [B, C, 1]
+        xhat = xc * rstd
+        y = xhat if weight is None else xhat * weight.float()[None, :, None] + bias.float()[None, :, None]
+        ctx.save_for_backward(xhat, rstd, m, count, weight)
+        ctx.x_dtype = x.dtype
+        return y.to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, dy: Tensor):
+        xhat, rstd, m, count, weight = ctx.saved_tensors
+        dyf = dy.float()
+        dw = db = None
+        if weight is not None:
+            if ctx.needs_input_grad[2]:
+                dw = (dyf * xhat).sum((0, 2)).to(weight.dtype)
+            if ctx.needs_input_grad[3]:
+                db = dyf.sum((0, 2)).to(weight.dtype)
+            g = dyf * weight.float()[None, :, None]
+        else:
+            g = dyf
+        dx = None
+        if ctx.needs_input_grad[0]:
+            sum_g = g.sum(-1, keepdim=True) / count  # [B, C, 1]
+            sum_gx = (g * xhat).sum(-1, keepdim=True) / count
+            dx = ((g - m * (xhat * sum_gx + sum_g)) * rstd).to(ctx.x_dtype)
+        return dx, None, dw, db, None
+
+
 def masked_group_norm(x: Tensor, valid: Tensor, norm: nn.GroupNorm) -> Tensor:
     """``GroupNorm(C, C)`` statistics over valid time steps only.
 
@@ -99,15 +144,9 @@ def masked_group_norm(x: Tensor, valid: Tensor, norm: nn.GroupNorm) -> Tensor:
         ``[batch, channel, time]``; padded steps hold normalised garbage that no valid frame reads.
     """
     # statistics in fp32 even under autocast (fairseq Fp32GroupNorm; nn.GroupNorm autocasts to fp32)
-    xf = x.float()
     m = valid[:, None, :].to(torch.float32)
-    count = m.sum(-1, keepdim=True).clamp(min=1.0)
-    mean = (xf * m).sum(-1, keepdim=True) / count
-    var = (((xf - mean) * m) ** 2).sum(-1, keepdim=True) / count
-    y = (xf - mean) * torch.rsqrt(var + norm.eps)
-    if norm.affine:
-        y = y * norm.weight.float()[None, :, None] + norm.bias.float()[None, :, None]
-    return y.to(x.dtype)
+    weight, bias = (norm.weight, norm.bias) if norm.affine else (None, None)
+    return _MaskedGroupNorm.apply(x, m, weight, bias, norm.eps)
 
 
 class ConvLayer(nn.Module):
@@ -125,7 +164,9 @@ class ConvLayer(nn.Module):
             x = masked_group_norm(x, valid, self.norm)
         elif self.norm is not None:
             x = self.norm(x)
-        return F.gelu(x)
+        # ChannelLayerNorm returns a transposed view: GELU's backward on mixed strides takes a scalar
+        # path ~15x slower than one copy to contiguous (data2vec2-tiny: a quarter of the step)
+        return F.gelu(x.contiguous())
 
 
 class ConvFrontend(nn.Module):

@@ -6,7 +6,8 @@
 #
 #   egs/demo/run.sh [--out demo_out] [--stage 1] [--stop_stage 9] [--nj 2] [--jobs 2] [--size small]
 #                   [--steps1 N] [--steps2 N] [--beats_steps N] [--tok_steps N] [--rvq_steps N]
-#                   [--mert_steps N] [--wavlm_steps N] [--d2v2_steps N] [--bench_epochs N] [--tasks pr,ks,...]
+#                   [--mert_steps N] [--wavlm_steps N] [--d2v2_steps N] [--bench_epochs N] [--bench_amp auto]
+#                   [--tasks pr,ks,...]
 #
 # stage 1  egs/demo/hubert/run.sh    corpus → MFCC → k-means → HuBERT it1 → layer features → k-means → it2  ($out/hubert)
 # stage 2  egs/demo/beats/run.sh     random projection → BEATs it1 → tokenizer → BEATs it2  ($out/beats, same corpus)
@@ -17,6 +18,7 @@
 #                                    (PR, ASR greedy + LM, KS, IC, SID, ASV, ER, SD, instrument, pitch, key, beat) → $out/bench/hubert
 # stage 7  audiossl bench            FBANK vs BEATs it1 vs it2 on the demo audio tasks   → $out/bench/beats
 # stage 8  audiossl bench            FBANK vs HuBERT it2 vs MERT on the music tasks (+ beat) → $out/bench/mert
+#                                    (7 and 8 copy the FBANK / HuBERT it2 pairs stage 6 finished: --reuse)
 # stage 9  audiossl report           $out/report.md: curves, PNMI, bench CIs, score vs pretraining compute, claims
 # With --jobs 2 (default) the stages run in two lanes of one thread each (two single-thread processes get
 # 1.3x the work of one two-thread process through a tiny model's step on 2 cores): after the corpus and the
@@ -46,11 +48,13 @@ mert_steps=
 wavlm_steps=     # WavLM-tiny steps, data2vec2-tiny steps (empty: egs/demo/{wavlm,data2vec2}/run.sh defaults)
 d2v2_steps=
 bench_epochs=    # epochs per head (empty: each task's default)
+bench_amp=auto   # head training precision (audiossl bench --amp): auto = bf16 where the CPU multiplies it in hardware
 parse_options "$@"
 exp=$out
 start=$(date +%s)
 corpus=$out/hubert/corpus
 epochs=${bench_epochs:+--epochs $bench_epochs}
+bench_opts=(--amp "$bench_amp" $epochs)
 
 hubert_pipeline() {  # hubert_pipeline NJ [--stop_stage N]
   bash "$here/hubert/run.sh" --exp "$out/hubert" --nj "$1" --size "$size" \
@@ -91,7 +95,7 @@ speech_rows=("$out/hubert/it1/exp/checkpoint" "$out/hubert/it2/exp/checkpoint" "
              "$out/data2vec2/exp/checkpoint")
 stage_6() {
   if run_stage 6 "SUPERB-style benchmark: FBANK vs HuBERT-tiny it1 vs it2 vs WavLM-tiny vs data2vec2-tiny"; then
-    audiossl bench "${speech_rows[@]}" --data "$corpus" --out "$out/bench/hubert" --tasks "$tasks" $epochs
+    audiossl bench "${speech_rows[@]}" --data "$corpus" --out "$out/bench/hubert" --tasks "$tasks" "${bench_opts[@]}"
     stage_done 6
   fi
 }
@@ -100,19 +104,19 @@ stage_6() {
 speech_bench_rows() {
   [ 6 -ge "$stage" ] && [ 6 -le "$stop_stage" ] && [ ! -f "$exp/.done.stage6" ] || return 0
   log "stage 6, in this lane: bench rows $*"
-  audiossl bench "$@" --data "$corpus" --out "$out/bench/hubert" --tasks "$tasks" $epochs
+  audiossl bench "$@" --data "$corpus" --out "$out/bench/hubert" --tasks "$tasks" "${bench_opts[@]}"
 }
 stage_7() {
   if run_stage 7 "SUPERB-style benchmark: FBANK vs BEATs-tiny it1 vs it2"; then
     audiossl bench "$out/beats/it1/exp/checkpoint" "$out/beats/it2/exp/checkpoint" \
-      --data "$corpus" --out "$out/bench/beats" --tasks "$beats_tasks" $epochs
+      --data "$corpus" --out "$out/bench/beats" --tasks "$beats_tasks" --reuse "$out/bench/hubert" "${bench_opts[@]}"
     stage_done 7
   fi
 }
 stage_8() {
   if run_stage 8 "music benchmark: FBANK vs HuBERT-tiny it2 vs MERT-tiny"; then
     audiossl bench "$out/hubert/it2/exp/checkpoint" "$out/mert/mert/exp/checkpoint" \
-      --data "$corpus" --out "$out/bench/mert" --tasks "$mert_tasks" $epochs
+      --data "$corpus" --out "$out/bench/mert" --tasks "$mert_tasks" --reuse "$out/bench/hubert" "${bench_opts[@]}"
     stage_done 8
   fi
 }
@@ -128,11 +132,12 @@ lane() {
   ( set -o pipefail
     ( export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1; nj=1; "$2" ) 2>&1 | sed -u "s/^/[$1] /" >&2 ) &
 }
-# Lane A: HuBERT (both iterations) → WavLM (on HuBERT's iteration-1 labels) → four speech-bench rows.
+# Lane A: HuBERT (both iterations) → WavLM (on HuBERT's iteration-1 labels) → four speech-bench rows,
+# FBANK first: stages 7 and 8 in lane B then copy its rows (and HuBERT it2's) instead of training them again.
 lane_a() {
   if $stage1_todo; then hubert_pipeline 1; stage_done 1; fi
   stage_4
-  speech_bench_rows "${speech_rows[0]}" "${speech_rows[1]}" "${speech_rows[2]}" fbank
+  speech_bench_rows fbank "${speech_rows[0]}" "${speech_rows[1]}" "${speech_rows[2]}"
 }
 # Lane B: BEATs → MERT → data2vec 2.0 → the BEATs bench → the data2vec 2.0 speech-bench row → the music
 # bench (it also needs HuBERT's iteration 2 from lane A, done long before: it waits for it all the same).

@@ -345,14 +345,19 @@ class MertPretrainModel(nn.Module):
         hidden = out.hidden_states[-1]
         logits = self.logits(hidden)
         targets = self.align_targets(targets.to(wavs.device).long(), num_frames)
-        ce = F.cross_entropy(logits.permute(0, 3, 1, 2), targets.clamp(min=0), reduction="none")  # [B, T, C]
+        # classes on the last, contiguous dim: log-softmax over a permuted [B, K, T, C] view copies and
+        # runs ~3x slower on CPU (a sixth of MERT-tiny's step)
+        flat_logits, flat_targets = logits.flatten(0, 2), targets.clamp(min=0).flatten()
+        ce = F.cross_entropy(flat_logits, flat_targets, reduction="none").view(targets.shape)  # [B, T, C]
         masked = valid & mask_indices  # [B, T]
         sel = masked[..., None] & (targets >= 0)
         num_m = sel.sum()
         # per codebook: mean over its masked, labelled frames; then summed over codebooks (MERT)
         per_book = (ce * sel).sum((0, 1)) / sel.sum((0, 1)).clamp(min=1)  # [C]
         loss_masked = per_book.sum() if cfg.ce_reduction == "sum" else per_book.mean()
-        correct = ((logits.argmax(-1) == targets) & sel).sum()
+        with torch.no_grad():  # the target's logit is the row's max (argmax, but ~5x faster on CPU; ties count)
+            hit = flat_logits.gather(1, flat_targets[:, None])[:, 0] >= flat_logits.amax(1)
+            correct = (hit.view(targets.shape) & sel).sum()
 
         cqt_pred = self.cqt_head(hidden).float()
         sq = (cqt_pred - cqt_target).pow(2).mean(-1)  # [B, T]
