@@ -43,6 +43,7 @@ from audiossl.eval.heads import build_head
 from audiossl.eval.lm import arpa_unigrams
 from audiossl.eval.splits import SplitData
 from audiossl.eval.tasks import TaskSpec, read_trials
+from audiossl.utils.cpu import has_native_bf16
 
 log = logging.getLogger(__name__)
 
@@ -390,8 +391,6 @@ def resolve_amp(amp: str, device: str) -> str:
         raise ValueError(f"amp must be fp32, bf16 or auto, got {amp!r}")
     if amp != "auto":
         return amp
-    from audiossl.utils.cpu import has_native_bf16
-
     return "bf16" if torch.device(device).type == "cuda" or has_native_bf16() else "fp32"
 
 
