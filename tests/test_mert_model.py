@@ -206,7 +206,7 @@ def test_flops_match_flop_counter_and_per_second():
     from torch.utils.flop_counter import FlopCounterMode
 
     from audiossl.models.mert import family as mert_family
-    from audiossl.models.mert.flops import forward_flops, mert_train_flops_per_second, train_flops
+    from audiossl.models.mert.flops import cqt_flops, forward_flops, mert_train_flops_per_second, train_flops
 
     cfg = tiny(num_layers=3, pos_conv_kernel=31, **NO_DROP)
     model = build_mert(cfg).eval()
@@ -214,17 +214,21 @@ def test_flops_match_flop_counter_and_per_second():
     wavs = torch.randn(1, n)
     t = model.encoder.num_frames(n)
     targets = torch.randint(0, 32, (1, t, 8))
+    model.cqt.method = "direct"  # FlopCounterMode counts convolutions, not FFTs
     counter = FlopCounterMode(display=False)
     with sdpa_kernel(SDPBackend.MATH), counter, torch.no_grad():
         model(wavs, None, targets)
     measured = counter.get_total_flops()
-    analytic = forward_flops(cfg, n)
+    analytic = forward_flops(cfg, n) - cqt_flops(cfg, n, t) + cqt_flops(cfg, n, t, method="direct")
     assert abs(analytic - measured) / measured < 0.01, (analytic, measured)
     assert train_flops(cfg, n) < 3 * analytic  # the CQT teacher has no backward
     per_s = mert_family.train_flops_per_second(mert_95m(), 120000)
     # HuBERT Base is ~44.6 GFLOP per 16 kHz second; at 24 kHz (1.5x the frames) plus 8 x 1024-way heads
     assert 60e9 < per_s < 80e9, per_s
     assert 2 * per_s < mert_train_flops_per_second(mert_330m()) < 3 * per_s  # as HuBERT Large vs Base
+    # the 336-bin teacher on a 5-s crop: the FFT path does a fraction of the strided convolutions' work
+    t95 = model.encoder.num_frames(120000)
+    assert cqt_flops(mert_95m(), 120000, t95) < cqt_flops(mert_95m(), 120000, t95, method="direct") / 4
     assert forward_flops(cfg, 300) == 0
 
 

@@ -44,6 +44,8 @@ def synthetic_corpus(root: Path, model, family, label_rate: float | None, num_cl
     sr, enc = model.cfg.sample_rate, model.encoder
     rate = label_rate or 2 * enc.frame_rate
     books, classes = num_codebooks(family, model.cfg), getattr(model.cfg, "num_classes", None)
+    if getattr(family, "AUDIO_ONLY", False):
+        classes = None  # trained on audio alone (data2vec2, the tokenizers): no label file
     rng = np.random.default_rng(seed)
     lengths = np.where(rng.random(num_clips) < 0.25, rng.uniform(1.1, 2.0, num_clips), rng.uniform(2.0, 5.0, num_clips))
     rows, labels = [], []

@@ -3,7 +3,7 @@ convolutions; a step is 3 × forward for the trained parts).
 
 The encoder is HuBERT's (:func:`audiossl.models.hubert.flops.forward_flops` without its head); MERT adds the
 cosine heads (``final_proj`` + label-embedding similarities), the CQT regression head, and the CQT
-teacher (forward only, no gradient: one conv per bin group, :class:`audiossl.audio.cqt_torch.TorchCQT`).
+teacher (forward only, no gradient: polyphase FFT correlations per bin group, :class:`audiossl.audio.cqt_torch.TorchCQT`).
 """
 
 from __future__ import annotations
@@ -15,11 +15,12 @@ from audiossl.models.mert.model import MertConfig, build_cqt
 DEFAULT_CROP_SAMPLES = 120_000  # 5 s at 24 kHz, MERT's crop
 
 
-def cqt_flops(cfg: MertConfig, num_samples: int, num_frames: int) -> int:
-    """FLOPs of the CQT teacher on one utterance (``num_frames`` output frames): one strided conv per
-    bin group (:class:`audiossl.audio.cqt_torch.TorchCQT`)."""
+def cqt_flops(cfg: MertConfig, num_samples: int, num_frames: int, method: str = "fft") -> int:
+    """FLOPs of the CQT teacher on one utterance (``num_frames`` output frames), computed as ``method``
+    computes it (:meth:`audiossl.audio.cqt_torch.TorchCQT.flops`; the model's teacher uses ``fft``)."""
     cqt = build_cqt(cfg)
-    return sum(2 * num_frames * 2 * nb * taps for _, nb, _, taps in cqt.groups)
+    cqt.method = method
+    return cqt.flops(num_frames)
 
 
 def head_flops(cfg: MertConfig, num_frames: int) -> int:

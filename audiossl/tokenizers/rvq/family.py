@@ -17,7 +17,7 @@ from audiossl.tokenizers.rvq.vae import CONFIGS, RVQVAE, RVQVAEConfig, build_rvq
 from audiossl.upstream.base import Upstream, UpstreamOutput
 
 __all__ = [
-    "CONFIGS", "METRICS", "EXTRA_METRICS", "config_from_dict", "build_pretrain_model", "train_flops_per_second",
+    "CONFIGS", "AUDIO_ONLY", "METRICS", "EXTRA_METRICS", "config_from_dict", "build_pretrain_model", "train_flops_per_second",
     "load_pretrain_checkpoint", "build_upstream", "on_metrics",
 ]
 
@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 config_from_dict = RVQVAEConfig.from_dict
 build_pretrain_model = build_rvq_vae
 NUM_CODEBOOKS_FIELD = "num_codebooks"
+AUDIO_ONLY = True
 METRICS = ("loss",)
 EXTRA_METRICS = {
     "stft_loss": "STFT Loss",
