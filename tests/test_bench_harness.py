@@ -142,6 +142,18 @@ def test_resume_skips_done_pairs(bench, demo, monkeypatch):
     assert again[0]["value"] == old["ks"] and "| fbank |" in (out / "results.md").read_text()
 
 
+def test_no_report_runs_the_pairs_and_a_later_call_tabulates_them(demo, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    (r,) = run_bench(["fake"], ["ks"], demo, out, BenchConfig(epochs=2, add_fbank=False, report=False), loader=loader)
+    assert (out / "runs" / "fake" / "ks" / "result.json").is_file()
+    assert not (out / "results.md").exists() and not (out / "results.json").exists()
+    import audiossl.eval.harness as harness
+
+    monkeypatch.setattr(harness, "train_and_evaluate", lambda *a, **k: (_ for _ in ()).throw(AssertionError("retrained")))
+    (again,) = run_bench(["fake"], ["ks"], demo, out, BenchConfig(epochs=2, add_fbank=False), loader=loader)
+    assert again["value"] == r["value"] and "| fake |" in (out / "results.md").read_text()
+
+
 def test_reuse_copies_pairs_with_equal_settings_only(bench, demo, tmp_path, monkeypatch):
     out, records = bench
     import audiossl.eval.harness as harness

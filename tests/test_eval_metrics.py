@@ -45,6 +45,25 @@ def test_eer_on_constructed_scores():
         M.eer([0.1, 0.2], [1, 1])
 
 
+def test_roc_points_equal_sklearn_roc_curve_with_ties():
+    metrics = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(0)
+    for n in (2, 7, 300):
+        s = np.round(rng.normal(size=n), 1)  # rounded: many tied scores
+        y = (rng.random(n) < 0.4).astype(np.int64)
+        y[:2] = [0, 1]
+        fpr, tpr = M.roc_points(s, y)
+        want_fpr, want_tpr, _ = metrics.roc_curve(y, s, drop_intermediate=False)
+        np.testing.assert_allclose(fpr, want_fpr)
+        np.testing.assert_allclose(tpr, want_tpr)
+        # EER from the full curve equals EER on sklearn's default (collinear points dropped) curve
+        f2, t2, _ = metrics.roc_curve(y, s)
+        d = (1.0 - t2) - f2
+        i = int(np.argmax(d <= 0))
+        want = f2[i] if d[i] == 0 or i == 0 else f2[i - 1] + d[i - 1] / (d[i - 1] - d[i]) * (f2[i] - f2[i - 1])
+        assert M.eer(s, y) == pytest.approx(100.0 * want)
+
+
 def test_min_dcf():
     # separable scores → cost 0; inseparable → normalised cost 1 (the trivial "reject all" system)
     assert M.min_dcf([0.9, 0.8, 0.2, 0.1], [1, 1, 0, 0]) == pytest.approx(0.0)

@@ -63,6 +63,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reuse", action="append", default=[], metavar="DIR",
                    help="another bench output: a pair it finished with the same settings (data, upstream files, "
                         "task, options) is copied from DIR/runs/ instead of trained again (repeatable)")
+    p.add_argument("--no-report", action="store_true",
+                   help="train and evaluate the pairs only (kept under OUT/runs/); a later call on the same OUT "
+                        "writes the tables and plots. For several processes that fill one table")
     p.add_argument("--head-seeds", type=int, default=1,
                    help="heads trained per task and lr with seeds SEED..SEED+N-1 (lr chosen on their mean dev "
                         "metric; value = mean over seeds; CI = bootstrap over test items x head seeds). 1 = one head, "
@@ -79,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
                       seed=args.seed, add_fbank=not args.no_fbank, max_batch_seconds=args.max_batch_seconds,
                       lm=args.lm, lexicon=args.lexicon, lm_weight=args.lm_weight, word_score=args.word_score,
                       beam_size=args.beam_size, bootstrap=args.bootstrap, head_seeds=args.head_seeds,
-                      amp=args.amp, reuse=tuple(args.reuse))
+                      amp=args.amp, reuse=tuple(args.reuse), report=not args.no_report)
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None
     try:
         records = run_bench(args.upstreams, tasks, args.data, args.out, cfg)
@@ -88,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     from audiossl.cli.status import produced_or_fail
 
-    if (args.out / "results.md").is_file():
+    if not args.no_report and (args.out / "results.md").is_file():
         print((args.out / "results.md").read_text())
     skipped = sum(r["skipped_files"] for r in records)
     print(f"{len(records)} (upstream, task) results in {args.out}; {skipped} bad audio files skipped")

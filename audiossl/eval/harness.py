@@ -72,6 +72,9 @@ class BenchConfig:
     reuse: tuple[str, ...] = ()
     """other bench output dirs whose finished pairs with equal settings are copied instead of rerun
     (:mod:`audiossl.eval.reuse`)"""
+    report: bool = True
+    """write results.md/json/csv and the plots (False: only the pairs, for a later call to tabulate:
+    several processes filling one table share the report step)"""
     head_seeds: int = 1
     """heads trained per (task, lr), with seeds ``seed .. seed + head_seeds - 1``: the lr is chosen on the
     mean dev metric, the test value is the mean over seeds and the CI resamples items × seeds
@@ -117,7 +120,8 @@ def run_bench(upstreams: list[str], tasks: list[str] | None, data: str | Path, o
     for u, (up, layer) in models.items():
         for td in tds:
             records.append(_run_pair(u, up, layer, td, out, cfg, lms.get(td.spec.name)))
-    write_reports(records, out, cfg.bootstrap, cfg.seed)
+    if cfg.report:
+        write_reports(records, out, cfg.bootstrap, cfg.seed)
     return records
 
 

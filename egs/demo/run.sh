@@ -100,11 +100,12 @@ stage_6() {
   fi
 }
 # speech_bench_rows UPSTREAM... [--no-fbank]: some rows of stage 6's table, run inside a lane. The bench
-# keeps each finished (upstream, task) pair under $out/bench/hubert/runs/, so stage 6 then only reads them.
+# keeps each finished (upstream, task) pair under $out/bench/hubert/runs/, so stage 6 then only reads them
+# and writes the table once (--no-report here).
 speech_bench_rows() {
   [ 6 -ge "$stage" ] && [ 6 -le "$stop_stage" ] && [ ! -f "$exp/.done.stage6" ] || return 0
   log "stage 6, in this lane: bench rows $*"
-  audiossl bench "$@" --data "$corpus" --out "$out/bench/hubert" --tasks "$tasks" "${bench_opts[@]}"
+  audiossl bench "$@" --data "$corpus" --out "$out/bench/hubert" --tasks "$tasks" --no-report "${bench_opts[@]}"
 }
 stage_7() {
   if run_stage 7 "SUPERB-style benchmark: FBANK vs BEATs-tiny it1 vs it2"; then
