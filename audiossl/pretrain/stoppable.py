@@ -8,6 +8,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import torch
+
+import audiossl.pretrain.fairseq2_trainer  # noqa: F401  (first: fairseq2.trainer without fairseq2.recipe's 3.5-s __init__)
 from fairseq2.gang import ReduceOperation
 from fairseq2.trainer import Trainer
 from fairseq2.utils.threading import ThreadPool

@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-import fairseq2.recipe  # noqa: F401  (must precede fairseq2.trainer: circular import otherwise)
+import audiossl.pretrain.fairseq2_trainer  # noqa: F401  (first: fairseq2.trainer without fairseq2.recipe's 3.5-s __init__)
 from fairseq2.checkpoint import NOOP_HG_EXPORTER, StandardCheckpointManager
 from fairseq2.device import Device
 from fairseq2.early_stopper import NOOP_EARLY_STOPPER

@@ -18,7 +18,7 @@ from collections.abc import Callable, MutableMapping
 import torch
 from torch import Tensor, nn
 
-import fairseq2.recipe  # noqa: F401  (must precede fairseq2.trainer: circular import otherwise)
+import audiossl.pretrain.fairseq2_trainer  # noqa: F401  (first: fairseq2.trainer without fairseq2.recipe's 3.5-s __init__)
 from fairseq2.evaluator import EvalUnit
 from fairseq2.metrics import Mean, MetricBag, Sum
 from fairseq2.metrics.formatters import format_as_float, format_as_int, format_as_percentage, format_as_seconds
