@@ -26,10 +26,9 @@ per frequency (``[batch, hop] @ [hop, 2·bins]``). Long inputs are cut into bloc
 ``cache_mib`` at most) do not grow with the input. The sums are the same; the rounding is not:
 each polyphase component carries the whole band aliased, and the sum over ``r`` cancels all but the
 filter's band, which amplifies fp32 rounding to ~6e-6 of the peak magnitude (1e-9 for ``direct``).
-For a regression
-target that is far below the head's error; ``tests/test_cqt_torch.py`` pins both paths against
-nnAudio (fft < 2e-5, direct < 1e-6). ``tools/bench/cqt.py`` times the two against nnAudio: 4 × 2 s,
-one thread, 58 ms (fft) vs 206 ms (direct) vs 1.7 s (nnAudio).
+For a regression target that is far below the head's error; ``tests/test_cqt_torch.py`` pins both
+paths against nnAudio (fft < 2e-5, direct < 1e-6). ``tools/bench/cqt.py`` times the two against
+nnAudio: 4 × 2 s, one thread, 58 ms (fft) vs 206 ms (direct) vs 1.7 s (nnAudio).
 
 Why on the device and inside the model's forward: the target comes from the clean crop the data
 loader already delivers (no feature store to keep in sync with crops), and the noise mixture is
