@@ -23,6 +23,15 @@ def test_auto_follows_the_cpu(monkeypatch, native, expected):
     assert trainer._amp_dtype(load_config(None, ["amp=bf16"]), gangs) == torch.bfloat16
 
 
+def test_auto_is_fp32_for_a_family_that_does_not_train_under_bf16(monkeypatch):
+    """The RVQ-VAE tokenizer diverged under bf16 (audiossl/tokenizers/rvq/family.py, AUTO_BF16)."""
+    monkeypatch.setattr(trainer, "has_native_bf16", lambda: True)
+    gangs = create_fake_gangs(Device("cpu"))
+    rvq = Path(__file__).resolve().parents[1] / "recipes" / "mert" / "rvq_tiny.yaml"
+    assert trainer._amp_dtype(load_config(rvq, ["amp=auto"]), gangs) == torch.float32
+    assert trainer._amp_dtype(load_config(rvq, ["amp=bf16"]), gangs) == torch.bfloat16  # still on request
+
+
 def test_native_bf16_agrees_with_the_kernel_cpu_flags():
     cpuinfo = Path("/proc/cpuinfo")
     if not cpuinfo.is_file():

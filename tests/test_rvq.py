@@ -127,3 +127,24 @@ def test_cuda_forward_has_no_host_sync():
         rvq(x)
     finally:
         torch.cuda.set_sync_debug_mode("default")
+
+
+def test_labelling_warns_when_a_level_is_nearly_one_code(tmp_path, caplog):
+    """A tokenizer that diverged labelled 99.7 % of the demo music with one code per level; say so."""
+    import logging
+
+    import numpy as np
+
+    from audiossl.tokenizers.labelling import code_shares, warn_degenerate_codes
+
+    rng = np.random.default_rng(0)
+    healthy = [rng.integers(0, 64, (50, 2)) for _ in range(4)]
+    collapsed = [np.stack([np.zeros(50, int), rng.integers(0, 64, 50)], 1) for _ in range(4)]
+    collapsed[0][0, 0] = 5
+    assert code_shares(collapsed)[0] == pytest.approx(199 / 200) and code_shares(healthy).max() < 0.1
+    with caplog.at_level(logging.INFO, logger="audiossl.tokenizer"):
+        warn_degenerate_codes(tmp_path / "ok.rvq", healthy)
+        assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+        warn_degenerate_codes(tmp_path / "bad.rvq", collapsed + [np.zeros((0, 2), int)])
+    warned = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warned) == 1 and "bad.rvq" in warned[0] and "level(s) 0 " in warned[0]

@@ -246,6 +246,8 @@ def wrap_model(model: torch.nn.Module, cfg: PretrainConfig, gangs: Gangs, has_ch
 
 def _amp_dtype(cfg: PretrainConfig, gangs: Gangs) -> torch.dtype:
     if cfg.amp == "auto":
+        if not getattr(family_of(cfg), "AUTO_BF16", True):
+            return torch.float32  # a family that does not train under bf16 (its AUTO_BF16 says why)
         native = gangs.device.type == "cuda" or has_native_bf16()
         return torch.bfloat16 if native else torch.float32
     return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[cfg.amp]
@@ -325,6 +327,8 @@ def run_pretraining(cfg: PretrainConfig, paths: RunPaths, gangs: Gangs | None = 
     if is_main and cfg.amp == "auto" and gangs.device.type == "cpu" and amp_dtype == torch.bfloat16:
         log.info("amp=auto: bf16 autocast, this CPU multiplies bf16 in hardware (amp=fp32 to opt out; "
                  "Of GEMM Peak stays against the fp32 peak)")
+    if is_main and cfg.amp == "auto" and not getattr(family_of(cfg), "AUTO_BF16", True):
+        log.info("amp=auto: fp32, model family %s does not train under bf16 (see its AUTO_BF16)", cfg.model.family)
     # fp16 runs skip overflowing steps through the loss scaler; everything else through GuardedAdamW.
     optim_cls = torch.optim.AdamW if amp_dtype == torch.float16 else GuardedAdamW
     optimizer = optim_cls(

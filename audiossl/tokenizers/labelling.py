@@ -118,4 +118,29 @@ def label_codes(manifest, coder, out: Path, info, student, *, batch_size: int = 
     final = [r if r is not None else empty for r in rows]
     write_frame_labels(out, final, info)
     check_code_stream(out, student, lengths, manifest.ids, final, info)
+    warn_degenerate_codes(out, final)
     return problems
+
+
+DEGENERATE_SHARE = 0.9
+"""A codebook level whose most frequent code labels more than this share of the frames is reported."""
+
+
+def code_shares(rows: list[np.ndarray]) -> np.ndarray:
+    """``[level]``: the share of all frames taken by each codebook level's most frequent code."""
+    codes = np.concatenate([r.reshape(len(r), -1) for r in rows if len(r)])
+    return np.array([np.unique(codes[:, k], return_counts=True)[1].max() / len(codes) for k in range(codes.shape[1])])
+
+
+def warn_degenerate_codes(out: Path, rows: list[np.ndarray]) -> None:
+    """Log each level's top-code share; warn when a level is (nearly) one code: targets that carry no
+    information (a tokenizer that diverged or collapsed) train nothing, and the student's loss still falls."""
+    if not any(len(r) for r in rows):
+        return
+    shares = code_shares(rows)
+    log.info("%s: most frequent code per level takes %s of the frames", out, " ".join(f"{s:.0%}" for s in shares))
+    bad = np.flatnonzero(shares > DEGENERATE_SHARE)
+    if len(bad):
+        log.warning("%s: codebook level(s) %s give one code to more than %.0f%% of the frames: these targets carry "
+                    "almost no information. Check the tokenizer's training (valid loss, codebook usage) before "
+                    "pretraining on them.", out, ", ".join(map(str, bad)), 100 * DEGENERATE_SHARE)
