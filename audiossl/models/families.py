@@ -29,7 +29,8 @@ carries; default all four), ``on_metrics(values: dict) -> None`` (called with ea
 of metric values, e.g. to warn when codebook usage collapses), ``LABELS_AT_FRAME_RATE`` (True:
 labels must come at the model's frame rate even when the recipe leaves ``data.label_rate`` unset),
 ``AUDIO_ONLY`` (True: trained without labels; ``audiossl pretrain`` then defaults to ``--labels none``
-and refuses a label extension), ``DATA_PARALLELISM`` (the ``data_parallelism`` modes the family supports; default all),
+and refuses a label extension), ``AUTO_BF16`` (False: ``amp=auto`` trains the family in fp32; the RVQ-VAE),
+``DATA_PARALLELISM`` (the ``data_parallelism`` modes the family supports; default all),
 ``before_train_step(step_nr)`` on any submodule of the pretraining model (called by the trainer before
 each optimizer step, e.g. data2vec 2.0's EMA teacher update).
 """
