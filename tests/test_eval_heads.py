@@ -118,7 +118,7 @@ class _Store:
 
 
 def test_batches_by_total_frames():
-    from audiossl.eval.runner import make_batches
+    from audiossl.eval.batching import make_batches
     from audiossl.eval.splits import SplitData
 
     lens = [10, 300, 20, 250, 15, 30, 280, 5]
@@ -136,6 +136,26 @@ def test_batches_by_total_frames():
     assert all(len(x) * max(lens[i] for i in x) <= 600 for x in b)
 
 
+def test_batch_budget_is_the_same_seconds_at_every_frame_rate():
+    from dataclasses import replace
+
+    from audiossl.eval.batching import frame_budget
+    from audiossl.eval.splits import SplitData
+    from audiossl.eval.tasks import get_task
+
+    def split(rate):
+        store = _Store({"a": 10})
+        store.meta = {"frame_rate": rate}
+        return SplitData(store, ["a"], [""])
+
+    asr = replace(get_task("asr"), batch_frames=1000)
+    assert frame_budget(asr, split(50.0)) == 1000
+    assert frame_budget(asr, split(100.0)) == 2000  # FBANK: same 20 s of audio per batch
+    assert frame_budget(asr, split(6.25)) == 125  # BEATs
+    ks = get_task("ks")  # pooled: clips, whatever the rate
+    assert frame_budget(ks, split(0.0)) == ks.batch_frames == frame_budget(ks, split(100.0))
+
+
 def test_ctc_greedy_decoding():
     from audiossl.eval.runner import CTCObjective, RunConfig
     from audiossl.eval.splits import SplitData
@@ -150,3 +170,35 @@ def test_ctc_greedy_decoding():
     hyp = obj.predict(lambda x, lengths: x, logits, torch.tensor([7]), torch.tensor([7]))
     assert hyp == [["a", "a", "b", "c"]]
     assert obj.score(split, hyp) == {"per": pytest.approx(100 / 3)}
+
+
+def test_ctc_tiles_the_frames_of_a_slow_upstream():
+    """BEATs gives 6.25 frames/s, fewer than the tokens of an utterance: CTC sees each frame 8 times."""
+    from audiossl.eval.runner import CTCObjective, RunConfig
+    from audiossl.eval.splits import SplitData
+    from audiossl.eval.tasks import ctc_tile, get_task
+
+    pr = get_task("pr")
+    assert [ctc_tile(pr, r) for r in (6.25, 25.0, 50.0, 75.0, 100.0)] == [8, 2, 1, 1, 1]
+    assert ctc_tile(get_task("ks"), 6.25) == 1  # not a CTC task
+
+    store = _Store({"u": 3, "v": 2})
+    store.meta = {**store.meta, "frame_rate": 6.25}
+    split = SplitData(store, ["u", "v"], ["a b c d e f g", "a b"])
+    obj = CTCObjective(pr, split, RunConfig())
+    assert obj.tile == 8
+    x = torch.arange(6.0).reshape(2, 3, 1)  # [B, T, dim]; item v has 2 valid frames + 1 padding
+    seen = {}
+
+    def head(x, lengths):
+        seen["x"], seen["lengths"] = x, lengths
+        return torch.zeros(x.shape[0], x.shape[1], obj.out_dim, requires_grad=True)
+
+    targets = obj.collate([obj.target(split, 0, 3), obj.target(split, 1, 2)])
+    loss = obj.loss(head, x, torch.tensor([3, 2]), torch.tensor([3, 2]), targets)
+    assert torch.isfinite(loss)  # 7 tokens from 3 frames: only possible after tiling (24 frames)
+    assert seen["lengths"].tolist() == [24, 16]
+    assert seen["x"][1, :16, 0].tolist() == [3.0] * 8 + [4.0] * 8  # valid frames first, each 8 times
+    hyp = obj.predict(lambda x, lengths: torch.nn.functional.one_hot(torch.tensor([[1] * 8 + [0] * 8 + [2] * 8] * 2), obj.out_dim).float(),
+                      x, torch.tensor([3, 2]), torch.tensor([3, 2]))
+    assert hyp == [["a", "b"], ["a"]]  # greedy decoding reads the 24 / 16 tiled frames

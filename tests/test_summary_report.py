@@ -225,5 +225,10 @@ def test_claim_latest_iteration_and_tasks_of_a_row():
     assert got[("b2", "b1"), "overall"] == MET  # 80 [79, 81] vs 60 [59, 61]
     assert got[("b2", "fbank"), "ks"] == MET and got[("b2", "fbank"), "instrument"] == NOT_SIG
     assert b.outcome == NOT_SIG
+    # BEATs' PR/ASR columns (CTC on tiled frames) are in its table but not among (b)'s audio tasks
+    t = _table(rows, {("b1", "ks"): (60, 58, 62), ("b2", "ks"): (90, 88, 92), ("fbank", "ks"): (50, 45, 55),
+                      ("b1", "asr"): (10, 8, 12), ("b2", "asr"): (10, 8, 12), ("fbank", "asr"): (50, 45, 55)})
+    (b,) = evaluate([c for c in demo_claims() if c.key == "b"], [t])
+    assert {ch.task for ch in b.checks if ch.rows == ("b2", "fbank")} == {"ks"}
     lone = Claim("x", "mert > hubert", [Comparison(Row("mert"), ">", Row("hubert"), ("ks",))])
     assert evaluate([lone], [t])[0].outcome == NOT_RUN

@@ -35,7 +35,7 @@ from audiossl.eval.report import write_reports
 from audiossl.eval.reuse import pair_settings, reuse_pair
 from audiossl.eval.runner import RunConfig, resolve_amp, train_and_evaluate
 from audiossl.eval.splits import concat_splits, load_split
-from audiossl.eval.tasks import BenchError, TaskData, available, check_frame_rate, effective, get_task, resolve
+from audiossl.eval.tasks import BenchError, TaskData, available, check_frame_rate, ctc_tile, effective, get_task, resolve
 from audiossl.upstream.load import load_upstream
 from audiossl.utils.fileio import atomic_open, atomic_write_json
 
@@ -208,6 +208,10 @@ def _run_pair(u: str, up, layer: int | None, td: TaskData, out: Path, cfg: Bench
         splits["dev"] = tr.subset([i for i in range(len(tr.ids)) if i % 10 == 0])
     grid = list(cfg.lr_grid or (spec.lr,))
     sub = check_frame_rate(td, up.frame_rate, u)
+    tile = ctc_tile(spec, float(up.frame_rate))
+    if tile > 1:
+        log.info("%s / %s: %g frames/s is below the CTC head's %g: each frame repeated %d times", u, spec.name,
+                 up.frame_rate, spec.ctc_tile_rate, tile)
     folds = []
     for fold, train_roles, dev_role, test_role in td.folds():
         train = splits[train_roles[0]] if len(train_roles) == 1 else concat_splits([splits[r] for r in train_roles])
@@ -258,6 +262,8 @@ def _run_pair(u: str, up, layer: int | None, td: TaskData, out: Path, cfg: Bench
         "ci": ci, "items": items_file, "lm": _rel(lm, out),
     }
     rec["settings"] = settings
+    if tile > 1:
+        rec["ctc_tile"] = tile
     if amp != "fp32":
         rec["amp"] = amp
     if cfg.head_seeds > 1:

@@ -27,7 +27,6 @@ from tqdm import tqdm
 
 from audiossl.data.frame_labels import LabelError
 from audiossl.eval import metrics as M
-from audiossl.eval.cache import layer_stack
 from audiossl.eval.confidence import Items
 from audiossl.eval.ctc_decode import (
     DecodeConfig,
@@ -41,8 +40,9 @@ from audiossl.eval.ctc_decode import (
 from audiossl.eval.featurizer import Featurizer
 from audiossl.eval.heads import build_head
 from audiossl.eval.lm import arpa_unigrams
+from audiossl.eval.batching import collate, frame_budget, make_batches
 from audiossl.eval.splits import SplitData
-from audiossl.eval.tasks import TaskSpec, read_trials
+from audiossl.eval.tasks import TaskSpec, ctc_tile, read_trials
 from audiossl.utils.cpu import has_native_bf16
 
 log = logging.getLogger(__name__)
@@ -128,7 +128,22 @@ class Objective:
 
 
 class CTCObjective(Objective):
-    """Token sequences (``.phn`` phones, ``.ltr`` letters); class 0 is the CTC blank."""
+    """Token sequences (``.phn`` phones, ``.ltr`` letters); class 0 is the CTC blank.
+
+    An upstream slower than ``spec.ctc_tile_rate`` has its frames tiled ``self.tile`` times first
+    (:func:`~audiossl.eval.tasks.ctc_tile`): CTC needs at least one frame per token.
+    """
+
+    def __init__(self, spec: TaskSpec, train: SplitData, cfg: RunConfig) -> None:
+        super().__init__(spec, train, cfg)
+        self.tile = ctc_tile(spec, float(train.store.meta.get("frame_rate") or 0.0))
+
+    def _tiled(self, x, lengths, lengths_cpu):
+        """``[B, T, ...]`` → ``[B, k·T, ...]``, each frame ``k`` times; valid frames stay first (``k·n`` of them)."""
+        k = self.tile
+        if k == 1:
+            return x, lengths, lengths_cpu
+        return x.repeat_interleave(k, dim=1), lengths * k, lengths_cpu * k
 
     def tokens(self, label: str) -> list[str]:
         return label.split()
@@ -144,6 +159,7 @@ class CTCObjective(Objective):
         return (torch.cat(targets), torch.tensor([len(t) for t in targets], dtype=torch.long))
 
     def loss(self, head, x, lengths, lengths_cpu, targets):
+        x, lengths, _ = self._tiled(x, lengths, lengths_cpu)
         logp = head(x, lengths).log_softmax(-1)
         flat, tlens = targets
         return F.ctc_loss(logp.transpose(0, 1), flat, lengths, tlens.to(lengths.device), blank=0, zero_infinity=True)
@@ -166,6 +182,7 @@ class CTCObjective(Objective):
         self.lm_decoder = LexiconLMDecoder(self.vocab, lex, self.cfg.lm, workdir, self.cfg.decode)
 
     def predict(self, head, x, lengths, lengths_cpu):
+        x, lengths, lengths_cpu = self._tiled(x, lengths, lengths_cpu)
         logits = head(x, lengths)
         best = logits.detach().cpu()
         out = [[self.vocab[k - 1] for k in greedy(best[b], n)] for b, n in enumerate(lengths_cpu.tolist())]
@@ -300,41 +317,6 @@ def objective_class(kind: str):
     return getattr(importlib.import_module(module), name)
 
 
-# -- batching -------------------------------------------------------------------------------------
-
-
-def _item(split: SplitData, i: int) -> torch.Tensor:
-    return torch.from_numpy(np.array(layer_stack(split.store, split.ids[i]), dtype=np.float32))
-
-
-def make_batches(split: SplitData, budget: int, shuffle: bool, rng: random.Random) -> list[list[int]]:
-    """Indices grouped so that ``count × longest`` frames ≤ ``budget`` (similar lengths together)."""
-    lens = [split.store[u].shape[0] for u in split.ids]
-    order = sorted(range(len(lens)), key=lambda i: (lens[i] + (rng.random() if shuffle else 0.0)))
-    out, cur, longest = [], [], 0
-    for i in order:
-        if cur and (len(cur) + 1) * max(longest, lens[i]) > budget:
-            out.append(cur)
-            cur, longest = [], 0
-        cur.append(i)
-        longest = max(longest, lens[i])
-    if cur:
-        out.append(cur)
-    if shuffle:
-        rng.shuffle(out)
-    return out
-
-
-def _collate(split, idx, pooled, device):
-    items = [_item(split, i) for i in idx]  # each [frames, layers, dim]
-    lens = torch.tensor([x.shape[0] for x in items], dtype=torch.long)
-    if pooled:
-        x = torch.stack([t[0] for t in items])  # [batch, layers, dim]
-    else:
-        x = nn.utils.rnn.pad_sequence(items, batch_first=True)  # [batch, frame, layers, dim]
-    return x.to(device), lens.to(device), lens
-
-
 class _Model(nn.Module):
     def __init__(self, featurizer: Featurizer, head: nn.Module) -> None:
         super().__init__()
@@ -367,8 +349,8 @@ def train_and_evaluate(spec: TaskSpec, train: SplitData, dev: SplitData, test: S
     dev_key = "acc" if spec.objective == "asv" else spec.metric
     best, best_epoch, best_state, curve = -math.inf, -1, None, []
     for epoch in range(1, cfg.epochs + 1):
-        batches = make_batches(train, spec.batch_frames, True, rng)
-        loss = train_epoch(fwd, obj, opt, batches, lambda idx: _collate(train, idx, spec.pooled, cfg.device), targets, cfg,
+        batches = make_batches(train, frame_budget(spec, train), True, rng)
+        loss = train_epoch(fwd, obj, opt, batches, lambda idx: collate(train, idx, spec.pooled, cfg.device), targets, cfg,
                            desc=f"{spec.name} ep{epoch}")
         d = evaluate(obj, fwd, dev, spec, cfg)[dev_key]
         curve.append({"epoch": epoch, "train_loss": loss, "dev": d})
@@ -449,8 +431,8 @@ def evaluate(obj: Objective, fwd, split: SplitData, spec: TaskSpec, cfg: RunConf
     if spec.objective == "frame":
         _targets(obj, split)  # checks the label counts of this split too
     preds: list = [None] * len(split.ids)
-    for idx in make_batches(split, spec.batch_frames, False, random.Random(0)):
-        x, lens, lens_cpu = _collate(split, idx, spec.pooled, cfg.device)
+    for idx in make_batches(split, frame_budget(spec, split), False, random.Random(0)):
+        x, lens, lens_cpu = collate(split, idx, spec.pooled, cfg.device)
         for i, p in zip(idx, obj.predict(fwd, x, lens, lens_cpu)):
             preds[i] = p
     if with_items:
@@ -465,8 +447,8 @@ def evaluate_trials(obj: Objective, fwd, test: SplitData, trials: Path, cfg: Run
     With ``with_items`` also the per-trial :class:`Items` (ids ``"utt1 utt2"``)."""
     fwd.model.eval()
     emb: dict[str, torch.Tensor] = {}
-    for idx in make_batches(test, obj.spec.batch_frames, False, random.Random(0)):
-        x, lens, _ = _collate(test, idx, False, cfg.device)
+    for idx in make_batches(test, frame_budget(obj.spec, test), False, random.Random(0)):
+        x, lens, _ = collate(test, idx, False, cfg.device)
         e = F.normalize(fwd(x, lens), dim=-1).cpu()
         for i, v in zip(idx, e):
             emb[test.ids[i]] = v

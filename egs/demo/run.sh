@@ -16,14 +16,14 @@
 # stage 5  egs/demo/data2vec2/run.sh data2vec2-tiny on the speech audio alone  ($out/data2vec2)
 # stage 6  audiossl bench            FBANK vs HuBERT it1 vs it2 vs WavLM vs data2vec2 on every demo speech/music task
 #                                    (PR, ASR greedy + LM, KS, IC, SID, ASV, ER, SD, instrument, pitch, key, beat) → $out/bench/hubert
-# stage 7  audiossl bench            FBANK vs BEATs it1 vs it2 on the demo audio tasks   → $out/bench/beats
+# stage 7  audiossl bench            FBANK vs BEATs it1 vs it2 on the demo tasks (PR/ASR on ×8 tiled frames) → $out/bench/beats
 # stage 8  audiossl bench            FBANK vs HuBERT it2 vs MERT on the music tasks (+ beat) → $out/bench/mert
 #                                    (7 and 8 copy the FBANK / HuBERT it2 pairs stage 6 finished: --reuse)
 # stage 9  audiossl report           $out/report.md: curves, PNMI, bench CIs, score vs pretraining compute, claims
 # With --jobs 2 (default) the stages run in two lanes of one thread each (two single-thread processes get
 # 1.3x the work of one two-thread process through a tiny model's step on 2 cores): after the corpus and the
-# MFCC labels, lane A = stages 1, 4 and four speech-bench rows, lane B = stages 2, 3, 5, 7, the data2vec2
-# row and stage 8; then stages 6 (the table from the finished rows) and 9. --jobs 1 runs stages 1..9 in order.
+# MFCC labels, lane A = stages 1, 4 and the five speech-bench rows, lane B = stages 2, 5, 3, 7 and 8; then
+# stages 6 (the table from the finished rows) and 9. --jobs 1 runs stages 1..9 in order.
 # The corpus includes the opt-in IC / SD / beat sets (`audiossl synth --tasks all,intents,conversations,music_beats`).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -35,8 +35,9 @@ stop_stage=9
 nj=2
 jobs=2           # 2: independent pipelines and bench rows run in two lanes side by side, one thread each; 1: in order, all threads
 tasks=pr,asr,ks,ic,sid,asv,er,sd,instrument,pitch,key,beat
-# BEATs: no pr/asr, its 6.25 Hz steps are fewer than the phones/letters of an utterance (CTC cannot align)
-beats_tasks=ks,ic,sid,er,sd,instrument,pitch,key,beat
+# BEATs gives 6.25 frames/s, fewer than the phones/letters of an utterance: the bench tiles its frames ×8
+# for the CTC heads of pr/asr (TaskSpec.ctc_tile_rate, as ESPnet's S3prlFrontend tile_factor)
+beats_tasks=pr,asr,ks,ic,sid,er,sd,instrument,pitch,key,beat
 mert_tasks=instrument,pitch,key,beat
 size=small       # demo corpus size (tiny: seconds, for the tests)
 steps1=          # HuBERT steps of iteration 1 / 2 (empty: egs/demo/hubert/run.sh defaults)
@@ -128,24 +129,33 @@ stage_9() {
   fi
 }
 
-# lane NAME FUNCTION: run FUNCTION in the background on one thread, its output prefixed with [NAME].
+# lane NAME FUNCTION: run FUNCTION in the background on one thread, its output prefixed with [NAME];
+# $exp/.lane_NAME.exited marks its end (success or not), for the other lane's wait_for.
 lane() {
+  rm -f "$exp/.lane_$1.exited"
   ( set -o pipefail
-    ( export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1; nj=1; "$2" ) 2>&1 | sed -u "s/^/[$1] /" >&2 ) &
+    ( export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1; nj=1; "$2" ) 2>&1 | sed -u "s/^/[$1] /" >&2
+    rc=$?; touch "$exp/.lane_$1.exited"; exit $rc ) &
 }
-# Lane A: HuBERT (both iterations) → WavLM (on HuBERT's iteration-1 labels) → four speech-bench rows,
+# wait_for FILE LANE: until FILE exists or LANE has exited (it failed: what needs FILE then fails clearly).
+wait_for() {
+  until [ -f "$1" ] || [ -f "$exp/.lane_$2.exited" ]; do sleep 2; done
+}
+# Lane A: HuBERT (both iterations) → WavLM (on HuBERT's iteration-1 labels) → the five speech-bench rows,
 # FBANK first: stages 7 and 8 in lane B then copy its rows (and HuBERT it2's) instead of training them again.
+# data2vec 2.0's row comes last: lane B trains it second, long before lane A gets there (it waits all the same).
 lane_a() {
   if $stage1_todo; then hubert_pipeline 1; stage_done 1; fi
   stage_4
   speech_bench_rows fbank "${speech_rows[0]}" "${speech_rows[1]}" "${speech_rows[2]}"
-}
-# Lane B: BEATs → MERT → data2vec 2.0 → the BEATs bench → the data2vec 2.0 speech-bench row → the music
-# bench (it also needs HuBERT's iteration 2 from lane A, done long before: it waits for it all the same).
-lane_b() {
-  stage_2; stage_3; stage_5; stage_7
+  wait_for "$exp/.done.stage5" B
   speech_bench_rows "${speech_rows[3]}" --no-fbank
-  until [ -f "$exp/.done.stage1" ] || ! kill -0 "$pid_a" 2>/dev/null; do sleep 2; done
+}
+# Lane B: BEATs → data2vec 2.0 → MERT → the BEATs bench → the music bench (it also needs HuBERT's
+# iteration 2 from lane A, done long before: it waits for it all the same).
+lane_b() {
+  stage_2; stage_5; stage_3; stage_7
+  wait_for "$exp/.done.stage1" A
   stage_8
 }
 
@@ -156,6 +166,7 @@ if [ "$jobs" -ge 2 ]; then
     hubert_pipeline "$nj" --stop_stage 2  # the corpus and the MFCC k-means labels, which both lanes read
   fi
   log "two lanes, one thread each: A = stages 1, 4 + speech-bench rows; B = stages 2, 3, 5, 7, the data2vec2 row, 8"
+  mkdir -p "$exp"
   lane A lane_a; pid_a=$!
   lane B lane_b; pid_b=$!
   failed=

@@ -88,7 +88,8 @@ def main() -> None:
 
     from audiossl.eval.cache import CacheConfig, build_cache
     from audiossl.eval.heads import masked_mean
-    from audiossl.eval.runner import RunConfig, _collate, _targets, make_batches, setup, train_epoch
+    from audiossl.eval.batching import collate, make_batches
+    from audiossl.eval.runner import RunConfig, _targets, setup, train_epoch
     from audiossl.eval.splits import load_split
     from audiossl.eval.tasks import get_task
     from audiossl.audio.io import load_audio
@@ -124,7 +125,7 @@ def main() -> None:
             return x, flen, flen.cpu()
 
         def cached(idx):
-            return _collate(train, idx, spec.pooled, args.device)
+            return collate(train, idx, spec.pooled, args.device)
 
         times = {}
         for name, source in (("cache", cached), ("upstream_every_step", live)):
