@@ -22,8 +22,8 @@
 # stage 9  audiossl report           $out/report.md: curves, PNMI, bench CIs, score vs pretraining compute, claims
 # With --jobs 2 (default) the stages run in two lanes of one thread each (two single-thread processes get
 # 1.3x the work of one two-thread process through a tiny model's step on 2 cores): after the corpus and the
-# MFCC labels, lane A = stages 1, 4 and the five speech-bench rows, lane B = stages 2, 5, 3, 7 and 8; then
-# stages 6 (the table from the finished rows) and 9. --jobs 1 runs stages 1..9 in order.
+# MFCC labels, lane A = stages 1, 4 and four speech-bench rows, lane B = stages 2, 3, 5, 7, the data2vec2
+# row and stage 8; then stages 6 (the table from the finished rows) and 9. --jobs 1 runs stages 1..9 in order.
 # The corpus includes the opt-in IC / SD / beat sets (`audiossl synth --tasks all,intents,conversations,music_beats`).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -129,33 +129,24 @@ stage_9() {
   fi
 }
 
-# lane NAME FUNCTION: run FUNCTION in the background on one thread, its output prefixed with [NAME];
-# $exp/.lane_NAME.exited marks its end (success or not), for the other lane's wait_for.
+# lane NAME FUNCTION: run FUNCTION in the background on one thread, its output prefixed with [NAME].
 lane() {
-  rm -f "$exp/.lane_$1.exited"
   ( set -o pipefail
-    ( export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1; nj=1; "$2" ) 2>&1 | sed -u "s/^/[$1] /" >&2
-    rc=$?; touch "$exp/.lane_$1.exited"; exit $rc ) &
+    ( export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1; nj=1; "$2" ) 2>&1 | sed -u "s/^/[$1] /" >&2 ) &
 }
-# wait_for FILE LANE: until FILE exists or LANE has exited (it failed: what needs FILE then fails clearly).
-wait_for() {
-  until [ -f "$1" ] || [ -f "$exp/.lane_$2.exited" ]; do sleep 2; done
-}
-# Lane A: HuBERT (both iterations) → WavLM (on HuBERT's iteration-1 labels) → the five speech-bench rows,
+# Lane A: HuBERT (both iterations) → WavLM (on HuBERT's iteration-1 labels) → four speech-bench rows,
 # FBANK first: stages 7 and 8 in lane B then copy its rows (and HuBERT it2's) instead of training them again.
-# data2vec 2.0's row comes last: lane B trains it second, long before lane A gets there (it waits all the same).
 lane_a() {
   if $stage1_todo; then hubert_pipeline 1; stage_done 1; fi
   stage_4
   speech_bench_rows fbank "${speech_rows[0]}" "${speech_rows[1]}" "${speech_rows[2]}"
-  wait_for "$exp/.done.stage5" B
-  speech_bench_rows "${speech_rows[3]}" --no-fbank
 }
-# Lane B: BEATs → data2vec 2.0 → MERT → the BEATs bench → the music bench (it also needs HuBERT's
-# iteration 2 from lane A, done long before: it waits for it all the same).
+# Lane B: BEATs → MERT → data2vec 2.0 → the BEATs bench → the data2vec 2.0 speech-bench row → the music
+# bench (it also needs HuBERT's iteration 2 from lane A, done long before: it waits for it all the same).
 lane_b() {
-  stage_2; stage_5; stage_3; stage_7
-  wait_for "$exp/.done.stage1" A
+  stage_2; stage_3; stage_5; stage_7
+  speech_bench_rows "${speech_rows[3]}" --no-fbank
+  until [ -f "$exp/.done.stage1" ] || ! kill -0 "$pid_a" 2>/dev/null; do sleep 2; done
   stage_8
 }
 
@@ -166,7 +157,6 @@ if [ "$jobs" -ge 2 ]; then
     hubert_pipeline "$nj" --stop_stage 2  # the corpus and the MFCC k-means labels, which both lanes read
   fi
   log "two lanes, one thread each: A = stages 1, 4 + speech-bench rows; B = stages 2, 3, 5, 7, the data2vec2 row, 8"
-  mkdir -p "$exp"
   lane A lane_a; pid_a=$!
   lane B lane_b; pid_b=$!
   failed=
