@@ -219,7 +219,7 @@ def _run_pair(u: str, up, layer: int | None, td: TaskData, out: Path, cfg: Bench
         for lr in grid:
             runs = []
             for k in range(cfg.head_seeds):
-                rcfg = RunConfig(lr=lr, epochs=spec.epochs, batch_frames=spec.batch_frames, device=cfg.device,
+                rcfg = RunConfig(lr=lr, epochs=spec.epochs, device=cfg.device,
                                  seed=cfg.seed + k, label_subsample=sub, lm=lm, workdir=str(run_dir), amp=amp,
                                  decode=DecodeConfig(lm=lm, lexicon=cfg.lexicon, lm_weight=cfg.lm_weight,
                                                      word_score=cfg.word_score, beam_size=cfg.beam_size))

@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from audiossl.data.frame_labels import LabelError
 from audiossl.eval import metrics as M
+from audiossl.eval.batching import collate, frame_budget, make_batches
 from audiossl.eval.confidence import Items
 from audiossl.eval.ctc_decode import (
     DecodeConfig,
@@ -40,7 +41,6 @@ from audiossl.eval.ctc_decode import (
 from audiossl.eval.featurizer import Featurizer
 from audiossl.eval.heads import build_head
 from audiossl.eval.lm import arpa_unigrams
-from audiossl.eval.batching import collate, frame_budget, make_batches
 from audiossl.eval.splits import SplitData
 from audiossl.eval.tasks import TaskSpec, ctc_tile, read_trials
 from audiossl.utils.cpu import has_native_bf16
@@ -52,7 +52,6 @@ log = logging.getLogger(__name__)
 class RunConfig:
     lr: float = 1e-3
     epochs: int = 20
-    batch_frames: int = 8000
     device: str = "cpu"
     seed: int = 0
     grad_clip: float = 1.0
