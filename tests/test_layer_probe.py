@@ -45,3 +45,23 @@ def test_layer_probe_finds_the_informative_layer(tmp_path, capsys):
 def test_layer_probe_names_a_missing_cache(tmp_path, capsys):
     assert layer_probe.main([str(tmp_path)]) == 2
     assert "cache not found" in capsys.readouterr().err
+
+
+def test_effective_rank_counts_the_directions_the_clips_spread_over():
+    d = 6
+    assert abs(layer_probe.effective_rank(np.vstack([np.eye(d), -np.eye(d)])) - d) < 1e-9  # d equal directions
+    line = np.outer(np.arange(10.0), np.ones(4)) + 3.0  # every clip on one line (the offset is centred away)
+    assert abs(layer_probe.effective_rank(line) - 1.0) < 1e-6
+    spread = np.random.default_rng(0).normal(size=(200, 8)) * np.array([10, 10, 1, 1, 1, 1, 1, 1])
+    assert 2.0 < layer_probe.effective_rank(spread) < 8.0
+
+
+def test_layer_probe_prints_the_effective_rank_of_each_layer(tmp_path, capsys):
+    bench = _fake_bench(tmp_path)
+    assert layer_probe.main([str(bench), "--corpus", "notes", "--label", "pitch", "--folds", "3", "--out", str(tmp_path / "t.md")]) == 0
+    rows = [l for l in (tmp_path / "t.md").read_text().splitlines() if l.startswith("| up |")]
+    assert len(rows) == 2, rows
+    cells = [c.strip() for c in rows[1].strip("|").split("|")]
+    assert cells[1] == "8"
+    l0, l1 = float(cells[2]), float(cells[3])
+    assert l0 > 6.0 and l1 < l0 - 2.0, rows[1]  # isotropic noise vs 3 class centres (+ small noise)

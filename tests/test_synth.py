@@ -206,6 +206,19 @@ def test_music_render_independent_of_history():
     assert np.array_equal(a, b) and labels["pitch"] == 72 and len(a) == int(1.5 * music.MUSIC_RATE)
 
 
+def test_valid_and_test_notes_are_played_by_instruments_unheard_in_training():
+    """NSynth's split rule: a pitch or instrument probe must not score by recalling a train clip of the same
+    program at the same pitch."""
+    jobs = corpus.plan_notes(corpus.SIZES["small"], seed=0)
+    for family, (programs, _) in music.FAMILIES.items():
+        train = {p for j in jobs if j.split == "train" and j.params["family"] == family for p in j.params["programs"]}
+        held = {p for j in jobs if j.split != "train" and j.params["family"] == family for p in j.params["programs"]}
+        assert train and held and not train & held and train | held == set(programs), family
+    job = next(j for j in jobs if j.split == "test")
+    _, labels = music.render_note(job.params["family"], job.params["pitch"], job.seed, programs=job.params["programs"])
+    assert labels["program"] == music.FAMILIES[job.params["family"]][0][-1]
+
+
 def test_fold_phone_and_frame_alignment():
     assert speech.fold_phone("'aI") == "aI" and speech.fold_phone(",I2") == "I"
     assert speech.fold_phone("_:") == speech.SIL and speech.fold_phone(";") is None

@@ -97,6 +97,14 @@ def probe(x: np.ndarray, y: np.ndarray, folds: int, seed: int = 0) -> list[tuple
     return out
 
 
+def effective_rank(x: np.ndarray) -> float:
+    """RankMe of ``x [clip, dim]`` after centring: ``exp(-Σ p log p)``, ``p = σ / Σσ`` (1 … min(clip, dim))."""
+    s = np.linalg.svd(x - x.mean(0), compute_uv=False)
+    p = s / max(float(s.sum()), 1e-12)
+    p = p[p > 0]
+    return float(np.exp(-(p * np.log(p)).sum()))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("bench_out", type=Path, help="an `audiossl bench --out` directory (its cache/ is read)")
@@ -114,20 +122,27 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no pooled cache of corpus {args.corpus!r} under {args.bench_out}/cache (a pooled task's corpus: notes, keys, ...)",
               file=sys.stderr)
         return 2
+    def scored(name: str, x: np.ndarray, y: np.ndarray) -> tuple:
+        return name, len(y), probe(x, y, args.folds), [effective_rank(x[:, i]) for i in range(x.shape[1])], x.shape[2]
+
     rows, manifests = [], []
     for name, stores in found.items():
         x, y, manifests, _ = pooled_features(stores, args.label)
-        rows.append((name, len(y), probe(x, y, args.folds)))
+        rows.append(scored(name, x, y))
     for family in filter(None, args.random.split(",")):
-        x, y = random_encoder_features(family, manifests, args.label)
-        rows.append((f"random-init {family}-tiny", len(y), probe(x, y, args.folds)))
+        rows.append(scored(f"random-init {family}-tiny", *random_encoder_features(family, manifests, args.label)))
     width = max(len(r[2]) for r in rows)
     lines = [f"| upstream | clips | " + " | ".join(f"L{i}" for i in range(width)) + " |", "|---|---|" + "---|" * width]
-    for name, n, scores in rows:
+    for name, n, scores, _, _ in rows:
         cells = [f"{m:.1f} ± {s:.1f}" for m, s in scores] + [""] * (width - len(scores))
         lines.append(f"| {name} | {n} | " + " | ".join(cells) + " |")
-    table = "\n".join(lines) + (f"\n\n{args.folds}-fold CV accuracy (%) of a logistic regression on standardised, mean-pooled "
-                                f"layer features, label `{args.label}` of corpus `{args.corpus}` (all splits pooled).\n")
+    lines += ["", f"{args.folds}-fold CV accuracy (%) of a logistic regression on standardised, mean-pooled "
+              f"layer features, label `{args.label}` of corpus `{args.corpus}` (all splits pooled).", ""]
+    lines += [f"| upstream | dims | " + " | ".join(f"L{i}" for i in range(width)) + " |", "|---|---|" + "---|" * width]
+    for name, _, _, ranks, dim in rows:
+        lines.append(f"| {name} | {dim} | " + " | ".join([f"{r:.1f}" for r in ranks] + [""] * (width - len(ranks))) + " |")
+    table = "\n".join(lines) + ("\n\nEffective rank (RankMe) of each layer's centred mean-pooled features over the same clips: "
+                                "how many directions the clips spread over (no label used).\n")
     print(table)
     if args.out:
         args.out.write_text(table)

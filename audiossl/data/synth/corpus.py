@@ -56,7 +56,7 @@ from audiossl.utils.fileio import atomic_write_json, atomic_write_text, check_fr
 
 log = logging.getLogger(__name__)
 
-VERSION = 1
+VERSION = 2  # 2: valid/test notes by instruments unheard in training (music.note_programs)
 TASKS = ("speech", "speakers_unseen", "keywords", "prosody", "music_notes", "music_keys")
 EXTRA_TASKS = ("intents", "conversations", "music_beats", "qbe", "music_genre", "music_tagging")
 """made only when named in ``tasks`` (not part of the default demo corpus yet)"""
@@ -172,7 +172,8 @@ def plan_notes(cfg: SizeConfig, seed: int) -> list[Job]:
                 pitch = rng.randint(lo, hi)
                 name = f"{split}-{family}-{k:04d}-p{pitch:03d}"
                 jobs.append(Job("music_notes", split, f"wav/{family}/{name}.wav", "note",
-                                {"family": family, "pitch": pitch}, clip_seed(seed, "note", name),
+                                {"family": family, "pitch": pitch, "programs": music.note_programs(family, split)},
+                                clip_seed(seed, "note", name),
                                 {"lbl": family, "pitch": str(pitch)}))
     return jobs
 
@@ -221,7 +222,7 @@ def render(job: Job):
         if job.kind in ("speech", "keyword"):
             return speech.synthesize(job.params["text"], VoiceSettings(**job.params["settings"]), job.seed)
         if job.kind == "note":
-            return music.render_note(job.params["family"], job.params["pitch"], job.seed)
+            return music.render_note(job.params["family"], job.params["pitch"], job.seed, programs=job.params["programs"])
         if job.kind == "keys":
             return music.render_progression(job.params["tonic"], job.params["mode"], job.seed)
         if job.kind == "beats":

@@ -127,12 +127,23 @@ def render_events(
     return mono
 
 
-def render_note(family: str, pitch: int, seed: int, duration: float = 1.5) -> tuple[np.ndarray, dict]:
-    """An NSynth-like single note: held ~1 s, then released. Returns (audio ``[time]``, labels)."""
+def note_programs(family: str, split: str) -> tuple[int, ...]:
+    """The GM programs that play ``family``'s notes in ``split``. As in NSynth, no instrument of the valid and
+    test notes is heard in training: train uses all but the family's last program, valid/test only that one.
+    (With programs drawn from the whole family, a third of the valid notes had a train twin with the same
+    program and pitch and a tenth of the test notes did, so pitch probes scored memorised twins.)"""
+    programs = FAMILIES[family][0]
+    return programs[:-1] if split == "train" else programs[-1:]
+
+
+def render_note(family: str, pitch: int, seed: int, duration: float = 1.5,
+                programs: tuple[int, ...] | None = None) -> tuple[np.ndarray, dict]:
+    """An NSynth-like single note: held ~1 s, then released, by one of ``programs`` (default: any of the
+    family's). Returns (audio ``[time]``, labels)."""
     if family not in FAMILIES:
         raise ValueError(f"unknown instrument family {family!r}; choose from {sorted(FAMILIES)}")
     rng = random.Random(seed)
-    program = rng.choice(FAMILIES[family][0])
+    program = rng.choice(programs or FAMILIES[family][0])
     velocity = rng.randint(70, 120)
     hold = rng.uniform(0.8, 1.1)
     audio = render_events([NoteEvent(pitch, 0.0, hold, velocity)], {0: program}, duration)
