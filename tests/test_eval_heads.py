@@ -23,6 +23,20 @@ def test_featurizer_starts_as_layer_average_and_learns():
     assert f(pooled).shape == (3, 16)
 
 
+def test_featurizer_sums_in_the_stack_dtype_under_autocast():
+    """bf16 autocast would copy the whole [batch, frame, layer, dim] stack to bf16 first; the sum stays
+    in fp32 (what the head then casts is the [batch, frame, dim] result), gradients still reach the weights."""
+    f = Featurizer(3)
+    with torch.no_grad():
+        f.weights.copy_(torch.tensor([0.3, -1.0, 0.5]))
+    x = torch.randn(2, 7, 3, 16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = f(x)
+    assert y.dtype == torch.float32 and torch.allclose(y, f(x), atol=1e-6, rtol=0)
+    y.sum().backward()
+    assert f.weights.grad is not None and f.weights.grad.abs().sum() > 0
+
+
 def test_featurizer_fixed_layer():
     f = Featurizer(13, layer=9)
     x = torch.randn(2, 5, 1, 8)  # the cache holds only layer 9

@@ -18,7 +18,7 @@ def _run(out: Path, *extra: str) -> subprocess.CompletedProcess:
     cmd = ["bash", str(ROOT / "egs/demo/run.sh"), "--out", str(out), "--size", "tiny", "--steps1", "4",
            "--steps2", "4", "--beats_steps", "4", "--tok_steps", "4", "--rvq_steps", "4", "--mert_steps", "4",
            "--wavlm_steps", "4", "--d2v2_steps", "4",
-           "--bench_epochs", "1", "--tasks", "ks,pr,asr,ic,sd", "--beats_tasks", "ks,sd", "--mert_tasks", "instrument,beat",
+           "--bench_epochs", "1", "--tasks", "ks,pr,asr,ic,sd", "--beats_tasks", "ks,sd", "--mert_tasks", "ks,instrument,beat",
            *extra]
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
 
@@ -61,7 +61,7 @@ def test_demo_recipe_tiny_end_to_end_and_idempotent(tmp_path):
         table = (out / "bench" / name / "results.md").read_text()
         assert "fbank" in table and table.count("checkpoint") >= 2 and "overall" in table.lower(), name
     # the new columns, every cell with its 95 % interval, for the model rows and FBANK
-    expect = {"hubert": ("asr (WER", "asr+LM (WER", "ic (ACC", "sd (DER"), "beats": ("sd (DER",), "mert": ("beat (BEAT_F",)}
+    expect = {"hubert": ("asr (WER", "asr+LM (WER", "ic (ACC", "sd (DER"), "beats": ("sd (DER",), "mert": ("beat (BEAT_F", "ks (ACC")}
     for name, titles in expect.items():
         cells = _cells((out / "bench" / name / "results.md").read_text())
         rows = {r for r, _ in cells}
@@ -79,6 +79,9 @@ def test_demo_recipe_tiny_end_to_end_and_idempotent(tmp_path):
         src = json.loads((out / "bench/hubert/runs/fbank" / task / "result.json").read_text())
         assert mine["settings"] == src["settings"] and mine["value"] == src["value"], (name, task)
     assert all("/bench/hubert/runs/" in l for l in r.stderr.splitlines() if "reused from" in l)
+    # MERT's row of stage 8 (a speech task included) is trained in lane A, the table written in lane B
+    assert "[A] " in next(l for l in r.stderr.splitlines() if "MERT's bench row" in l)
+    assert (out / "bench/mert/runs/fbank/ks/result.json").is_file()
 
     # stage 9: the one-page report, its figures, every pretraining run and family, the claims
     report = (out / "report.md").read_text()

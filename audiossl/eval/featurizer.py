@@ -36,7 +36,10 @@ class Featurizer(nn.Module):
         if self.weights is None:
             return stack[..., 0, :]
         w = torch.softmax(self.weights, dim=0).to(stack.dtype)
-        return torch.einsum("...ld,l->...d", stack, w)
+        # in the stack's dtype even under autocast, which would first copy the whole stack to bf16:
+        # this sum only reads it once (2x faster on a CPU); the head casts the [..., dim] result itself
+        with torch.autocast(stack.device.type, enabled=False):
+            return torch.einsum("...ld,l->...d", stack, w)
 
     def layer_weights(self) -> list[float]:
         """The normalised weight of each upstream layer (one-hot for a fixed layer)."""

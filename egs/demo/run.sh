@@ -17,13 +17,14 @@
 # stage 6  audiossl bench            FBANK vs HuBERT it1 vs it2 vs WavLM vs data2vec2 on every demo speech/music task
 #                                    (PR, ASR greedy + LM, KS, IC, SID, ASV, ER, SD, instrument, pitch, key, beat) → $out/bench/hubert
 # stage 7  audiossl bench            FBANK vs BEATs it1 vs it2 on the demo tasks (PR/ASR on ×8 tiled frames) → $out/bench/beats
-# stage 8  audiossl bench            FBANK vs HuBERT it2 vs MERT on the music tasks (+ beat) → $out/bench/mert
+# stage 8  audiossl bench            FBANK vs HuBERT it2 vs MERT on every demo task → $out/bench/mert
 #                                    (7 and 8 copy the FBANK / HuBERT it2 pairs stage 6 finished: --reuse)
 # stage 9  audiossl report           $out/report.md: curves, PNMI, bench CIs, score vs pretraining compute, claims
 # With --jobs 2 (default) the stages run in two lanes of one thread each (two single-thread processes get
 # 1.3x the work of one two-thread process through a tiny model's step on 2 cores): after the corpus and the
-# MFCC labels, lane A = stages 1, 4 and four speech-bench rows, lane B = stages 2, 3, 5, 7, the data2vec2
-# row and stage 8; then stages 6 (the table from the finished rows) and 9. --jobs 1 runs stages 1..9 in order.
+# MFCC labels, lane A = stages 1, 4, four speech-bench rows and MERT's bench row, lane B = stages 2, 3, 5, 7,
+# the data2vec2 row and stage 8 (the table, once lane A is done); then stages 6 (the table from the finished
+# rows) and 9. --jobs 1 runs stages 1..9 in order.
 # The corpus includes the opt-in IC / SD / beat sets (`audiossl synth --tasks all,intents,conversations,music_beats`).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -38,7 +39,7 @@ tasks=pr,asr,ks,ic,sid,asv,er,sd,instrument,pitch,key,beat
 # BEATs gives 6.25 frames/s, fewer than the phones/letters of an utterance: the bench tiles its frames ×8
 # for the CTC heads of pr/asr (TaskSpec.ctc_tile_rate, as ESPnet's S3prlFrontend tile_factor)
 beats_tasks=pr,asr,ks,ic,sid,er,sd,instrument,pitch,key,beat
-mert_tasks=instrument,pitch,key,beat
+mert_tasks=$tasks  # MERT's row on every task (#17); claim (c) reads pitch, key, instrument
 size=small       # demo corpus size (tiny: seconds, for the tests)
 steps1=          # HuBERT steps of iteration 1 / 2 (empty: egs/demo/hubert/run.sh defaults)
 steps2=
@@ -116,7 +117,7 @@ stage_7() {
   fi
 }
 stage_8() {
-  if run_stage 8 "music benchmark: FBANK vs HuBERT-tiny it2 vs MERT-tiny"; then
+  if run_stage 8 "MERT benchmark: FBANK vs HuBERT-tiny it2 vs MERT-tiny"; then
     audiossl bench "$out/hubert/it2/exp/checkpoint" "$out/mert/mert/exp/checkpoint" \
       --data "$corpus" --out "$out/bench/mert" --tasks "$mert_tasks" --reuse "$out/bench/hubert" "${bench_opts[@]}"
     stage_done 8
@@ -129,24 +130,42 @@ stage_9() {
   fi
 }
 
-# lane NAME FUNCTION: run FUNCTION in the background on one thread, its output prefixed with [NAME].
+# lane NAME FUNCTION: run FUNCTION in the background on one thread, its output prefixed with [NAME];
+# $exp/.lane_NAME.end appears when it has ended, failed or not (the other lane may wait for it).
 lane() {
-  ( set -o pipefail
+  rm -f "$exp/.lane_$1.end"
+  ( set -o pipefail; trap "touch '$exp/.lane_$1.end'" EXIT  # a trap, not `|| rc=$?`, which turns set -e off inside
     ( export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1; nj=1; "$2" ) 2>&1 | sed -u "s/^/[$1] /" >&2 ) &
 }
+# wait_for FILE LANE: until FILE exists or LANE has ended; true when FILE exists.
+wait_for() {
+  until [ -f "$1" ] || [ -f "$exp/.lane_$2.end" ]; do sleep 2; done
+  [ -f "$1" ]
+}
+# MERT's row of stage 8's table (--no-report), in lane A once lane B has trained MERT; stage 8 then
+# copies the FBANK and HuBERT it2 pairs from the speech table and writes the table.
+mert_bench_row() {
+  [ 8 -ge "$stage" ] && [ 8 -le "$stop_stage" ] && [ ! -f "$exp/.done.stage8" ] || return 0
+  wait_for "$exp/.done.stage3" B || { log "MERT was not trained (lane B ended first): its bench row is left to stage 8"; return 0; }
+  log "stage 8, in this lane: MERT's bench row"
+  audiossl bench "$out/mert/mert/exp/checkpoint" --no-fbank --data "$corpus" --out "$out/bench/mert" \
+    --tasks "$mert_tasks" --no-report "${bench_opts[@]}"
+}
 # Lane A: HuBERT (both iterations) → WavLM (on HuBERT's iteration-1 labels) → four speech-bench rows,
-# FBANK first: stages 7 and 8 in lane B then copy its rows (and HuBERT it2's) instead of training them again.
+# FBANK first (stages 7 and 8 in lane B then copy its rows, and HuBERT it2's, instead of training them
+# again) → MERT's bench row (MERT comes from lane B, long finished by then).
 lane_a() {
   if $stage1_todo; then hubert_pipeline 1; stage_done 1; fi
   stage_4
   speech_bench_rows fbank "${speech_rows[0]}" "${speech_rows[1]}" "${speech_rows[2]}"
+  mert_bench_row
 }
-# Lane B: BEATs → MERT → data2vec 2.0 → the BEATs bench → the data2vec 2.0 speech-bench row → the music
-# bench (it also needs HuBERT's iteration 2 from lane A, done long before: it waits for it all the same).
+# Lane B: BEATs → MERT → data2vec 2.0 → the BEATs bench → the data2vec 2.0 speech-bench row → stage 8's
+# table, once lane A has finished the rows it copies.
 lane_b() {
   stage_2; stage_3; stage_5; stage_7
   speech_bench_rows "${speech_rows[3]}" --no-fbank
-  until [ -f "$exp/.done.stage1" ] || ! kill -0 "$pid_a" 2>/dev/null; do sleep 2; done
+  wait_for "$exp/.lane_A.end" A || true
   stage_8
 }
 
@@ -156,7 +175,7 @@ if [ "$jobs" -ge 2 ]; then
     stage1_todo=true
     hubert_pipeline "$nj" --stop_stage 2  # the corpus and the MFCC k-means labels, which both lanes read
   fi
-  log "two lanes, one thread each: A = stages 1, 4 + speech-bench rows; B = stages 2, 3, 5, 7, the data2vec2 row, 8"
+  log "two lanes, one thread each: A = stages 1, 4, speech-bench rows, MERT's row; B = stages 2, 3, 5, 7, the data2vec2 row, 8"
   lane A lane_a; pid_a=$!
   lane B lane_b; pid_b=$!
   failed=
