@@ -79,8 +79,9 @@ def test_demo_recipe_tiny_end_to_end_and_idempotent(tmp_path):
         src = json.loads((out / "bench/hubert/runs/fbank" / task / "result.json").read_text())
         assert mine["settings"] == src["settings"] and mine["value"] == src["value"], (name, task)
     assert all("/bench/hubert/runs/" in l for l in r.stderr.splitlines() if "reused from" in l)
-    # MERT's row of stage 8 (a speech task included) is trained in lane A, the table written in lane B
-    assert "[A] " in next(l for l in r.stderr.splitlines() if "MERT's bench row" in l)
+    # MERT's row of stage 8 (a speech task included) is trained in lane B, data2vec2's row of stage 6 in lane A
+    assert "[B] " in next(l for l in r.stderr.splitlines() if "in this lane: MERT's bench row" in l)
+    assert "[A] " in next(l for l in r.stderr.splitlines() if "in this lane: bench rows" in l and "data2vec2" in l)
     assert (out / "bench/mert/runs/fbank/ks/result.json").is_file()
 
     # stage 9: the one-page report, its figures, every pretraining run and family, the claims

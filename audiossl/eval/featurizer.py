@@ -36,10 +36,13 @@ class Featurizer(nn.Module):
         if self.weights is None:
             return stack[..., 0, :]
         w = torch.softmax(self.weights, dim=0).to(stack.dtype)
-        # in the stack's dtype even under autocast, which would first copy the whole stack to bf16:
-        # this sum only reads it once (2x faster on a CPU); the head casts the [..., dim] result itself
-        with torch.autocast(stack.device.type, enabled=False):
-            return torch.einsum("...ld,l->...d", stack, w)
+        # Summed in the stack's dtype even under autocast, which would first copy the whole stack to bf16
+        # (2x the time of this sum on a CPU); only the [..., dim] result is cast to the autocast dtype,
+        # so the head's masks and elementwise ops stay in that dtype as they would under autocast.
+        device = stack.device.type
+        with torch.autocast(device, enabled=False):
+            out = torch.einsum("...ld,l->...d", stack, w)
+        return out.to(torch.get_autocast_dtype(device)) if torch.is_autocast_enabled(device) else out
 
     def layer_weights(self) -> list[float]:
         """The normalised weight of each upstream layer (one-hot for a fixed layer)."""

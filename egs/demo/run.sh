@@ -22,9 +22,9 @@
 # stage 9  audiossl report           $out/report.md: curves, PNMI, bench CIs, score vs pretraining compute, claims
 # With --jobs 2 (default) the stages run in two lanes of one thread each (two single-thread processes get
 # 1.3x the work of one two-thread process through a tiny model's step on 2 cores): after the corpus and the
-# MFCC labels, lane A = stages 1, 4, four speech-bench rows and MERT's bench row, lane B = stages 2, 3, 5, 7,
-# the data2vec2 row and stage 8 (the table, once lane A is done); then stages 6 (the table from the finished
-# rows) and 9. --jobs 1 runs stages 1..9 in order.
+# MFCC labels, lane A = stages 1, 4 and five speech-bench rows (the data2vec2 row from lane B's model),
+# lane B = stages 2, 3, 5, 7, MERT's bench row and stage 8 (the table, once lane A is done); then stages 6
+# (the table from the finished rows) and 9. --jobs 1 runs stages 1..9 in order.
 # The corpus includes the opt-in IC / SD / beat sets (`audiossl synth --tasks all,intents,conversations,music_beats`).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -142,29 +142,29 @@ wait_for() {
   until [ -f "$1" ] || [ -f "$exp/.lane_$2.end" ]; do sleep 2; done
   [ -f "$1" ]
 }
-# MERT's row of stage 8's table (--no-report), in lane A once lane B has trained MERT; stage 8 then
-# copies the FBANK and HuBERT it2 pairs from the speech table and writes the table.
+# MERT's row of stage 8's table (--no-report); stage 8 then copies the FBANK and HuBERT it2 pairs from
+# the speech table and writes the table.
 mert_bench_row() {
-  [ 8 -ge "$stage" ] && [ 8 -le "$stop_stage" ] && [ ! -f "$exp/.done.stage8" ] || return 0
-  wait_for "$exp/.done.stage3" B || { log "MERT was not trained (lane B ended first): its bench row is left to stage 8"; return 0; }
+  [ 8 -ge "$stage" ] && [ 8 -le "$stop_stage" ] && [ ! -f "$exp/.done.stage8" ] && [ -f "$exp/.done.stage3" ] || return 0
   log "stage 8, in this lane: MERT's bench row"
   audiossl bench "$out/mert/mert/exp/checkpoint" --no-fbank --data "$corpus" --out "$out/bench/mert" \
     --tasks "$mert_tasks" --no-report "${bench_opts[@]}"
 }
 # Lane A: HuBERT (both iterations) → WavLM (on HuBERT's iteration-1 labels) → four speech-bench rows,
 # FBANK first (stages 7 and 8 in lane B then copy its rows, and HuBERT it2's, instead of training them
-# again) → MERT's bench row (MERT comes from lane B, long finished by then).
+# again) → the data2vec 2.0 row (its model comes from lane B, long finished by then).
 lane_a() {
   if $stage1_todo; then hubert_pipeline 1; stage_done 1; fi
   stage_4
   speech_bench_rows fbank "${speech_rows[0]}" "${speech_rows[1]}" "${speech_rows[2]}"
-  mert_bench_row
+  if wait_for "$exp/.done.stage5" B; then speech_bench_rows "${speech_rows[3]}" --no-fbank
+  else log "data2vec2 was not trained (lane B ended first): its bench row is left to stage 6"; fi
 }
-# Lane B: BEATs → MERT → data2vec 2.0 → the BEATs bench → the data2vec 2.0 speech-bench row → stage 8's
-# table, once lane A has finished the rows it copies.
+# Lane B: BEATs → MERT → data2vec 2.0 → the BEATs bench → MERT's bench row → stage 8's table, once lane A
+# has finished the rows it copies.
 lane_b() {
   stage_2; stage_3; stage_5; stage_7
-  speech_bench_rows "${speech_rows[3]}" --no-fbank
+  mert_bench_row
   wait_for "$exp/.lane_A.end" A || true
   stage_8
 }
@@ -175,7 +175,7 @@ if [ "$jobs" -ge 2 ]; then
     stage1_todo=true
     hubert_pipeline "$nj" --stop_stage 2  # the corpus and the MFCC k-means labels, which both lanes read
   fi
-  log "two lanes, one thread each: A = stages 1, 4, speech-bench rows, MERT's row; B = stages 2, 3, 5, 7, the data2vec2 row, 8"
+  log "two lanes, one thread each: A = stages 1, 4 + speech-bench rows; B = stages 2, 3, 5, 7, MERT's bench row, 8"
   lane A lane_a; pid_a=$!
   lane B lane_b; pid_b=$!
   failed=
