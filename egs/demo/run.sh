@@ -133,7 +133,6 @@ stage_9() {
 # lane NAME FUNCTION: run FUNCTION in the background on one thread, its output prefixed with [NAME];
 # $exp/.lane_NAME.end appears when it has ended, failed or not (the other lane may wait for it).
 lane() {
-  rm -f "$exp/.lane_$1.end"
   ( set -o pipefail; trap "touch '$exp/.lane_$1.end'" EXIT  # a trap, not `|| rc=$?`, which turns set -e off inside
     ( export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1; nj=1; "$2" ) 2>&1 | sed -u "s/^/[$1] /" >&2 ) &
 }
@@ -176,6 +175,7 @@ if [ "$jobs" -ge 2 ]; then
     hubert_pipeline "$nj" --stop_stage 2  # the corpus and the MFCC k-means labels, which both lanes read
   fi
   log "two lanes, one thread each: A = stages 1, 4 + speech-bench rows; B = stages 2, 3, 5, 7, MERT's bench row, 8"
+  rm -f "$exp/.lane_A.end" "$exp/.lane_B.end"  # before either lane starts: neither may see the other's old marker
   lane A lane_a; pid_a=$!
   lane B lane_b; pid_b=$!
   failed=
